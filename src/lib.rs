@@ -1,0 +1,22 @@
+//! wsbench: which WebSocket stack should I use, and what does it cost?
+//!
+//! The crate has four parts that never reach into each other's concerns:
+//!
+//! - [`stacks`]: one echo server per stack behind one small interface, all
+//!   listed in [`stacks::STACKS`];
+//! - [`client`]: the one load client that drives every stack and verifies
+//!   every echo (length, content, order and count);
+//! - [`measure`]: what the benches read besides time (per-thread CPU,
+//!   allocations, RSS) and where threads run ([`placement`]);
+//! - [`results`] and [`report`]: the JSON record of a run and the files made
+//!   from it. Reports read results; they never measure.
+
+pub mod client;
+pub mod measure;
+pub mod placement;
+pub mod results;
+pub mod settings;
+pub mod stacks;
+pub mod machine;
+pub mod probe;
+pub mod report;

@@ -1,0 +1,101 @@
+//! Facts about the machine, toolchain and commit, recorded beside every
+//! result so that a figure can be traced to where it was measured.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::placement::Placement;
+use crate::results::RunInfo;
+use crate::stacks::STACKS;
+
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `git rev-parse HEAD` plus `-dirty` when tracked files differ, or
+/// "unknown" outside a git checkout.
+pub fn commit() -> String {
+    let Some(head) = command_line("git", &["rev-parse", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty = command_line("git", &["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        format!("{head}-dirty")
+    } else {
+        head
+    }
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// The current time as RFC 3339 UTC, without a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Every stack's name mapped to "package version".
+pub fn stack_versions() -> BTreeMap<String, String> {
+    STACKS.iter().map(|s| (s.name.to_string(), s.package_version())).collect()
+}
+
+/// Collects the record for a run under `placement`.
+pub fn run_info(placement: Placement, server_threads: usize, quick: bool) -> RunInfo {
+    RunInfo {
+        commit: commit(),
+        date: now_rfc3339(),
+        cpu: cpu_model(),
+        cpus: crate::placement::online_cpus(),
+        memory_bytes: memory_bytes(),
+        kernel: command_line("uname", &["-sr"]).unwrap_or_else(|| "unknown".into()),
+        rustc: command_line("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
+        placement: placement.to_string(),
+        server_threads,
+        client_threads: 1,
+        quick,
+        versions: stack_versions(),
+    }
+}

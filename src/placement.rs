@@ -1,0 +1,110 @@
+//! Where the client and the server threads run.
+//!
+//! On the 2-core nested VM this suite was built on, a wake-up that crosses
+//! cores costs about 100 µs, several times the whole software path of a
+//! round trip, so placement decides both a figure and its noise. It is a
+//! setting (`WSBENCH_PLACEMENT` or `--placement`) and recorded beside every
+//! result.
+
+use std::fmt;
+
+/// Environment variable that selects the placement.
+pub const PLACEMENT_ENV: &str = "WSBENCH_PLACEMENT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Placement {
+    /// Client and server threads all pinned to CPU 0: no cross-core
+    /// wake-ups; client and server share one core's time. The reference
+    /// placement, chosen because it gave the most stable round trips (the
+    /// `placement` benchmark measures this on every full run).
+    #[default]
+    SameCore,
+    /// Client threads on CPU 0, server threads on CPU 1.
+    SplitCores,
+    /// No pinning: the scheduler decides.
+    Unpinned,
+}
+
+impl Placement {
+    pub const ALL: [Placement; 3] = [Placement::SameCore, Placement::SplitCores, Placement::Unpinned];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::SameCore => "same-core",
+            Placement::SplitCores => "split-cores",
+            Placement::Unpinned => "unpinned",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Placement> {
+        Placement::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown placement {s:?}: expected same-core, split-cores or unpinned")
+            })
+    }
+
+    /// The placement named by `WSBENCH_PLACEMENT`, or the reference one.
+    pub fn from_env() -> anyhow::Result<Placement> {
+        match std::env::var(PLACEMENT_ENV) {
+            Ok(s) => Placement::parse(s.trim()).map_err(|e| anyhow::anyhow!("{PLACEMENT_ENV}: {e}")),
+            Err(_) => Ok(Placement::default()),
+        }
+    }
+
+    /// CPUs for the client's threads, or `None` for no pinning.
+    pub fn client_cpus(self) -> Option<Vec<usize>> {
+        match self {
+            Placement::SameCore | Placement::SplitCores => Some(vec![0]),
+            Placement::Unpinned => None,
+        }
+    }
+
+    /// CPUs for the server's threads, or `None` for no pinning. With one CPU
+    /// only, split-cores falls back to CPU 0 (and says so in the name of
+    /// nothing: the machine record shows the CPU count).
+    pub fn server_cpus(self) -> Option<Vec<usize>> {
+        match self {
+            Placement::SameCore => Some(vec![0]),
+            Placement::SplitCores => Some(vec![if online_cpus() > 1 { 1 } else { 0 }]),
+            Placement::Unpinned => None,
+        }
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Number of CPUs this process may run on.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Pins the calling thread to `cpus`; `None` leaves it where it is.
+pub fn pin_current_thread(cpus: Option<&[usize]>) -> anyhow::Result<()> {
+    let Some(cpus) = cpus else { return Ok(()) };
+    pin_pid(0, cpus)
+}
+
+/// Pins a thread or process by id (0 = the calling thread).
+pub fn pin_pid(pid: libc::pid_t, cpus: &[usize]) -> anyhow::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only touch the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            anyhow::bail!(
+                "sched_setaffinity({pid}, {cpus:?}) failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}

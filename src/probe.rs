@@ -1,0 +1,1 @@
+//! RFC 6455 conformance and abuse probe. (stub)

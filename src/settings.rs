@@ -1,0 +1,85 @@
+//! The settings every stack gets, so that the comparison is fair.
+//!
+//! One struct, [`ServerSettings`], carries everything a stack needs to start.
+//! Each stack maps [`Profile`] onto its own configuration knobs; where a
+//! stack cannot honour a setting, its file says so.
+
+use std::net::SocketAddr;
+
+use crate::placement::Placement;
+
+/// The largest message and frame every stack must accept under the suite's
+/// settings. The brief asks for at least 16 MiB; 32 MiB leaves headroom so
+/// that a 16 MiB message plus framing never sits on a limit's edge.
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
+
+/// The read buffer used by the `small-buffers` profile, for stacks that let
+/// you size it. tungstenite's default is 128 KiB per connection.
+pub const SMALL_READ_BUFFER_BYTES: usize = 4 << 10;
+
+/// Which configuration a server runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// The suite's settings: TCP_NODELAY on, compression off, message and
+    /// frame limits at [`MAX_MESSAGE_BYTES`], buffers at the stack's default.
+    Suite,
+    /// The suite's settings with the read buffer shrunk to
+    /// [`SMALL_READ_BUFFER_BYTES`] where the stack allows it. Used to show
+    /// what buffer defaults cost per idle connection.
+    SmallBuffers,
+    /// The stack's own defaults, untouched (compression included where the
+    /// stack turns it on by default). Only the memory benchmark uses it.
+    Defaults,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::Suite, Profile::SmallBuffers, Profile::Defaults];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Suite => "suite",
+            Profile::SmallBuffers => "small-buffers",
+            Profile::Defaults => "defaults",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Profile> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown profile {s:?}: expected suite, small-buffers or defaults"))
+    }
+
+    /// The message limit a stack should enforce, or `None` to keep its own.
+    pub fn max_message_bytes(self) -> Option<usize> {
+        match self {
+            Profile::Suite | Profile::SmallBuffers => Some(MAX_MESSAGE_BYTES),
+            Profile::Defaults => None,
+        }
+    }
+}
+
+/// Everything a stack needs to start one echo server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Worker threads of the server's runtime (1 by default, as in the
+    /// published single-threaded server benchmarks).
+    pub threads: usize,
+    /// Where the server's threads may run.
+    pub placement: Placement,
+    pub profile: Profile,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            threads: 1,
+            placement: Placement::from_env().unwrap_or_default(),
+            profile: Profile::Suite,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The stacks under test: one file each, all listed in [`STACKS`].
+//!
+//! A stack is a [`StackInfo`]: its name, the package and version it
+//! measures, and a `start` function that serves the suite's echo contract on
+//! a fresh runtime of its own:
+//!
+//! - every text or binary message comes back as one message of the same
+//!   kind and bytes (fragmented input reassembled);
+//! - ping gets pong; a close gets the close handshake;
+//! - TCP_NODELAY on, compression off, message and frame limits raised to
+//!   [`crate::settings::MAX_MESSAGE_BYTES`] (under [`Profile::Suite`]);
+//! - the upgrade is accepted on any request path.
+//!
+//! Adding a stack is one file here and one line in [`STACKS`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::settings::{Profile, ServerSettings};
+
+pub mod actix_ws;
+pub mod axum;
+pub mod fastwebsockets;
+pub mod python;
+pub mod raw_tcp;
+pub mod runtime;
+pub mod tokio_tungstenite;
+pub mod tokio_websockets;
+
+/// Every stack, in the order reports list them: the raw-TCP floor first,
+/// then the dedicated library and the framework of the original question,
+/// then the other Rust stacks, then the original Python pair.
+pub const STACKS: &[StackInfo] = &[
+    raw_tcp::STACK,
+    tokio_tungstenite::STACK,
+    axum::STACK,
+    fastwebsockets::STACK,
+    tokio_websockets::STACK,
+    actix_ws::STACK,
+    python::WEBSOCKETS,
+    python::AIOHTTP,
+];
+
+/// What the client speaks to a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// RFC 6455 WebSocket after an HTTP/1.1 upgrade.
+    WebSocket,
+    /// Length-prefixed bytes echoed verbatim: the floor, not WebSocket.
+    RawTcp,
+}
+
+/// Where a stack's server runs, which decides how its CPU and memory are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// Threads of this process: the counting allocator and per-thread
+    /// clocks see it.
+    InProcess,
+    /// A child process: CPU and RSS come from `/proc/<pid>`.
+    ChildProcess,
+}
+
+/// One row of the stack table.
+#[derive(Clone, Copy)]
+pub struct StackInfo {
+    /// Short name used on the command line and in benchmark ids.
+    pub name: &'static str,
+    /// The crate or Python package measured.
+    pub package: &'static str,
+    /// Its version (from Cargo.lock or python/requirements.txt at build time).
+    pub version: &'static str,
+    pub protocol: Protocol,
+    pub host: Host,
+    /// How the suite's settings map onto this stack, and what it cannot honour.
+    pub notes: &'static str,
+    /// Starts an echo server. Must return once the server accepts
+    /// connections.
+    pub start: fn(&ServerSettings) -> anyhow::Result<ServerHandle>,
+}
+
+impl StackInfo {
+    /// "axum 0.8.9".
+    pub fn package_version(&self) -> String {
+        format!("{} {}", self.package, self.version)
+    }
+
+    /// Starts the server, naming the stack in any error.
+    pub fn start(&self, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+        (self.start)(settings).map_err(|e| e.context(format!("starting stack {}", self.name)))
+    }
+}
+
+impl std::fmt::Debug for StackInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackInfo").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+/// Looks a stack up by name; the error lists the valid names.
+pub fn find(name: &str) -> anyhow::Result<&'static StackInfo> {
+    STACKS.iter().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = STACKS.iter().map(|s| s.name).collect();
+        anyhow::anyhow!("unknown stack {name:?}; known stacks: {}", names.join(", "))
+    })
+}
+
+/// The Rust WebSocket stacks and the floor: what runs in this process.
+pub fn in_process() -> impl Iterator<Item = &'static StackInfo> {
+    STACKS.iter().filter(|s| s.host == Host::InProcess)
+}
+
+/// A running server. Dropping it shuts the server down and waits for it.
+pub struct ServerHandle {
+    pub stack: &'static str,
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    /// The server's process id when it runs in a child process.
+    pub pid: Option<u32>,
+    pub profile: Profile,
+    stop: Option<Box<dyn FnOnce() -> anyhow::Result<()> + Send>>,
+}
+
+/// How long a server gets to stop before it is abandoned (threads) or
+/// killed (processes).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl ServerHandle {
+    pub fn new(
+        stack: &'static str,
+        addr: SocketAddr,
+        protocol: Protocol,
+        profile: Profile,
+        pid: Option<u32>,
+        stop: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    ) -> ServerHandle {
+        ServerHandle { stack, addr, protocol, pid, profile, stop: Some(Box::new(stop)) }
+    }
+
+    /// `ws://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Stops the server and waits for it (at most [`SHUTDOWN_GRACE`]).
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_now()
+    }
+
+    fn stop_now(&mut self) -> anyhow::Result<()> {
+        match self.stop.take() {
+            Some(stop) => stop().map_err(|e| e.context(format!("stopping stack {}", self.stack))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_now() {
+            eprintln!("wsbench: {e:#}");
+        }
+    }
+}

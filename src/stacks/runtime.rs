@@ -1,0 +1,104 @@
+//! What the tokio-based stacks share: a runtime of their own on named,
+//! pinned threads, a listener bound with a clear error, and an accept loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Protocol, ServerHandle, SHUTDOWN_GRACE};
+use crate::measure::threads::{self, Role};
+use crate::placement::pin_current_thread;
+use crate::settings::{Profile, ServerSettings};
+
+/// Binds a std listener with an error that names the address.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("address {addr} is already in use")
+        } else {
+            anyhow::anyhow!("cannot bind {addr}: {e}")
+        }
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The name server threads carry, e.g. `srv-axum` (the kernel keeps 15 bytes).
+pub fn server_thread_name(stack: &str) -> String {
+    format!("srv-{stack}")
+}
+
+/// Marks the calling thread as a server thread of `stack` and pins it.
+pub fn enter_server_thread(stack: &str, cpus: Option<&[usize]>) {
+    threads::register(Role::Server, &server_thread_name(stack));
+    if let Err(e) = pin_current_thread(cpus) {
+        eprintln!("wsbench: {stack}: {e:#}");
+    }
+}
+
+/// Starts a tokio multi-thread runtime with `settings.threads` workers named
+/// after the stack, binds the listener and runs `serve` on it until the
+/// handle is shut down.
+pub fn start_tokio_server<F, Fut>(
+    stack: &'static str,
+    settings: &ServerSettings,
+    serve: F,
+) -> anyhow::Result<ServerHandle>
+where
+    F: FnOnce(TcpListener, Profile) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    anyhow::ensure!(settings.threads >= 1, "server threads must be at least 1");
+    let cpus = settings.placement.server_cpus();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads)
+        .thread_name(server_thread_name(stack))
+        .on_thread_start(move || enter_server_thread(stack, cpus.as_deref()))
+        .enable_all()
+        .build()
+        .context("building the server runtime")?;
+    let std_listener = bind(settings.addr)?;
+    let addr = std_listener.local_addr()?;
+    let listener = {
+        let _guard = rt.enter();
+        TcpListener::from_std(std_listener)?
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let profile = settings.profile;
+    rt.spawn(async move {
+        tokio::select! {
+            _ = serve(listener, profile) => {}
+            _ = stop_rx => {}
+        }
+    });
+    Ok(ServerHandle::new(stack, addr, Protocol::WebSocket, settings.profile, None, move || {
+        let _ = stop_tx.send(());
+        rt.shutdown_timeout(SHUTDOWN_GRACE);
+        Ok(())
+    }))
+}
+
+/// Accepts connections forever, turns TCP_NODELAY on and hands each one to
+/// `handle` on its own task. Accept errors (such as running out of file
+/// descriptors) are reported and retried after a pause rather than ending
+/// the server.
+pub async fn accept_loop<H, Fut>(stack: &'static str, listener: TcpListener, profile: Profile, handle: H)
+where
+    H: Fn(TcpStream, Profile) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(stream, profile));
+            }
+            Err(e) => {
+                eprintln!("wsbench: {stack}: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
