@@ -16,7 +16,10 @@ const CRATES: &[&str] = &[
 ];
 
 fn env_key(name: &str) -> String {
-    format!("WSBENCH_VERSION_{}", name.to_uppercase().replace(['-', '.'], "_"))
+    format!(
+        "WSBENCH_VERSION_{}",
+        name.to_uppercase().replace(['-', '.'], "_")
+    )
 }
 
 fn main() {
@@ -32,7 +35,10 @@ fn main() {
         let mut lines = lock.lines();
         while let Some(line) = lines.next() {
             if line.trim() == format!("name = \"{krate}\"") {
-                if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+                if let Some(v) = lines
+                    .next()
+                    .and_then(|l| l.trim().strip_prefix("version = "))
+                {
                     versions.push(v.trim_matches('"').to_string());
                 }
             }
@@ -44,7 +50,9 @@ fn main() {
             .and_then(|l| l.split("\"=").nth(1))
             .and_then(|rest| rest.split('"').next())
             .map(str::to_string);
-        let version = pinned.or_else(|| versions.last().cloned()).unwrap_or_else(|| "unknown".into());
+        let version = pinned
+            .or_else(|| versions.last().cloned())
+            .unwrap_or_else(|| "unknown".into());
         println!("cargo:rustc-env={}={}", env_key(krate), version);
     }
 
@@ -53,8 +61,16 @@ fn main() {
         let version = reqs
             .lines()
             .filter_map(|l| l.split('#').next())
-            .find_map(|l| l.trim().strip_prefix(&format!("{pkg}==")).map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{pkg}=="))
+                    .map(|v| v.trim().to_string())
+            })
             .unwrap_or_else(|| "unpinned".into());
-        println!("cargo:rustc-env={}={}", env_key(&format!("py-{pkg}")), version);
+        println!(
+            "cargo:rustc-env={}={}",
+            env_key(&format!("py-{pkg}")),
+            version
+        );
     }
 }

@@ -12,11 +12,11 @@
 //!   from it. Reports read results; they never measure.
 
 pub mod client;
+pub mod machine;
 pub mod measure;
 pub mod placement;
+pub mod probe;
+pub mod report;
 pub mod results;
 pub mod settings;
 pub mod stacks;
-pub mod machine;
-pub mod probe;
-pub mod report;

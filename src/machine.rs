@@ -10,7 +10,9 @@ use crate::stacks::STACKS;
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// `git rev-parse HEAD` plus `-dirty` when tracked files differ, or
@@ -79,7 +81,10 @@ pub fn now_rfc3339() -> String {
 
 /// Every stack's name mapped to "package version".
 pub fn stack_versions() -> BTreeMap<String, String> {
-    STACKS.iter().map(|s| (s.name.to_string(), s.package_version())).collect()
+    STACKS
+        .iter()
+        .map(|s| (s.name.to_string(), s.package_version()))
+        .collect()
 }
 
 /// Collects the record for a run under `placement`.

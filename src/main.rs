@@ -1,1 +1,279 @@
-fn main() {}
+//! The `wsbench` command: list the stacks, serve one, drive one, probe one,
+//! write the report, compare two commits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wsbench::client::{self, Budget, MessageSpec, PayloadKind, Target};
+use wsbench::placement::Placement;
+use wsbench::settings::{Profile, ServerSettings};
+use wsbench::stacks::{self, Host};
+
+#[derive(Parser)]
+#[command(
+    name = "wsbench",
+    version,
+    about = "Benchmark WebSocket stacks with one verifying client"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every stack with its package version.
+    List,
+    /// Serve one stack's echo server until Ctrl-C.
+    Serve {
+        #[arg(long)]
+        stack: String,
+        /// Address to listen on (the port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Drive one stack (started in this process, or at --url) and print
+    /// msgs/s and round-trip percentiles.
+    Run {
+        /// Stack to start here; with --url, the name to report it under.
+        #[arg(long)]
+        stack: String,
+        /// Drive a server that is already running: ws://HOST:PORT/PATH or
+        /// tcp://HOST:PORT (raw-TCP echo).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        /// binary or text.
+        #[arg(long, default_value = "binary")]
+        kind: String,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Regenerate target-reports/ from target/wsbench/results.json.
+    Report,
+    /// Send malformed and abusive input to one stack and print what it does.
+    Probe {
+        #[arg(long)]
+        stack: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Server worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
+    #[arg(long)]
+    placement: Option<String>,
+    /// suite, small-buffers or defaults.
+    #[arg(long, default_value = "suite")]
+    profile: String,
+}
+
+impl ServerArgs {
+    fn placement(&self) -> anyhow::Result<Placement> {
+        match &self.placement {
+            Some(p) => Placement::parse(p),
+            None => Placement::from_env(),
+        }
+    }
+
+    fn settings(&self, addr: SocketAddr) -> anyhow::Result<ServerSettings> {
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        Ok(ServerSettings {
+            addr,
+            threads: self.threads,
+            placement: self.placement()?,
+            profile: Profile::parse(&self.profile)?,
+        })
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("wsbench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::List => list(),
+        Command::Serve {
+            stack,
+            addr,
+            server,
+        } => serve(&stack, server.settings(addr)?),
+        Command::Run {
+            stack,
+            url,
+            conns,
+            size,
+            window,
+            kind,
+            duration,
+            server,
+        } => {
+            anyhow::ensure!(conns >= 1, "--conns must be at least 1");
+            anyhow::ensure!(window >= 1, "--window must be at least 1");
+            anyhow::ensure!(
+                duration.is_finite() && duration > 0.0,
+                "--duration must be a positive number of seconds"
+            );
+            anyhow::ensure!(
+                size <= wsbench::settings::MAX_MESSAGE_BYTES,
+                "--size must be at most {} bytes (the suite's message limit)",
+                wsbench::settings::MAX_MESSAGE_BYTES
+            );
+            let spec = MessageSpec {
+                size_bytes: size,
+                kind: PayloadKind::parse(&kind)?,
+                window,
+            };
+            let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            drive(
+                &stack,
+                url.as_deref(),
+                conns,
+                spec,
+                Duration::from_secs_f64(duration),
+                settings,
+            )
+        }
+        Command::Report => {
+            // (report step lands with the report module)
+            anyhow::bail!("report: not built yet")
+        }
+        Command::Probe { stack, server } => {
+            let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let table = wsbench::probe::probe_stack(stacks::find(&stack)?, &settings)?;
+            print!("{}", wsbench::probe::format_table(&table));
+            Ok(())
+        }
+    }
+}
+
+fn list() -> anyhow::Result<()> {
+    println!("{:<20} {:<28} {:<10} where", "stack", "package", "protocol");
+    for s in stacks::STACKS {
+        let (version, host) = match s.host {
+            Host::InProcess => (s.package_version(), "in process".to_string()),
+            Host::ChildProcess => (s.package_version(), "child process".to_string()),
+        };
+        let protocol = match s.protocol {
+            stacks::Protocol::WebSocket => "websocket",
+            stacks::Protocol::RawTcp => "raw tcp",
+        };
+        println!("{:<20} {:<28} {:<10} {host}", s.name, version, protocol);
+    }
+    Ok(())
+}
+
+fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
+    let stack = stacks::find(name)?;
+    let server = stack.start(&settings)?;
+    let scheme = match server.protocol {
+        stacks::Protocol::WebSocket => "ws",
+        stacks::Protocol::RawTcp => "tcp",
+    };
+    println!(
+        "wsbench: serving {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}; Ctrl-C stops",
+        stack.name,
+        stack.package_version(),
+        server.addr,
+        settings.threads,
+        settings.placement,
+        settings.profile.as_str()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(tokio::signal::ctrl_c())
+        .context("waiting for Ctrl-C")?;
+    println!("wsbench: stopping {}", stack.name);
+    server.shutdown()
+}
+
+fn drive(
+    name: &str,
+    url: Option<&str>,
+    conns: usize,
+    spec: MessageSpec,
+    duration: Duration,
+    settings: ServerSettings,
+) -> anyhow::Result<()> {
+    // With --url the server is elsewhere; otherwise start the named stack.
+    let (target, server) = match url {
+        Some(url) => (Target::from_url(url, name)?, None),
+        None => {
+            let server = stacks::find(name)?.start(&settings)?;
+            (Target::of(&server), Some(server))
+        }
+    };
+    let rt = client::client_runtime(settings.placement)?;
+    let mut hist = client::new_histogram();
+    let stats = rt.block_on(async {
+        let mut conns = client::connect_many(&target, conns).await?;
+        // A short warm-up fills caches and buffers before measuring.
+        let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
+        client::drive(
+            &mut conns,
+            spec,
+            Budget::Until(warmup_until),
+            &mut client::new_histogram(),
+        )
+        .await?;
+        let stats = client::drive(
+            &mut conns,
+            spec,
+            Budget::Until(Instant::now() + duration),
+            &mut hist,
+        )
+        .await?;
+        client::close_all(conns).await?;
+        Ok::<_, client::ClientError>(stats)
+    })?;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
+        target.stack,
+        conns,
+        spec.size_bytes,
+        spec.kind.as_str(),
+        spec.window,
+        settings.placement,
+        stats.round_trips,
+        stats.elapsed.as_secs_f64()
+    );
+    println!(
+        "  {:.0} msgs/s, {:.1} MiB/s echoed; round trip p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+        stats.round_trips_per_s(),
+        stats.round_trips_per_s() * spec.size_bytes as f64 / (1024.0 * 1024.0),
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        hist.max() as f64 / 1000.0
+    );
+    if let Some(server) = server {
+        server.shutdown()?;
+    }
+    Ok(())
+}

@@ -26,7 +26,11 @@ pub enum Placement {
 }
 
 impl Placement {
-    pub const ALL: [Placement; 3] = [Placement::SameCore, Placement::SplitCores, Placement::Unpinned];
+    pub const ALL: [Placement; 3] = [
+        Placement::SameCore,
+        Placement::SplitCores,
+        Placement::Unpinned,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,14 +45,18 @@ impl Placement {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
-                anyhow::anyhow!("unknown placement {s:?}: expected same-core, split-cores or unpinned")
+                anyhow::anyhow!(
+                    "unknown placement {s:?}: expected same-core, split-cores or unpinned"
+                )
             })
     }
 
     /// The placement named by `WSBENCH_PLACEMENT`, or the reference one.
     pub fn from_env() -> anyhow::Result<Placement> {
         match std::env::var(PLACEMENT_ENV) {
-            Ok(s) => Placement::parse(s.trim()).map_err(|e| anyhow::anyhow!("{PLACEMENT_ENV}: {e}")),
+            Ok(s) => {
+                Placement::parse(s.trim()).map_err(|e| anyhow::anyhow!("{PLACEMENT_ENV}: {e}"))
+            }
             Err(_) => Ok(Placement::default()),
         }
     }
@@ -81,7 +89,9 @@ impl fmt::Display for Placement {
 
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Pins the calling thread to `cpus`; `None` leaves it where it is.

@@ -122,7 +122,10 @@ impl ResultsFile {
         if path.exists() {
             ResultsFile::load(path)
         } else {
-            Ok(ResultsFile { schema: SCHEMA_VERSION, groups: BTreeMap::new() })
+            Ok(ResultsFile {
+                schema: SCHEMA_VERSION,
+                groups: BTreeMap::new(),
+            })
         }
     }
 
@@ -153,9 +156,15 @@ pub fn merge_group(path: &Path, group: &str, results: GroupResults) -> anyhow::R
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("results path has no file name")?.to_string_lossy();
+    let name = path
+        .file_name()
+        .context("results path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;

@@ -48,7 +48,9 @@ impl Profile {
         Profile::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| anyhow::anyhow!("unknown profile {s:?}: expected suite, small-buffers or defaults"))
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown profile {s:?}: expected suite, small-buffers or defaults")
+            })
     }
 
     /// The message limit a stack should enforce, or `None` to keep its own.

@@ -1,1 +1,281 @@
-//! stub
+//! The one load client that drives every stack.
+//!
+//! It opens N connections, keeps a window of messages in flight on each,
+//! checks every echo (length, content, kind and order, through a sequence
+//! number in each message; see [`payload`]) and records each round trip in
+//! an HDR histogram. A short count, a wrong byte, a dropped or reordered
+//! echo, a closed connection or a stalled server is an error that names the
+//! stack: a stack can never win by losing messages.
+//!
+//! The client runs on a current-thread tokio runtime in the calling
+//! thread ([`client_runtime`]), registered as the client role and pinned by
+//! the placement.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+
+use crate::measure::threads::{self, Role};
+use crate::placement::{pin_current_thread, Placement};
+use crate::stacks::{Protocol, ServerHandle};
+
+mod conn;
+pub mod payload;
+pub mod wire;
+
+pub use conn::Connection;
+
+/// How long a connection (TCP connect plus handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the client waits without any echo before it calls the server
+/// stalled.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections are opened at once: below the listen backlog cap
+/// (somaxconn 4096 here) with room to spare.
+pub const CONNECT_CONCURRENCY: usize = 256;
+
+/// Text or binary messages. Text payloads are ASCII, so servers that
+/// validate UTF-8 do so on every byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayloadKind {
+    Binary,
+    Text,
+}
+
+impl PayloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadKind::Binary => "binary",
+            PayloadKind::Text => "text",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<PayloadKind> {
+        match s {
+            "binary" => Ok(PayloadKind::Binary),
+            "text" => Ok(PayloadKind::Text),
+            _ => anyhow::bail!("unknown message kind {s:?}: expected binary or text"),
+        }
+    }
+}
+
+/// The messages of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSpec {
+    pub size_bytes: usize,
+    pub kind: PayloadKind,
+    /// Messages in flight per connection (1 for latency).
+    pub window: usize,
+}
+
+/// How many round trips a connection makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    Count(u64),
+    Until(Instant),
+}
+
+impl Budget {
+    fn allows(self, done: u64) -> bool {
+        match self {
+            Budget::Count(n) => done < n,
+            Budget::Until(t) => Instant::now() < t,
+        }
+    }
+}
+
+/// A failure of the client or of the server it drives, naming the stack.
+#[derive(Debug)]
+pub struct ClientError {
+    pub stack: String,
+    pub what: String,
+}
+
+impl ClientError {
+    pub fn new(stack: &str, what: String) -> ClientError {
+        ClientError {
+            stack: stack.to_string(),
+            what,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stack {}: {}", self.stack, self.what)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Where the client connects.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The stack's name, for error messages and results.
+    pub stack: String,
+    pub addr: SocketAddr,
+    /// Host header value.
+    pub host: String,
+    /// Request path of the upgrade.
+    pub path: String,
+    pub protocol: Protocol,
+}
+
+impl Target {
+    /// The server behind a handle.
+    pub fn of(server: &ServerHandle) -> Target {
+        Target {
+            stack: server.stack.to_string(),
+            addr: server.addr,
+            host: server.addr.to_string(),
+            path: "/".into(),
+            protocol: server.protocol,
+        }
+    }
+
+    /// A server given by URL: `ws://HOST:PORT/PATH` for WebSocket, or
+    /// `tcp://HOST:PORT` for a raw-TCP echo. `stack` names it in results.
+    pub fn from_url(url: &str, stack: &str) -> anyhow::Result<Target> {
+        let (protocol, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+            (Protocol::WebSocket, rest)
+        } else if let Some(rest) = url.strip_prefix("tcp://") {
+            (Protocol::RawTcp, rest)
+        } else if url.starts_with("wss://") {
+            anyhow::bail!("{url}: wss:// (TLS) is not supported; use ws://");
+        } else {
+            anyhow::bail!("{url}: expected ws://HOST:PORT/PATH or tcp://HOST:PORT");
+        };
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        use std::net::ToSocketAddrs;
+        let addr = hostport
+            .to_socket_addrs()
+            .with_context(|| format!("{url}: cannot resolve {hostport:?} (HOST:PORT expected)"))?
+            .next()
+            .with_context(|| format!("{url}: {hostport:?} resolves to no address"))?;
+        Ok(Target {
+            stack: stack.to_string(),
+            addr,
+            host: hostport.to_string(),
+            path: path.to_string(),
+            protocol,
+        })
+    }
+}
+
+/// A current-thread runtime for the client, after registering the calling
+/// thread as the client and pinning it as `placement` says.
+pub fn client_runtime(placement: Placement) -> anyhow::Result<tokio::runtime::Runtime> {
+    threads::register(Role::Client, "client");
+    pin_current_thread(placement.client_cpus().as_deref())?;
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A histogram of round-trip times in nanoseconds, 1 ns to 100 s at three
+/// significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Opens `n` connections, [`CONNECT_CONCURRENCY`] at a time.
+pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, ClientError> {
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n {
+        let batch = CONNECT_CONCURRENCY.min(n - conns.len());
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
+        for c in opened {
+            conns.push(c.map_err(|e| {
+                ClientError::new(
+                    &target.stack,
+                    format!("connection {} of {n}: {}", conns.len() + 1, e.what),
+                )
+            })?);
+        }
+    }
+    Ok(conns)
+}
+
+/// The outcome of driving a set of connections.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// Verified round trips over all connections.
+    pub round_trips: u64,
+    /// Wall-clock time from the first send to the last verified echo.
+    pub elapsed: Duration,
+}
+
+impl RunStats {
+    pub fn round_trips_per_s(&self) -> f64 {
+        self.round_trips as f64 / self.elapsed.as_secs_f64().max(1e-12)
+    }
+}
+
+/// Drives every connection concurrently on the current task until its
+/// budget is spent. With [`Budget::Count`], each connection makes exactly
+/// that many round trips and the total is checked.
+pub async fn drive(
+    conns: &mut [Connection],
+    spec: MessageSpec,
+    budget: Budget,
+    hist: &mut Histogram<u64>,
+) -> Result<RunStats, ClientError> {
+    let started = Instant::now();
+    let round_trips = if conns.len() == 1 {
+        conns[0].run(spec, budget, hist).await?
+    } else {
+        // One histogram per connection, merged afterwards: the connections
+        // run interleaved on one thread and cannot share a &mut.
+        let mut hists: Vec<Histogram<u64>> = conns.iter().map(|_| new_histogram()).collect();
+        let results = futures_util::future::join_all(
+            conns
+                .iter_mut()
+                .zip(hists.iter_mut())
+                .map(|(c, h)| c.run(spec, budget, h)),
+        )
+        .await;
+        let mut total = 0;
+        for r in results {
+            total += r?;
+        }
+        for h in &hists {
+            hist.add(h).expect("same bounds");
+        }
+        total
+    };
+    let elapsed = started.elapsed();
+    if let Budget::Count(n) = budget {
+        let expected = n * conns.len() as u64;
+        if round_trips != expected {
+            let stack = conns
+                .first()
+                .map(|c| c.stack().to_string())
+                .unwrap_or_default();
+            return Err(ClientError::new(
+                &stack,
+                format!("{round_trips} round trips verified, {expected} expected"),
+            ));
+        }
+    }
+    Ok(RunStats {
+        round_trips,
+        elapsed,
+    })
+}
+
+/// Closes every connection with the close handshake.
+pub async fn close_all(conns: Vec<Connection>) -> Result<(), ClientError> {
+    for r in futures_util::future::join_all(conns.into_iter().map(Connection::close)).await {
+        r?;
+    }
+    Ok(())
+}

@@ -21,7 +21,10 @@ struct RoleCounters {
     bytes: AtomicU64,
 }
 
-const ZERO: RoleCounters = RoleCounters { allocs: AtomicU64::new(0), bytes: AtomicU64::new(0) };
+const ZERO: RoleCounters = RoleCounters {
+    allocs: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+};
 static PER_ROLE: [RoleCounters; Role::COUNT] = [ZERO; Role::COUNT];
 
 #[repr(align(128))]

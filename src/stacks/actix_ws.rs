@@ -41,7 +41,9 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
             actix_rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
                     enter_server_thread(STACK.name, cpus.as_deref());
-                    App::new().app_data(web::Data::new(profile)).default_service(web::to(upgrade))
+                    App::new()
+                        .app_data(web::Data::new(profile))
+                        .default_service(web::to(upgrade))
                 })
                 .workers(threads)
                 .disable_signals()
@@ -69,12 +71,23 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let server = ready_rx
         .recv_timeout(Duration::from_secs(10))
         .context("actix-web did not start within 10 s")??;
-    Ok(ServerHandle::new(STACK.name, addr, Protocol::WebSocket, profile, None, move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(server.stop(false));
-        system_thread.join().map_err(|_| anyhow::anyhow!("actix system thread panicked"))?;
-        Ok(())
-    }))
+    Ok(ServerHandle::new(
+        STACK.name,
+        addr,
+        Protocol::WebSocket,
+        profile,
+        None,
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(server.stop(false));
+            system_thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("actix system thread panicked"))?;
+            Ok(())
+        },
+    ))
 }
 
 async fn upgrade(

@@ -92,7 +92,10 @@ impl StackInfo {
 
 impl std::fmt::Debug for StackInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StackInfo").field("name", &self.name).field("version", &self.version).finish()
+        f.debug_struct("StackInfo")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -133,7 +136,14 @@ impl ServerHandle {
         pid: Option<u32>,
         stop: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
     ) -> ServerHandle {
-        ServerHandle { stack, addr, protocol, pid, profile, stop: Some(Box::new(stop)) }
+        ServerHandle {
+            stack,
+            addr,
+            protocol,
+            pid,
+            profile,
+            stop: Some(Box::new(stop)),
+        }
     }
 
     /// `ws://127.0.0.1:PORT/`.

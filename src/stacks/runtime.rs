@@ -73,19 +73,30 @@ where
             _ = stop_rx => {}
         }
     });
-    Ok(ServerHandle::new(stack, addr, Protocol::WebSocket, settings.profile, None, move || {
-        let _ = stop_tx.send(());
-        rt.shutdown_timeout(SHUTDOWN_GRACE);
-        Ok(())
-    }))
+    Ok(ServerHandle::new(
+        stack,
+        addr,
+        Protocol::WebSocket,
+        settings.profile,
+        None,
+        move || {
+            let _ = stop_tx.send(());
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+            Ok(())
+        },
+    ))
 }
 
 /// Accepts connections forever, turns TCP_NODELAY on and hands each one to
 /// `handle` on its own task. Accept errors (such as running out of file
 /// descriptors) are reported and retried after a pause rather than ending
 /// the server.
-pub async fn accept_loop<H, Fut>(stack: &'static str, listener: TcpListener, profile: Profile, handle: H)
-where
+pub async fn accept_loop<H, Fut>(
+    stack: &'static str,
+    listener: TcpListener,
+    profile: Profile,
+    handle: H,
+) where
     H: Fn(TcpStream, Profile) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

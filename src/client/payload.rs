@@ -1,0 +1,158 @@
+//! The messages the client sends, and how an echo is checked.
+//!
+//! Every message carries its sequence number, so a dropped, repeated,
+//! reordered or corrupted echo is caught:
+//!
+//! - from 16 bytes up, the first 16 bytes are the sequence number in hex
+//!   and the rest is a fixed printable pattern, so checking the body is one
+//!   `memcmp` against a template made once;
+//! - below 16 bytes, every byte is derived from the sequence number.
+//!
+//! All bytes are ASCII, so the same payload is valid as a text message.
+
+/// Bytes that hold the sequence number at the start of a message.
+pub const SEQ_BYTES: usize = 16;
+
+const PATTERN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The fixed part of every message of one size.
+#[derive(Debug, Clone)]
+pub struct Template {
+    body: Vec<u8>,
+}
+
+impl Template {
+    pub fn new(size_bytes: usize) -> Template {
+        let body = (0..size_bytes)
+            .map(|i| PATTERN[i % PATTERN.len()])
+            .collect();
+        Template { body }
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Writes message `seq` into `out` (which must be `size_bytes` long).
+    /// Only the sequence-dependent bytes are written when `out` already
+    /// holds the template, which is how the framed send buffers use it.
+    pub fn write_seq(&self, seq: u64, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), self.body.len());
+        if self.body.len() >= SEQ_BYTES {
+            out[..SEQ_BYTES].copy_from_slice(&seq_hex(seq));
+        } else {
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = small_byte(seq, i);
+            }
+        }
+    }
+
+    /// The sequence-dependent first bytes of message `seq`: the first
+    /// `min(size, 16)` bytes of the message, the only ones that change.
+    pub fn seq_prefix(&self, seq: u64) -> ([u8; SEQ_BYTES], usize) {
+        let n = self.body.len().min(SEQ_BYTES);
+        let mut out = [0u8; SEQ_BYTES];
+        if self.body.len() >= SEQ_BYTES {
+            out = seq_hex(seq);
+        } else {
+            for (i, b) in out[..n].iter_mut().enumerate() {
+                *b = small_byte(seq, i);
+            }
+        }
+        (out, n)
+    }
+
+    /// The whole message `seq`, for callers that do not keep a buffer.
+    pub fn message(&self, seq: u64) -> Vec<u8> {
+        let mut out = self.body.clone();
+        self.write_seq(seq, &mut out);
+        out
+    }
+
+    /// Checks that `got` is exactly message `seq`; the error says what
+    /// differs and where.
+    pub fn verify(&self, seq: u64, got: &[u8]) -> Result<(), String> {
+        let want_len = self.body.len();
+        if got.len() != want_len {
+            return Err(format!(
+                "echo of message {seq} has {} bytes, sent {want_len}",
+                got.len()
+            ));
+        }
+        if want_len >= SEQ_BYTES {
+            if got[..SEQ_BYTES] != seq_hex(seq) {
+                let shown = String::from_utf8_lossy(&got[..SEQ_BYTES]);
+                return Err(format!(
+                    "expected the echo of message {seq} but got one numbered {shown:?} \
+                     (dropped, repeated or reordered)"
+                ));
+            }
+            if got[SEQ_BYTES..] != self.body[SEQ_BYTES..] {
+                let at = first_difference(&got[SEQ_BYTES..], &self.body[SEQ_BYTES..]) + SEQ_BYTES;
+                return Err(format!(
+                    "echo of message {seq} differs from what was sent at byte {at}"
+                ));
+            }
+        } else {
+            for (i, &b) in got.iter().enumerate() {
+                if b != small_byte(seq, i) {
+                    return Err(format!(
+                        "echo of message {seq} differs from what was sent at byte {i}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seq_hex(seq: u64) -> [u8; SEQ_BYTES] {
+    let mut out = [0u8; SEQ_BYTES];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((seq >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+fn small_byte(seq: u64, i: usize) -> u8 {
+    PATTERN[((seq as usize).wrapping_add(i)) % PATTERN.len()]
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_round_trips_and_rejects_changes() {
+        for size in [0, 1, 5, 15, 16, 17, 125, 4096] {
+            let t = Template::new(size);
+            for seq in [0u64, 1, 63, 64, u64::MAX] {
+                let msg = t.message(seq);
+                assert_eq!(msg.len(), size);
+                assert!(std::str::from_utf8(&msg).is_ok());
+                t.verify(seq, &msg).unwrap();
+                if size > 0 {
+                    let mut bad = msg.clone();
+                    bad[size - 1] ^= 0x01;
+                    assert!(t.verify(seq, &bad).is_err(), "size {size} seq {seq}");
+                    let mut short = msg.clone();
+                    short.pop();
+                    assert!(t.verify(seq, &short).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn another_sequence_number_is_rejected() {
+        for size in [1, 16, 1000] {
+            let t = Template::new(size);
+            assert!(t.verify(7, &t.message(8)).is_err(), "size {size}");
+        }
+    }
+}
