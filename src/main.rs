@@ -158,8 +158,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Report => {
-            // (report step lands with the report module)
-            anyhow::bail!("report: not built yet")
+            let summary = wsbench::report::generate(&wsbench::report::ReportOptions::defaults())?;
+            println!("{summary}");
+            Ok(())
         }
         Command::Probe { stack, server } => {
             let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -175,7 +176,18 @@ fn list() -> anyhow::Result<()> {
     for s in stacks::STACKS {
         let (version, host) = match s.host {
             Host::InProcess => (s.package_version(), "in process".to_string()),
-            Host::ChildProcess => (s.package_version(), "child process".to_string()),
+            Host::ChildProcess => {
+                // The pinned version, or the one the venv really has.
+                let version = match stacks::python::installed_version(s.package) {
+                    Some(v) => format!("{} {v}", s.package),
+                    None => s.package_version(),
+                };
+                let host = match stacks::python::availability() {
+                    Ok(()) => "child process".to_string(),
+                    Err(why) => format!("unavailable: {why}"),
+                };
+                (version, host)
+            }
         };
         let protocol = match s.protocol {
             stacks::Protocol::WebSocket => "websocket",

@@ -19,11 +19,18 @@ pub struct CountingAlloc;
 struct RoleCounters {
     allocs: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes allocated minus bytes freed by threads of this role. Memory is
+    /// charged to whoever frees it; in this suite server memory is freed by
+    /// server threads (client and server share no heap objects), so this is
+    /// the role's live heap while a server runs.
+    live: AtomicI64,
 }
 
+#[allow(clippy::declare_interior_mutable_const)] // Only used to initialise the static array.
 const ZERO: RoleCounters = RoleCounters {
     allocs: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
+    live: AtomicI64::new(0),
 };
 static PER_ROLE: [RoleCounters; Role::COUNT] = [ZERO; Role::COUNT];
 
@@ -38,6 +45,7 @@ fn on_alloc(size: usize) {
     let c = &PER_ROLE[current_role() as usize];
     c.allocs.fetch_add(1, Relaxed);
     c.bytes.fetch_add(size as u64, Relaxed);
+    c.live.fetch_add(size as i64, Relaxed);
     let live = LIVE_BYTES.0.fetch_add(size as i64, Relaxed) + size as i64;
     if live > PEAK_LIVE_BYTES.0.load(Relaxed) {
         PEAK_LIVE_BYTES.0.fetch_max(live, Relaxed);
@@ -46,6 +54,9 @@ fn on_alloc(size: usize) {
 
 #[inline]
 fn on_dealloc(size: usize) {
+    PER_ROLE[current_role() as usize]
+        .live
+        .fetch_sub(size as i64, Relaxed);
     LIVE_BYTES.0.fetch_sub(size as i64, Relaxed);
 }
 
@@ -105,6 +116,9 @@ pub struct AllocSample {
     pub server_bytes: u64,
     pub client_allocs: u64,
     pub client_bytes: u64,
+    /// Live heap charged to server threads (see `RoleCounters::live`).
+    pub server_live_bytes: i64,
+    /// Live heap of the whole process.
     pub live_bytes: i64,
 }
 
@@ -117,18 +131,20 @@ impl AllocSample {
             server_bytes: s.bytes.load(Relaxed),
             client_allocs: c.allocs.load(Relaxed),
             client_bytes: c.bytes.load(Relaxed),
+            server_live_bytes: s.live.load(Relaxed),
             live_bytes: LIVE_BYTES.0.load(Relaxed),
         }
     }
 
-    /// Allocation counts since `earlier`; `live_bytes` becomes the change in
-    /// live heap (negative when memory was released).
+    /// Allocation counts since `earlier`; the live figures become changes
+    /// in live heap (negative when memory was released).
     pub fn since(self, earlier: AllocSample) -> AllocSample {
         AllocSample {
             server_allocs: self.server_allocs - earlier.server_allocs,
             server_bytes: self.server_bytes - earlier.server_bytes,
             client_allocs: self.client_allocs - earlier.client_allocs,
             client_bytes: self.client_bytes - earlier.client_bytes,
+            server_live_bytes: self.server_live_bytes - earlier.server_live_bytes,
             live_bytes: self.live_bytes - earlier.live_bytes,
         }
     }

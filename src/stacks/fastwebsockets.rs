@@ -62,7 +62,7 @@ async fn echo(mut ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>, profile: Pro
         match frame.opcode {
             OpCode::Close => return,
             OpCode::Text | OpCode::Binary => {
-                if ws.write_frame(frame).await.is_err() {
+                if let Err(_closed) = ws.write_frame(frame).await {
                     return;
                 }
             }

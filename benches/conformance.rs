@@ -1,0 +1,33 @@
+//! How does each stack treat bad input? Runs the RFC 6455 conformance and
+//! abuse probe (`wsbench probe`) against every stack and records the table.
+//! A stack that violates the RFC is a finding, recorded here, not a
+//! failure; a stack that stops serving others ends the run.
+
+mod common;
+
+use common::*;
+use wsbench::measure::alloc::CountingAlloc;
+use wsbench::settings::Profile;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn main() {
+    CountingAlloc::mark_installed();
+    let mode = Mode::from_env();
+    let mut rec = Recorder::new("conformance", &mode);
+    for stack in stacks_to_measure() {
+        let table = wsbench::probe::probe_stack(stack, &mode.settings(Profile::Suite))
+            .unwrap_or_else(|e| fail(&format!("benchmark conformance/{}: {e:#}", stack.name)));
+        eprint!("{}", wsbench::probe::format_table(&table));
+        if !table.always_served() {
+            fail(&format!(
+                "benchmark conformance/{}: the stack stopped serving other connections",
+                stack.name
+            ));
+        }
+        rec.extend(table.to_measurements(mode.placement.as_str()));
+        rec.flush();
+    }
+    rec.finish();
+}

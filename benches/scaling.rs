@@ -1,0 +1,217 @@
+//! What happens as connections pile up? 1 to 8,192 concurrent connections,
+//! all active with one 32-byte message in flight each: aggregate msgs/s,
+//! latency percentiles under load, and the server's peak heap at the
+//! largest point; then how fast each stack completes handshakes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use criterion::{BenchmarkId, Throughput};
+use wsbench::client::{Connection, MessageSpec, PayloadKind};
+use wsbench::measure::alloc::{self, CountingAlloc};
+use wsbench::measure::process::process_rss_bytes;
+use wsbench::settings::Profile;
+use wsbench::stacks::{Host, ServerHandle, StackInfo};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const SIZE_BYTES: usize = 32;
+
+/// Descriptors kept free for the runtime, files and criterion.
+const FD_RESERVE: u64 = 256;
+
+/// The Python servers handle a few thousand round trips per second; their
+/// largest point would take minutes, so they stop here.
+const PYTHON_MAX_CONNS: usize = 1000;
+
+/// Why a point cannot be measured, if it cannot.
+fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
+    // Both ends of an in-process connection hold a descriptor here.
+    let fds_per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
+    let needed = conns as u64 * fds_per_conn + open_fds() + FD_RESERVE;
+    if needed > fd_limit() {
+        return Some(format!(
+            "{conns} connections need about {needed} descriptors; the limit here is {}",
+            fd_limit()
+        ));
+    }
+    if stack.host == Host::ChildProcess && conns > PYTHON_MAX_CONNS {
+        return Some(format!("Python stacks are measured up to {PYTHON_MAX_CONNS} connections to stay within the time budget"));
+    }
+    None
+}
+
+fn server_peak_bytes(server: &ServerHandle) -> (f64, &'static str) {
+    match server.pid {
+        Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as f64, "rss"),
+        None => (alloc::peak_live_bytes() as f64, "allocator"),
+    }
+}
+
+fn main() {
+    CountingAlloc::mark_installed();
+    let mode = Mode::from_env();
+    let mut c = mode.criterion(Duration::from_secs(2), Duration::from_millis(500));
+    let rt = client_runtime(&mode);
+    let mut rec = Recorder::new("scaling", &mode);
+    let conn_counts: Vec<usize> = mode.pick(vec![1, 10, 100, 1000, 8192], vec![1, 100, 1000]);
+    let largest = *conn_counts.iter().max().expect("non-empty");
+
+    let mut group = c.benchmark_group("scaling");
+    group.sample_size(10);
+    for stack in stacks_to_measure() {
+        let label = format!("scaling/{}", stack.name);
+        let server = start_server(stack, &mode.settings(Profile::Suite), &label);
+        for &conns in &conn_counts {
+            let id = format!("scaling/{}/{conns}", stack.name);
+            let params = [
+                ("conns", v(conns)),
+                ("size_bytes", v(SIZE_BYTES)),
+                ("window", v(1)),
+            ];
+            if let Some(why) = skip_reason(stack, conns) {
+                eprintln!("wsbench: skipping {id}: {why}");
+                rec.add_detail(
+                    &id,
+                    stack,
+                    &params,
+                    "skipped",
+                    0.0,
+                    "bool",
+                    "harness",
+                    Some(why),
+                );
+                continue;
+            }
+            if conns == largest {
+                alloc::reset_peak_live_bytes();
+            }
+            let live_before = alloc::AllocSample::now().live_bytes as f64;
+            let mut open = open_connections(&rt, &server, conns, &id);
+            let spec = MessageSpec {
+                size_bytes: SIZE_BYTES,
+                kind: PayloadKind::Binary,
+                window: 1,
+            };
+            group.throughput(Throughput::Elements(conns as u64));
+            let acc = bench_round_trips(
+                &mut group,
+                &id,
+                stack.name,
+                &conns.to_string(),
+                &rt,
+                &mut open,
+                spec,
+                &server,
+            );
+            let msgs_per_s = acc.round_trips as f64 / acc.elapsed.as_secs_f64().max(1e-12);
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "msgs_per_s",
+                msgs_per_s,
+                "msgs/s",
+                "wallclock",
+            );
+            for (metric, q) in [
+                ("rtt_p50_us", 0.5),
+                ("rtt_p99_us", 0.99),
+                ("rtt_p999_us", 0.999),
+            ] {
+                rec.add(
+                    &id,
+                    stack,
+                    &params,
+                    metric,
+                    acc.quantile_us(q),
+                    "us",
+                    "histogram",
+                );
+            }
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "round_trips_verified",
+                acc.round_trips as f64,
+                "msgs",
+                "client",
+            );
+            if conns == largest {
+                let (peak, source) = server_peak_bytes(&server);
+                // The allocator's peak covers the whole process, client
+                // included; subtract the live heap before the point began.
+                let peak = if source == "allocator" {
+                    peak - live_before
+                } else {
+                    peak
+                };
+                rec.add(
+                    &id,
+                    stack,
+                    &params,
+                    "peak_live_bytes",
+                    peak,
+                    "bytes",
+                    source,
+                );
+            }
+            close_connections(&rt, open, &id);
+        }
+        bench_handshakes(&mut group, &mut rec, &rt, stack, &server, &mode);
+        stop_server(server);
+        rec.flush();
+    }
+    group.finish();
+    c.final_summary();
+    rec.finish();
+}
+
+/// Handshakes per second: each iteration opens one connection (TCP connect
+/// plus WebSocket upgrade) and resets it at once, so neither descriptors nor
+/// TIME_WAIT ports pile up across criterion's thousands of iterations. The
+/// reset is one system call inside the timed part.
+fn bench_handshakes(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rec: &mut Recorder,
+    rt: &tokio::runtime::Runtime,
+    stack: &StackInfo,
+    server: &ServerHandle,
+    _mode: &Mode,
+) {
+    let id = format!("connect/{}", stack.name);
+    let target = target(server);
+    let (mut opened, mut spent) = (0u64, Duration::ZERO);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new(stack.name, "connect"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    Connection::open(&target)
+                        .await
+                        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
+                        .abort();
+                }
+                let elapsed = started.elapsed();
+                opened += iters;
+                spent += elapsed;
+                elapsed
+            })
+        })
+    });
+    let per_s = opened as f64 / spent.as_secs_f64().max(1e-12);
+    rec.add(
+        &id,
+        stack,
+        &[("conns", v(1))],
+        "handshakes_per_s",
+        per_s,
+        "conns/s",
+        "wallclock",
+    );
+}

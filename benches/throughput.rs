@@ -1,0 +1,150 @@
+//! How many bytes per second can a stack echo, and how does that change
+//! with message size? One connection, several messages in flight, binary
+//! from 16 B to 16 MiB, text at 1 KiB and 1 MiB (UTF-8 validation cost).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use criterion::Throughput;
+use wsbench::client::{MessageSpec, PayloadKind};
+use wsbench::measure::alloc::CountingAlloc;
+use wsbench::settings::Profile;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+
+/// Messages in flight: enough to keep both sides busy, fewer for large
+/// messages, whose memory in flight would otherwise be the figure.
+fn window_for(size_bytes: usize) -> usize {
+    match size_bytes {
+        s if s <= 128 * KIB => 16,
+        s if s <= MIB => 4,
+        _ => 2,
+    }
+}
+
+fn main() {
+    CountingAlloc::mark_installed();
+    let mode = Mode::from_env();
+    let mut c = mode.criterion(Duration::from_secs(2), Duration::from_millis(500));
+    let rt = client_runtime(&mode);
+    let mut rec = Recorder::new("throughput", &mode);
+    let mut group = c.benchmark_group("throughput");
+    // Large messages take tens of milliseconds each; ten samples keep the
+    // sweep within its time budget.
+    group.sample_size(10);
+
+    let binary_sizes: Vec<usize> = mode.pick(
+        vec![16, 128, KIB, 16 * KIB, 128 * KIB, MIB, 16 * MIB],
+        vec![128, 16 * KIB, MIB],
+    );
+    let text_sizes: Vec<usize> = mode.pick(vec![KIB, MIB], vec![KIB]);
+    let points: Vec<(PayloadKind, usize)> = binary_sizes
+        .iter()
+        .map(|&s| (PayloadKind::Binary, s))
+        .chain(text_sizes.iter().map(|&s| (PayloadKind::Text, s)))
+        .collect();
+
+    for stack in stacks_to_measure() {
+        let label = format!("throughput/{}", stack.name);
+        let server = start_server(stack, &mode.settings(Profile::Suite), &label);
+        let mut conns = open_connections(&rt, &server, 1, &label);
+        for &(kind, size) in &points {
+            let parameter = format!("{}/{}", kind.as_str(), size_label(size));
+            let id = format!("throughput/{}/{parameter}", stack.name);
+            let window = window_for(size);
+            let spec = MessageSpec {
+                size_bytes: size,
+                kind,
+                window,
+            };
+            group.throughput(Throughput::Bytes(size as u64));
+            let acc = bench_round_trips(
+                &mut group, &id, stack.name, &parameter, &rt, &mut conns, spec, &server,
+            );
+            let params = [
+                ("size_bytes", v(size)),
+                ("kind", v(kind.as_str())),
+                ("conns", v(1)),
+                ("window", v(window)),
+            ];
+            let secs = acc.elapsed.as_secs_f64().max(1e-12);
+            let msgs_per_s = acc.round_trips as f64 / secs;
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "msgs_per_s",
+                msgs_per_s,
+                "msgs/s",
+                "wallclock",
+            );
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "mib_per_s",
+                msgs_per_s * size as f64 / MIB as f64,
+                "MiB/s",
+                "wallclock",
+            );
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "rtt_p50_us",
+                acc.quantile_us(0.5),
+                "us",
+                "histogram",
+            );
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "rtt_p99_us",
+                acc.quantile_us(0.99),
+                "us",
+                "histogram",
+            );
+            let src = cpu_source(stack);
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "server_cpu_ns_per_msg",
+                acc.per_rtt(acc.cpu.server_ns),
+                "ns",
+                src,
+            );
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "client_cpu_ns_per_msg",
+                acc.per_rtt(acc.cpu.client_ns),
+                "ns",
+                "schedstat",
+            );
+            rec.add(
+                &id,
+                stack,
+                &params,
+                "round_trips_verified",
+                acc.round_trips as f64,
+                "msgs",
+                "client",
+            );
+        }
+        close_connections(&rt, conns, &label);
+        stop_server(server);
+        rec.flush();
+    }
+    group.finish();
+    c.final_summary();
+    rec.finish();
+}

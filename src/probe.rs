@@ -1,1 +1,0 @@
-//! RFC 6455 conformance and abuse probe. (stub)

@@ -1,0 +1,791 @@
+//! `summary.md`: the run, then one table per group with the stacks side by
+//! side, the charts, the flamegraphs and criterion's estimates.
+//!
+//! Every number is read from the results file or criterion's files; the
+//! only text written here by hand is what the groups and sources mean.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::criterion::CriterionScan;
+use super::data::{
+    cmp_groups, cmp_stacks, fmt_bytes, fmt_duration_ns, fmt_num, fmt_sig, fmt_value,
+    ordered_stacks, params_label, row_ratios, unit_label, Better, Cell, Pivot, FLOOR_STACK,
+};
+use super::flamegraphs::FlamePlan;
+use super::plots::Plot;
+use crate::results::{GroupResults, Measurement, ResultsFile, RunInfo};
+
+/// Everything the summary is made from.
+pub struct Inputs<'a> {
+    pub results_path: &'a Path,
+    pub criterion_dir: &'a Path,
+    pub file: &'a ResultsFile,
+    pub groups_present: &'a [String],
+    pub groups_missing: &'a [String],
+    pub plots: &'a [Plot],
+    pub flames: &'a FlamePlan,
+    pub criterion: &'a CriterionScan,
+}
+
+/// What each group measures, in a sentence.
+fn group_blurb(group: &str) -> Option<&'static str> {
+    Some(match group {
+        "latency" => "Round trips on one connection with one message in flight.",
+        "throughput" => "Messages streamed with a window of messages in flight.",
+        "scaling" => "Many concurrent connections; `connect` is the rate of new handshakes.",
+        "memory" => "Allocations per round trip, and live bytes per idle connection under each settings profile.",
+        "placement" => {
+            "The same round trip with the threads placed differently; `rtt_cv` is the coefficient of \
+             variation of round trips over repeated rounds (lower = more stable)."
+        }
+        "conformance" => "RFC 6455 cases: ✓ = behaves as the RFC asks, ✗ = does not (the outcome follows).",
+        "leak" => "Live bytes left over after many connect/close cycles; near zero means nothing leaks.",
+        _ => return None,
+    })
+}
+
+/// What a source is, for the marks on figures that do not come from the
+/// same place as the rest of their table.
+fn source_meaning(source: &str) -> &'static str {
+    match source {
+        "allocator" => "the counting allocator in the bench process: exact bytes and allocations of in-process (Rust) servers",
+        "rss" => "resident set size of the server process from /proc: the whole process (interpreter included), in pages, not comparable one-to-one with allocator counts",
+        "proc" => "CPU time of the whole server process from /proc (clock-tick resolution)",
+        "schedstat" => "per-thread CPU time from the kernel's schedstat",
+        "histogram" => "an HDR histogram of every round trip the client timed",
+        "criterion" => "criterion's estimate",
+        "probe" => "a protocol probe's outcome",
+        "wallclock" => "wall-clock time over the whole measurement",
+        _ => "see the bench that wrote it",
+    }
+}
+
+/// How a known metric reads and whether lower or higher is better.
+struct MetricInfo {
+    name: &'static str,
+    title: &'static str,
+    better: Better,
+}
+
+const METRICS: &[MetricInfo] = &[
+    MetricInfo {
+        name: "rtt_p50_us",
+        title: "median round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "rtt_p90_us",
+        title: "90th percentile round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "rtt_p99_us",
+        title: "99th percentile round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "rtt_p999_us",
+        title: "99.9th percentile round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "rtt_mean_us",
+        title: "mean round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "round_trips_per_s",
+        title: "round trips per second",
+        better: Better::Higher,
+    },
+    MetricInfo {
+        name: "mib_per_s",
+        title: "throughput",
+        better: Better::Higher,
+    },
+    MetricInfo {
+        name: "msgs_per_s",
+        title: "messages per second",
+        better: Better::Higher,
+    },
+    MetricInfo {
+        name: "handshakes_per_s",
+        title: "new connections per second",
+        better: Better::Higher,
+    },
+    MetricInfo {
+        name: "server_cpu_ns_per_msg",
+        title: "server CPU per message",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "client_cpu_ns_per_msg",
+        title: "client CPU per message",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "live_bytes_per_idle_conn",
+        title: "live bytes per idle connection",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "server_allocs_per_rtt",
+        title: "server allocations per round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "server_alloc_bytes_per_rtt",
+        title: "server bytes allocated per round trip",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "peak_live_bytes",
+        title: "peak live bytes",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "live_bytes_after_close_delta",
+        title: "live bytes left after closing",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "rtt_cv",
+        title: "round-trip variation (CV)",
+        better: Better::Lower,
+    },
+    MetricInfo {
+        name: "live_bytes_after_cycles_delta",
+        title: "live bytes left after the cycles",
+        better: Better::Lower,
+    },
+];
+
+/// Per group, the metrics that lead its section and get ratio tables.
+fn key_metrics(group: &str) -> &'static [&'static str] {
+    match group {
+        "latency" => &["rtt_p50_us", "rtt_p99_us"],
+        "throughput" => &["mib_per_s", "msgs_per_s"],
+        "scaling" => &["msgs_per_s", "rtt_p99_us", "handshakes_per_s"],
+        "memory" => &[
+            "live_bytes_per_idle_conn",
+            "server_alloc_bytes_per_rtt",
+            "server_allocs_per_rtt",
+        ],
+        _ => &[],
+    }
+}
+
+fn metric_info(name: &str) -> Option<&'static MetricInfo> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+/// A guess for metrics this code does not know, from the unit in the name.
+fn better_of(name: &str) -> Option<Better> {
+    if let Some(info) = metric_info(name) {
+        return Some(info.better);
+    }
+    if name.ends_with("_per_s") {
+        Some(Better::Higher)
+    } else if ["_us", "_ns", "_bytes", "_allocs"]
+        .iter()
+        .any(|s| name.ends_with(s))
+    {
+        Some(Better::Lower)
+    } else {
+        None
+    }
+}
+
+/// Key metrics first, then the known ones in their order, then the rest by name.
+fn metric_order(group: &str, metric: &str) -> (usize, usize, String) {
+    let keys = key_metrics(group);
+    match keys.iter().position(|k| *k == metric) {
+        Some(i) => (0, i, String::new()),
+        None => match METRICS.iter().position(|m| m.name == metric) {
+            Some(i) => (1, i, String::new()),
+            None => (2, 0, metric.to_string()),
+        },
+    }
+}
+
+/// A table cell: no pipes, no line breaks.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Marks for figures from an unusual source, numbered through the document.
+#[derive(Default)]
+struct Marks {
+    by_source: BTreeMap<String, String>,
+}
+
+impl Marks {
+    const SYMBOLS: [&'static str; 6] = ["†", "‡", "§", "¶", "◊", "※"];
+
+    fn mark(&mut self, source: &str) -> String {
+        let next = self.by_source.len();
+        self.by_source
+            .entry(source.to_string())
+            .or_insert_with(|| {
+                Self::SYMBOLS
+                    .get(next)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| format!("*{next}"))
+            })
+            .clone()
+    }
+}
+
+/// A table of numbers: columns right-aligned so that digits line up.
+fn table_header(out: &mut String, first: &str, columns: &[String]) {
+    table_header_aligned(out, first, columns, "---:|");
+}
+
+/// A table of text: columns left-aligned.
+fn text_table_header(out: &mut String, first: &str, columns: &[String]) {
+    table_header_aligned(out, first, columns, "---|");
+}
+
+fn table_header_aligned(out: &mut String, first: &str, columns: &[String], align: &str) {
+    let _ = writeln!(
+        out,
+        "| {} | {} |",
+        cell(first),
+        columns
+            .iter()
+            .map(|c| cell(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}", align.repeat(columns.len()));
+}
+
+fn table_row(out: &mut String, first: &str, cells: &[String]) {
+    let _ = writeln!(
+        out,
+        "| {} | {} |",
+        cell(first),
+        cells
+            .iter()
+            .map(|c| cell(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+}
+
+pub fn render(inp: &Inputs) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# wsbench report\n");
+    let _ = writeln!(
+        out,
+        "Made from `{}`. Every figure below comes from that file (or, where marked, from criterion's \
+         files under `{}`); `results.json` and `results.csv` beside this file hold all of them.\n",
+        inp.results_path.display(),
+        inp.criterion_dir.display()
+    );
+    let quick: Vec<&str> = inp
+        .groups_present
+        .iter()
+        .filter(|g| inp.file.groups[*g].run.quick)
+        .map(String::as_str)
+        .collect();
+    if !quick.is_empty() {
+        let _ = writeln!(
+            out,
+            "> **Quick run** (`WSBENCH_QUICK=1`) for {}: shorter sweeps and measuring times. Good for \
+             checking that everything works, not for conclusions.\n",
+            quick.join(", ")
+        );
+    }
+    let _ = writeln!(out, "Groups measured: {}.", inp.groups_present.join(", "));
+    if inp.groups_missing.is_empty() {
+        let _ = writeln!(out, "\nEvery group of the suite was measured.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "\n**Not measured in this run: {}.** Run `cargo bench` (or `cargo bench --bench <group>`) to \
+             measure them; each bench adds its group to the results file and keeps the others.\n",
+            inp.groups_missing.join(", ")
+        );
+    }
+    runs_section(&mut out, inp);
+    let mut marks = Marks::default();
+    let _ = writeln!(out, "## Results\n");
+    let _ = writeln!(
+        out,
+        "Stacks are columns, in the order of the stacks table; `{FLOOR_STACK}` is the floor: the same \
+         echo over plain TCP with no WebSocket. Ratios say how many times slower (or costlier) a stack \
+         is than the fastest WebSocket stack of the row and than the floor: 1.00× = as good.\n"
+    );
+    for group in inp.groups_present {
+        group_section(&mut out, group, &inp.file.groups[group], &mut marks);
+    }
+    plots_section(&mut out, inp.plots);
+    flames_section(&mut out, inp);
+    criterion_section(&mut out, inp);
+    out
+}
+
+/// The run info, once per distinct run: one column per run, headed by the
+/// groups it measured.
+fn runs_section(out: &mut String, inp: &Inputs) {
+    let mut runs: Vec<(&RunInfo, Vec<String>)> = Vec::new();
+    for group in inp.groups_present {
+        let run = &inp.file.groups[group].run;
+        match runs.iter_mut().find(|(r, _)| *r == run) {
+            Some((_, groups)) => groups.push(group.clone()),
+            None => runs.push((run, vec![group.clone()])),
+        }
+    }
+    if runs.len() == 1 {
+        let _ = writeln!(out, "## Run\n\nAll groups come from one run.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "## Runs\n\nThe groups come from {} different runs: compare figures across groups with care.\n",
+            runs.len()
+        );
+    }
+    let headers: Vec<String> = runs.iter().map(|(_, g)| g.join(", ")).collect();
+    text_table_header(out, "", &headers);
+    type Field = fn(&RunInfo) -> String;
+    let fields: [(&str, Field); 11] = [
+        ("commit", |r| format!("`{}`", r.commit)),
+        ("date", |r| r.date.clone()),
+        ("cpu", |r| r.cpu.clone()),
+        ("cpus", |r| r.cpus.to_string()),
+        ("memory", |r| fmt_bytes(r.memory_bytes as f64)),
+        ("kernel", |r| r.kernel.clone()),
+        ("rustc", |r| r.rustc.clone()),
+        ("placement", |r| r.placement.clone()),
+        ("server threads", |r| r.server_threads.to_string()),
+        ("client threads", |r| r.client_threads.to_string()),
+        ("quick", |r| {
+            if r.quick {
+                "yes (WSBENCH_QUICK=1)".into()
+            } else {
+                "no".into()
+            }
+        }),
+    ];
+    for (name, get) in fields {
+        let cells: Vec<String> = runs.iter().map(|(r, _)| get(r)).collect();
+        table_row(out, name, &cells);
+    }
+    let _ = writeln!(out);
+    // Versions get their own table: one row per stack reads better than a
+    // long list in one cell.
+    let mut version_sets: Vec<(&BTreeMap<String, String>, Vec<String>)> = Vec::new();
+    for (run, groups) in &runs {
+        match version_sets.iter_mut().find(|(v, _)| *v == &run.versions) {
+            Some((_, g)) => g.extend(groups.iter().cloned()),
+            None => version_sets.push((&run.versions, groups.clone())),
+        }
+    }
+    let stacks = ordered_stacks(
+        version_sets
+            .iter()
+            .flat_map(|(v, _)| v.keys().map(String::as_str)),
+    );
+    if stacks.is_empty() {
+        let _ = writeln!(out, "The results record no stack versions.\n");
+        return;
+    }
+    let _ = writeln!(out, "### Stack versions\n");
+    let headers: Vec<String> = if version_sets.len() == 1 {
+        vec!["version".to_string()]
+    } else {
+        version_sets.iter().map(|(_, g)| g.join(", ")).collect()
+    };
+    text_table_header(out, "stack", &headers);
+    for stack in &stacks {
+        let cells: Vec<String> = version_sets
+            .iter()
+            .map(|(v, _)| v.get(stack).cloned().unwrap_or_else(|| "–".into()))
+            .collect();
+        table_row(out, stack, &cells);
+    }
+    let _ = writeln!(out);
+}
+
+/// The first part of a bench id: `scaling` of `scaling/axum/100`.
+fn bench_family(bench: &str) -> &str {
+    bench.split('/').next().unwrap_or(bench)
+}
+
+fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut Marks) {
+    let _ = writeln!(out, "### {name}\n");
+    if let Some(blurb) = group_blurb(name) {
+        let _ = writeln!(out, "{blurb}\n");
+    }
+    let stacks = ordered_stacks(group.measurements.iter().map(|m| m.stack.as_str()));
+    let _ = writeln!(
+        out,
+        "{} figures from {} stacks, commit `{}`, {}.\n",
+        group.measurements.len(),
+        stacks.len(),
+        group.run.commit,
+        group.run.date
+    );
+    if group.measurements.is_empty() {
+        return;
+    }
+    let mut used_marks: BTreeSet<String> = BTreeSet::new();
+    if name == "conformance" {
+        conformance_table(out, group);
+    } else {
+        let skipped: Vec<&Measurement> = group
+            .measurements
+            .iter()
+            .filter(|m| m.metric == "skipped")
+            .collect();
+        let mut metrics: Vec<&str> = group
+            .measurements
+            .iter()
+            .map(|m| m.metric.as_str())
+            .filter(|m| *m != "skipped")
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        metrics.sort_by_key(|m| metric_order(name, m));
+        for metric in metrics {
+            let values: Vec<&Measurement> = group
+                .measurements
+                .iter()
+                .filter(|m| m.metric == metric)
+                .collect();
+            let families: BTreeSet<&str> = values.iter().map(|m| bench_family(&m.bench)).collect();
+            let skipped_here: Vec<&Measurement> = skipped
+                .iter()
+                .copied()
+                .filter(|m| families.contains(bench_family(&m.bench)))
+                .collect();
+            let pivot = Pivot::new(&values, &skipped_here);
+            let with_ratios = key_metrics(name).contains(&metric);
+            metric_table(out, metric, &pivot, with_ratios, marks, &mut used_marks);
+        }
+        if !skipped.is_empty() {
+            let _ = writeln!(out, "Points the bench skipped:\n");
+            for m in &skipped {
+                let _ = writeln!(
+                    out,
+                    "- `{}` ({}): {}",
+                    m.bench,
+                    m.stack,
+                    m.detail.as_deref().unwrap_or("no reason given")
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+    for source in used_marks {
+        let mark = marks.mark(&source);
+        let _ = writeln!(
+            out,
+            "{mark} from `{source}`: {}.  ",
+            source_meaning(&source)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn metric_table(
+    out: &mut String,
+    metric: &str,
+    pivot: &Pivot,
+    with_ratios: bool,
+    marks: &mut Marks,
+    used_marks: &mut BTreeSet<String>,
+) {
+    let unit = pivot.main_unit();
+    let better = better_of(metric);
+    let title = metric_info(metric)
+        .map(|i| format!(": {}", i.title))
+        .unwrap_or_default();
+    let _ = writeln!(out, "#### `{metric}`{title}\n");
+    let mut caption = Vec::new();
+    if !unit.is_empty() {
+        caption.push(unit_label(&unit).to_string());
+    }
+    match better {
+        Some(Better::Lower) => caption.push("lower is better".into()),
+        Some(Better::Higher) => caption.push("higher is better".into()),
+        None => {}
+    }
+    let main_source = pivot.main_source();
+    if let Some(source) = &main_source {
+        caption.push(format!("source `{source}`"));
+    }
+    if !pivot.constant.is_empty() {
+        caption.push(params_label(&pivot.constant, ", "));
+    }
+    if pivot.duplicates > 0 {
+        caption.push(format!(
+            "{} repeated figure(s) not shown (the first is)",
+            pivot.duplicates
+        ));
+    }
+    let _ = writeln!(out, "{}\n", caption.join(" · "));
+    table_header(out, &pivot.varying.join(" · "), &pivot.stacks);
+    for row in 0..pivot.rows.len() {
+        let cells: Vec<String> = (0..pivot.stacks.len())
+            .map(|s| match pivot.cells.get(&(row, s)) {
+                Some(Cell::Value(m)) => {
+                    let mut text = fmt_value(m.value, &m.unit);
+                    if m.unit != unit && m.unit != "bytes" {
+                        text = format!("{text} {}", unit_label(&m.unit));
+                    }
+                    if main_source.as_deref().is_some_and(|s| s != m.source) {
+                        text.push_str(&marks.mark(&m.source));
+                        used_marks.insert(m.source.clone());
+                    }
+                    text
+                }
+                // Short reasons fit the cell; the list under the table has them all.
+                Some(Cell::Skipped(m)) => match m.detail.as_deref() {
+                    Some(why) if !why.is_empty() && why.chars().count() <= 32 => {
+                        format!("skipped: {why}")
+                    }
+                    _ => "skipped".to_string(),
+                },
+                None => "–".to_string(),
+            })
+            .collect();
+        table_row(out, &pivot.row_label(row), &cells);
+    }
+    let _ = writeln!(out);
+    if let (true, Some(better)) = (with_ratios, better) {
+        ratio_table(out, pivot, better);
+    }
+}
+
+fn ratio_table(out: &mut String, pivot: &Pivot, better: Better) {
+    let columns: Vec<usize> = (0..pivot.stacks.len())
+        .filter(|s| pivot.stacks[*s] != FLOOR_STACK)
+        .collect();
+    if columns.len() < 2 && !pivot.stacks.iter().any(|s| s == FLOOR_STACK) {
+        return;
+    }
+    let has_floor = pivot.stacks.iter().any(|s| s == FLOOR_STACK);
+    if has_floor {
+        let _ = writeln!(
+            out,
+            "Times slower than the fastest WebSocket stack · than `{FLOOR_STACK}`:\n"
+        );
+    } else {
+        let _ = writeln!(out, "Times slower than the fastest WebSocket stack (no `{FLOOR_STACK}` floor in this run):\n");
+    }
+    let names: Vec<String> = columns.iter().map(|s| pivot.stacks[*s].clone()).collect();
+    table_header(out, &pivot.varying.join(" · "), &names);
+    let times = |r: Option<f64>| {
+        r.map(|r| format!("{}×", fmt_sig_ratio(r)))
+            .unwrap_or_else(|| "–".into())
+    };
+    for row in 0..pivot.rows.len() {
+        let ratios = row_ratios(pivot, row, better);
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|s| match ratios.get(s) {
+                Some(r) if has_floor => format!("{} · {}", times(r.to_best), times(r.to_floor)),
+                Some(r) => times(r.to_best),
+                None => "–".into(),
+            })
+            .collect();
+        table_row(out, &pivot.row_label(row), &cells);
+    }
+    let _ = writeln!(out);
+}
+
+/// Ratios read best with two decimals near 1 and fewer when large.
+fn fmt_sig_ratio(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.2}")
+    } else {
+        fmt_num(r)
+    }
+}
+
+/// Cases as rows, stacks as columns: ✓ when the stack behaves as the RFC
+/// asks, ✗ when not, followed by the outcome the probe saw.
+fn conformance_table(out: &mut String, group: &GroupResults) {
+    let stacks = ordered_stacks(group.measurements.iter().map(|m| m.stack.as_str()));
+    // Cases keep the order the bench ran them in: it groups related cases.
+    let mut cases: Vec<&str> = Vec::new();
+    for m in &group.measurements {
+        if !cases.contains(&m.metric.as_str()) {
+            cases.push(&m.metric);
+        }
+    }
+    text_table_header(out, "case", &stacks);
+    let mut passed = vec![0usize; stacks.len()];
+    let mut probed = vec![0usize; stacks.len()];
+    for case in &cases {
+        let cells: Vec<String> = stacks
+            .iter()
+            .enumerate()
+            .map(|(i, stack)| {
+                let Some(m) = group
+                    .measurements
+                    .iter()
+                    .find(|m| m.metric == *case && &m.stack == stack)
+                else {
+                    return "–".to_string();
+                };
+                probed[i] += 1;
+                let verdict = if m.value == 1.0 {
+                    passed[i] += 1;
+                    "✓".to_string()
+                } else if m.value == 0.0 {
+                    "✗".to_string()
+                } else {
+                    fmt_num(m.value)
+                };
+                match m.detail.as_deref().filter(|d| !d.is_empty()) {
+                    Some(detail) => format!("{verdict} {detail}"),
+                    None => verdict,
+                }
+            })
+            .collect();
+        table_row(out, case, &cells);
+    }
+    let totals: Vec<String> = passed
+        .iter()
+        .zip(&probed)
+        .map(|(p, n)| format!("**{p}/{n}**"))
+        .collect();
+    table_row(out, "**as the RFC asks**", &totals);
+    let _ = writeln!(out);
+}
+
+fn plots_section(out: &mut String, plots: &[Plot]) {
+    let _ = writeln!(out, "## Charts\n");
+    for plot in plots.iter().filter(|p| p.outcome.is_ok()) {
+        let _ = writeln!(
+            out,
+            "### {}\n\n![{}]({})\n",
+            plot.title, plot.title, plot.file
+        );
+    }
+    let skipped: Vec<&Plot> = plots.iter().filter(|p| p.outcome.is_err()).collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "Not drawn, for lack of data:\n");
+        for plot in skipped {
+            let why = plot
+                .outcome
+                .as_ref()
+                .err()
+                .map(String::as_str)
+                .unwrap_or("");
+            let _ = writeln!(out, "- `{}`: {why}.", plot.file);
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn flames_section(out: &mut String, inp: &Inputs) {
+    let _ = writeln!(out, "## Flamegraphs\n");
+    if inp.flames.all.is_empty() {
+        let _ = writeln!(
+            out,
+            "No flamegraphs under `{}`. To make them, run `cargo bench --bench latency -- --profile-time 5` \
+             (criterion then profiles each benchmark instead of measuring it) and make the report again.\n",
+            inp.criterion_dir.display()
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "One per stack, from its small round trip where profiled:\n"
+    );
+    text_table_header(
+        out,
+        "stack",
+        &["flamegraph".to_string(), "profiled benchmark".to_string()],
+    );
+    for copy in &inp.flames.per_stack {
+        table_row(
+            out,
+            &copy.stack,
+            &[
+                format!("[{}]({})", copy.dest, copy.dest),
+                format!("`{}`", copy.bench),
+            ],
+        );
+    }
+    let _ = writeln!(out, "\nEvery profile found ({}):\n", inp.flames.all.len());
+    for copy in &inp.flames.all {
+        let _ = writeln!(out, "- [{}]({}): `{}`", copy.dest, copy.dest, copy.bench);
+    }
+    let _ = writeln!(out);
+}
+
+fn criterion_section(out: &mut String, inp: &Inputs) {
+    let _ = writeln!(out, "## Criterion\n");
+    let index = inp.criterion_dir.join("report").join("index.html");
+    if inp.criterion.html_report {
+        let _ = writeln!(out, "Criterion's HTML report: `{}`.\n", index.display());
+    } else {
+        let _ = writeln!(
+            out,
+            "Criterion's HTML report would be at `{}`; it is not there (run `cargo bench` to make it).\n",
+            index.display()
+        );
+    }
+    let mut estimates: Vec<_> = inp.criterion.estimates.iter().collect();
+    estimates.sort_by(|a, b| {
+        let (ga, gb) = (
+            a.full_id.split('/').next().unwrap_or(""),
+            b.full_id.split('/').next().unwrap_or(""),
+        );
+        let sa = a.function_id.as_deref().unwrap_or("");
+        let sb = b.function_id.as_deref().unwrap_or("");
+        cmp_groups(ga, gb)
+            .then_with(|| cmp_stacks(sa, sb))
+            .then_with(|| a.full_id.cmp(&b.full_id))
+    });
+    if estimates.is_empty() {
+        let _ = writeln!(
+            out,
+            "No criterion estimates under `{}`.\n",
+            inp.criterion_dir.display()
+        );
+    } else {
+        let _ = writeln!(out, "### Criterion estimates\n");
+        let _ = writeln!(
+            out,
+            "Time per iteration from criterion's last measured run of each benchmark, which may be older \
+             than the results file. They are also in `results.csv` with source `criterion`.\n"
+        );
+        let _ = writeln!(out, "| id | mean | 95% CI | median |\n|---|---:|---:|---:|");
+        for e in estimates {
+            let level = if (e.confidence_level - 0.95).abs() > 1e-9 {
+                format!(" ({}%)", fmt_sig(e.confidence_level * 100.0, 3))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} – {}{level} | {} |",
+                cell(&e.full_id),
+                fmt_duration_ns(e.mean_ns),
+                fmt_duration_ns(e.mean_lower_ns),
+                fmt_duration_ns(e.mean_upper_ns),
+                fmt_duration_ns(e.median_ns)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !inp.criterion.notes.is_empty() {
+        const SHOWN: usize = 20;
+        let _ = writeln!(out, "Criterion files that could not be read (skipped):\n");
+        for note in inp.criterion.notes.iter().take(SHOWN) {
+            let _ = writeln!(out, "- {}", cell(note));
+        }
+        if inp.criterion.notes.len() > SHOWN {
+            let _ = writeln!(out, "- and {} more", inp.criterion.notes.len() - SHOWN);
+        }
+        let _ = writeln!(out);
+    }
+}

@@ -1,0 +1,471 @@
+//! The report's charts, each made from the results file alone.
+//!
+//! A chart shows one slice of its figures: when a bench measured several
+//! values of a parameter the chart does not plot (kind, window, ...), it
+//! takes the preferred one (binary messages, 32 B) or else the most common
+//! one, and names it in the subtitle, so that no line mixes two settings.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::data::{
+    cmp_values, fmt_bytes, fmt_si, ordered_stacks, params_label, stack_rank, value_text,
+    FLOOR_STACK,
+};
+use super::svg::{Axis, BarChart, BarSeries, LineChart, Scale, Series};
+use crate::results::{Measurement, ResultsFile};
+use crate::settings::Profile;
+use crate::stacks::STACKS;
+
+/// A chart's file and either its SVG or why it was not drawn.
+#[derive(Debug)]
+pub struct Plot {
+    pub file: &'static str,
+    pub title: &'static str,
+    pub outcome: Result<String, String>,
+}
+
+/// Colours for stacks after the floor (Tableau 10, which stays readable
+/// for the common colour-vision deficiencies).
+const PALETTE: [&str; 9] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f",
+];
+const FLOOR_COLOUR: &str = "#666666";
+/// Colours for series that are not stacks (profiles, server/client).
+const SERIES_PALETTE: [&str; 4] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1"];
+
+/// A stack keeps its colour in every chart: it follows the stacks table.
+pub fn stack_colour(stack: &str) -> String {
+    if stack == FLOOR_STACK {
+        return FLOOR_COLOUR.to_string();
+    }
+    let rank = stack_rank(stack);
+    let index = if rank < STACKS.len() {
+        // The floor takes no palette slot.
+        let floor_before = STACKS.iter().take(rank).any(|s| s.name == FLOOR_STACK);
+        rank - usize::from(floor_before)
+    } else {
+        STACKS.len() + stack.bytes().map(usize::from).sum::<usize>()
+    };
+    PALETTE[index % PALETTE.len()].to_string()
+}
+
+/// How a chart picks the value of a parameter it does not plot.
+enum Prefer {
+    Value(Value),
+    Largest,
+}
+
+/// Figures of one metric with a finite value.
+fn figures<'a>(file: &'a ResultsFile, group: &str, metrics: &[&str]) -> Vec<&'a Measurement> {
+    file.groups
+        .get(group)
+        .map(|g| {
+            g.measurements
+                .iter()
+                .filter(|m| metrics.contains(&m.metric.as_str()) && m.value.is_finite())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps the figures of one setting of every parameter except `free`;
+/// returns them and the setting chosen.
+fn slice<'a>(
+    mut ms: Vec<&'a Measurement>,
+    free: &[&str],
+    prefer: &[(&str, Prefer)],
+) -> (Vec<&'a Measurement>, Vec<(String, Value)>) {
+    let keys: std::collections::BTreeSet<String> = ms
+        .iter()
+        .flat_map(|m| m.params.keys().cloned())
+        .filter(|k| !free.contains(&k.as_str()))
+        .collect();
+    let mut fixed = Vec::new();
+    for key in keys {
+        let mut counts: Vec<(Value, usize)> = Vec::new();
+        for m in &ms {
+            let v = m.params.get(&key).cloned().unwrap_or(Value::Null);
+            match counts.iter_mut().find(|(x, _)| *x == v) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((v, 1)),
+            }
+        }
+        counts.sort_by(|a, b| cmp_values(&key, &a.0, &b.0));
+        let preferred = prefer
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, p)| match p {
+                Prefer::Value(v) => counts.iter().find(|(x, _)| x == v).map(|(x, _)| x.clone()),
+                Prefer::Largest => counts.last().map(|(x, _)| x.clone()),
+            });
+        let most_common = || {
+            let most = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+            counts
+                .iter()
+                .find(|(_, n)| *n == most)
+                .map(|(x, _)| x.clone())
+                .unwrap_or(Value::Null)
+        };
+        let chosen = preferred.unwrap_or_else(most_common);
+        ms.retain(|m| m.params.get(&key).unwrap_or(&Value::Null) == &chosen);
+        if !chosen.is_null() {
+            fixed.push((key, chosen));
+        }
+    }
+    (ms, fixed)
+}
+
+fn setting_text(fixed: &[(String, Value)]) -> String {
+    params_label(fixed, ", ")
+}
+
+/// The source most figures come from, and the stacks whose figures come
+/// from another one (marked with `*` in the chart).
+fn odd_sources(ms: &[&Measurement]) -> (String, BTreeMap<String, String>) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in ms {
+        *counts.entry(m.source.as_str()).or_default() += 1;
+    }
+    let most = counts.values().copied().max().unwrap_or(0);
+    let main = counts
+        .iter()
+        .find(|(_, n)| **n == most)
+        .map(|(s, _)| s.to_string())
+        .unwrap_or_default();
+    let odd = ms
+        .iter()
+        .filter(|m| m.source != main)
+        .map(|m| (m.stack.clone(), m.source.clone()))
+        .collect();
+    (main, odd)
+}
+
+fn odd_note(main: &str, odd: &BTreeMap<String, String>) -> Option<String> {
+    if odd.is_empty() {
+        return None;
+    }
+    let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (stack, source) in odd {
+        by_source.entry(source).or_default().push(stack);
+    }
+    let parts: Vec<String> = by_source
+        .iter()
+        .map(|(source, stacks)| format!("{} from {source}", stacks.join(", ")))
+        .collect();
+    Some(format!(
+        "* {}; the others from {main}: compare with care.",
+        parts.join("; ")
+    ))
+}
+
+fn stack_label(stack: &str, odd: &BTreeMap<String, String>) -> String {
+    if odd.contains_key(stack) {
+        format!("{stack}*")
+    } else {
+        stack.to_string()
+    }
+}
+
+fn missing(file: &ResultsFile, group: &str, metrics: &[&str]) -> String {
+    if file.groups.contains_key(group) {
+        format!("group {group} has no {} figures", metrics.join("/"))
+    } else {
+        format!("group {group} was not measured")
+    }
+}
+
+fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
+    const METRICS: [(&str, &str); 4] = [
+        ("rtt_p50_us", "p50"),
+        ("rtt_p90_us", "p90"),
+        ("rtt_p99_us", "p99"),
+        ("rtt_p999_us", "p99.9"),
+    ];
+    let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+    let all = figures(file, "latency", &names);
+    if all.is_empty() {
+        return Err(missing(file, "latency", &names));
+    }
+    let prefer = [
+        ("kind", Prefer::Value("binary".into())),
+        ("size_bytes", Prefer::Value(32.into())),
+    ];
+    let (ms, fixed) = slice(all, &[], &prefer);
+    let stacks = ordered_stacks(ms.iter().map(|m| m.stack.as_str()));
+    let series: Vec<BarSeries> = stacks
+        .iter()
+        .map(|stack| BarSeries {
+            name: stack.clone(),
+            colour: stack_colour(stack),
+            values: METRICS
+                .iter()
+                .map(|(metric, _)| {
+                    ms.iter()
+                        .find(|m| &m.stack == stack && m.metric == *metric)
+                        .map(|m| m.value)
+                })
+                .collect(),
+        })
+        .collect();
+    let scale = Scale::auto(ms.iter().map(|m| m.value), 20.0);
+    Ok(BarChart {
+        title: "Round-trip latency percentiles".into(),
+        subtitle: setting_text(&fixed),
+        x_label: "percentile".into(),
+        categories: METRICS.iter().map(|(_, label)| label.to_string()).collect(),
+        y: Axis::new("round trip (µs), lower is better", scale),
+        series,
+        notes: vec![],
+    }
+    .to_svg())
+}
+
+/// One line per stack of `metric` against the numeric parameter `x_param`.
+struct LinePlot<'a> {
+    group: &'a str,
+    metric: &'a str,
+    x_param: &'a str,
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    x_format: fn(f64) -> String,
+    prefer: Vec<(&'a str, Prefer)>,
+}
+
+fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
+    let all: Vec<&Measurement> = figures(file, p.group, &[p.metric])
+        .into_iter()
+        .filter(|m| m.params.get(p.x_param).and_then(Value::as_f64).is_some())
+        .collect();
+    if all.is_empty() {
+        return Err(missing(file, p.group, &[p.metric]));
+    }
+    let (ms, fixed) = slice(all, &[p.x_param], &p.prefer);
+    let stacks = ordered_stacks(ms.iter().map(|m| m.stack.as_str()));
+    let (main, odd) = odd_sources(&ms);
+    let series: Vec<Series> = stacks
+        .iter()
+        .map(|stack| Series {
+            name: stack_label(stack, &odd),
+            colour: stack_colour(stack),
+            dashed: stack == FLOOR_STACK,
+            points: ms
+                .iter()
+                .filter(|m| &m.stack == stack)
+                .filter_map(|m| {
+                    m.params
+                        .get(p.x_param)
+                        .and_then(Value::as_f64)
+                        .map(|x| (x, m.value))
+                })
+                .collect(),
+        })
+        .collect();
+    let xs: Vec<f64> = ms
+        .iter()
+        .filter_map(|m| m.params.get(p.x_param).and_then(Value::as_f64))
+        .collect();
+    let x = Axis::new(p.x_label, Scale::auto(xs.iter().copied(), 8.0))
+        .with_format(p.x_format)
+        .with_ticks(xs, 9);
+    let y = Axis::new(p.y_label, Scale::auto(ms.iter().map(|m| m.value), 20.0));
+    Ok(LineChart {
+        title: p.title.to_string(),
+        subtitle: setting_text(&fixed),
+        x,
+        y,
+        series,
+        notes: odd_note(&main, &odd).into_iter().collect(),
+    }
+    .to_svg())
+}
+
+fn fmt_count(v: f64) -> String {
+    fmt_si(v)
+}
+
+/// Bars per stack, one per value of `series_param` or per metric.
+fn memory_per_conn(file: &ResultsFile) -> Result<String, String> {
+    let metric = "live_bytes_per_idle_conn";
+    let all = figures(file, "memory", &[metric]);
+    if all.is_empty() {
+        return Err(missing(file, "memory", &[metric]));
+    }
+    // The most connections spread fixed costs thinnest: the fairest per-connection figure.
+    let (ms, fixed) = slice(all, &["profile"], &[("conns", Prefer::Largest)]);
+    let stacks = ordered_stacks(ms.iter().map(|m| m.stack.as_str()));
+    let mut profiles: Vec<Value> = Vec::new();
+    for m in &ms {
+        let v = m.params.get("profile").cloned().unwrap_or(Value::Null);
+        if !profiles.contains(&v) {
+            profiles.push(v);
+        }
+    }
+    profiles.sort_by(|a, b| cmp_values("profile", a, b));
+    let (main, odd) = odd_sources(&ms);
+    let series: Vec<BarSeries> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, profile)| BarSeries {
+            name: if profile.is_null() {
+                "(no profile)".into()
+            } else {
+                value_text(profile)
+            },
+            colour: profile_colour(profile, i),
+            values: stacks
+                .iter()
+                .map(|stack| {
+                    ms.iter()
+                        .find(|m| {
+                            &m.stack == stack
+                                && m.params.get("profile").unwrap_or(&Value::Null) == profile
+                        })
+                        .map(|m| m.value)
+                })
+                .collect(),
+        })
+        .collect();
+    let scale = Scale::auto(ms.iter().map(|m| m.value), 30.0);
+    Ok(BarChart {
+        title: "Live memory per idle connection".into(),
+        subtitle: setting_text(&fixed),
+        x_label: "stack".into(),
+        categories: stacks.iter().map(|s| stack_label(s, &odd)).collect(),
+        y: Axis::bytes("live bytes per idle connection, lower is better", scale),
+        series,
+        notes: odd_note(&main, &odd).into_iter().collect(),
+    }
+    .to_svg())
+}
+
+/// Profiles keep their colour across runs: by their place in the settings.
+fn profile_colour(profile: &Value, fallback: usize) -> String {
+    let text = value_text(profile);
+    let index = Profile::ALL
+        .iter()
+        .position(|p| p.as_str() == text)
+        .unwrap_or(fallback);
+    SERIES_PALETTE[index % SERIES_PALETTE.len()].to_string()
+}
+
+fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
+    const METRICS: [(&str, &str); 2] = [
+        ("server_cpu_ns_per_msg", "server"),
+        ("client_cpu_ns_per_msg", "client"),
+    ];
+    let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+    let all = figures(file, "latency", &names);
+    if all.is_empty() {
+        return Err(missing(file, "latency", &names));
+    }
+    let prefer = [
+        ("kind", Prefer::Value("binary".into())),
+        ("size_bytes", Prefer::Value(32.into())),
+    ];
+    let (ms, fixed) = slice(all, &[], &prefer);
+    let stacks = ordered_stacks(ms.iter().map(|m| m.stack.as_str()));
+    let (main, odd) = odd_sources(&ms);
+    let series: Vec<BarSeries> = METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, (metric, label))| BarSeries {
+            name: label.to_string(),
+            colour: SERIES_PALETTE[i].to_string(),
+            values: stacks
+                .iter()
+                .map(|stack| {
+                    ms.iter()
+                        .find(|m| &m.stack == stack && m.metric == *metric)
+                        .map(|m| m.value)
+                })
+                .collect(),
+        })
+        .collect();
+    let scale = Scale::auto(ms.iter().map(|m| m.value), 30.0);
+    Ok(BarChart {
+        title: "CPU time per message (latency benchmark)".into(),
+        subtitle: setting_text(&fixed),
+        x_label: "stack".into(),
+        categories: stacks.iter().map(|s| stack_label(s, &odd)).collect(),
+        y: Axis::new("CPU ns per message, lower is better", scale),
+        series,
+        notes: odd_note(&main, &odd).into_iter().collect(),
+    }
+    .to_svg())
+}
+
+/// Every chart, in the order the summary lists them.
+pub fn all(file: &ResultsFile) -> Vec<Plot> {
+    vec![
+        Plot {
+            file: "latency_percentiles.svg",
+            title: "Round-trip latency percentiles",
+            outcome: latency_percentiles(file),
+        },
+        Plot {
+            file: "throughput_vs_size.svg",
+            title: "Throughput against message size",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "throughput",
+                    metric: "mib_per_s",
+                    x_param: "size_bytes",
+                    title: "Throughput against message size",
+                    x_label: "message size",
+                    y_label: "throughput (MiB/s), higher is better",
+                    x_format: fmt_bytes,
+                    prefer: vec![("kind", Prefer::Value("binary".into()))],
+                },
+            ),
+        },
+        Plot {
+            file: "scaling_msgs_per_s.svg",
+            title: "Messages per second against connections",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "scaling",
+                    metric: "msgs_per_s",
+                    x_param: "conns",
+                    title: "Messages per second against connections",
+                    x_label: "concurrent connections",
+                    y_label: "messages per second, higher is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                },
+            ),
+        },
+        Plot {
+            file: "scaling_p99.svg",
+            title: "p99 round trip against connections",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "scaling",
+                    metric: "rtt_p99_us",
+                    x_param: "conns",
+                    title: "p99 round trip against connections",
+                    x_label: "concurrent connections",
+                    y_label: "p99 round trip (µs), lower is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                },
+            ),
+        },
+        Plot {
+            file: "memory_per_conn.svg",
+            title: "Live memory per idle connection",
+            outcome: memory_per_conn(file),
+        },
+        Plot {
+            file: "cpu_per_msg.svg",
+            title: "CPU time per message",
+            outcome: cpu_per_msg(file),
+        },
+    ]
+}

@@ -1,0 +1,1003 @@
+//! The report step on small synthetic results: which files it writes, what
+//! they say, and that a failed report never damages the previous one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+use wsbench::report::{generate, ReportOptions, ReportSummary};
+use wsbench::results::{GroupResults, Measurement, ResultsFile, RunInfo, SCHEMA_VERSION};
+
+const PLOTS: [&str; 6] = [
+    "latency_percentiles.svg",
+    "throughput_vs_size.svg",
+    "scaling_msgs_per_s.svg",
+    "scaling_p99.svg",
+    "memory_per_conn.svg",
+    "cpu_per_msg.svg",
+];
+
+/// A fresh, empty directory of its own for each test.
+fn scratch(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("wsbench-report-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn options(dir: &Path) -> ReportOptions {
+    ReportOptions {
+        results_path: dir.join("results.json"),
+        criterion_dir: dir.join("criterion"),
+        out_dir: dir.join("reports"),
+    }
+}
+
+fn run_info() -> RunInfo {
+    let versions = [
+        ("raw-tcp", "tokio 1.48.0"),
+        ("tokio-tungstenite", "tokio-tungstenite 0.29.0"),
+        ("axum", "axum 0.8.9"),
+        ("python-aiohttp", "aiohttp 3.12.0"),
+    ];
+    RunInfo {
+        commit: "0123abcd-dirty".into(),
+        date: "2026-05-01T12:00:00Z".into(),
+        cpu: "Synthetic CPU @ 3.00GHz".into(),
+        cpus: 2,
+        memory_bytes: 8 << 30,
+        kernel: "Linux 6.8.0".into(),
+        rustc: "rustc 1.95.0".into(),
+        placement: "same-core".into(),
+        server_threads: 1,
+        client_threads: 1,
+        quick: false,
+        versions: versions
+            .iter()
+            .map(|(s, v)| (s.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+const STACKS: [&str; 4] = ["raw-tcp", "tokio-tungstenite", "axum", "python-aiohttp"];
+
+fn version(stack: &str) -> String {
+    run_info().versions.get(stack).cloned().unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn m(
+    group: &str,
+    bench: &str,
+    stack: &str,
+    params: Value,
+    metric: &str,
+    value: f64,
+    unit: &str,
+    source: &str,
+) -> Measurement {
+    let params: BTreeMap<String, Value> = match params {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    Measurement {
+        group: group.into(),
+        bench: bench.into(),
+        stack: stack.into(),
+        stack_version: version(stack),
+        params,
+        metric: metric.into(),
+        value,
+        unit: unit.into(),
+        source: source.into(),
+        placement: "same-core".into(),
+        detail: None,
+    }
+}
+
+/// Slower stacks later in the list, Python much slower: enough spread for
+/// ratios and log scales.
+fn factor(stack: &str) -> f64 {
+    match stack {
+        "raw-tcp" => 1.0,
+        "tokio-tungstenite" => 1.3,
+        "axum" => 1.4,
+        _ => 6.0,
+    }
+}
+
+fn latency() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        let f = factor(stack);
+        let params = json!({"size_bytes": 32, "kind": "binary", "conns": 1, "window": 1});
+        let bench = format!("latency/{stack}/binary/32B");
+        for (metric, us) in [
+            ("rtt_mean_us", 11.0),
+            ("rtt_p50_us", 10.0),
+            ("rtt_p90_us", 12.0),
+            ("rtt_p99_us", 20.0),
+            ("rtt_p999_us", 45.0),
+        ] {
+            out.push(m(
+                "latency",
+                &bench,
+                stack,
+                params.clone(),
+                metric,
+                us * f,
+                "us",
+                "histogram",
+            ));
+        }
+        out.push(m(
+            "latency",
+            &bench,
+            stack,
+            params.clone(),
+            "round_trips_per_s",
+            100_000.0 / f,
+            "msgs/s",
+            "wallclock",
+        ));
+        let cpu_source = if stack.starts_with("python") {
+            "proc"
+        } else {
+            "schedstat"
+        };
+        out.push(m(
+            "latency",
+            &bench,
+            stack,
+            params.clone(),
+            "server_cpu_ns_per_msg",
+            3000.0 * f,
+            "ns",
+            cpu_source,
+        ));
+        out.push(m(
+            "latency",
+            &bench,
+            stack,
+            params.clone(),
+            "client_cpu_ns_per_msg",
+            2500.0,
+            "ns",
+            cpu_source,
+        ));
+    }
+    out
+}
+
+fn throughput() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        for size in [64u64, 4096, 1 << 20] {
+            let params = json!({"size_bytes": size, "kind": "binary", "window": 64, "conns": 1});
+            let bench = format!("throughput/{stack}/binary/{size}B");
+            let mib = size as f64 / 64.0 * 10.0 / factor(stack);
+            out.push(m(
+                "throughput",
+                &bench,
+                stack,
+                params.clone(),
+                "mib_per_s",
+                mib,
+                "MiB/s",
+                "wallclock",
+            ));
+            let msgs = mib * 1048576.0 / size as f64;
+            out.push(m(
+                "throughput",
+                &bench,
+                stack,
+                params,
+                "msgs_per_s",
+                msgs,
+                "msgs/s",
+                "wallclock",
+            ));
+        }
+    }
+    out
+}
+
+fn scaling() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        for conns in [1u64, 10, 100, 1000] {
+            let params = json!({"conns": conns, "size_bytes": 32, "window": 1});
+            let bench = format!("scaling/{stack}/{conns}");
+            if stack == "python-aiohttp" && conns == 1000 {
+                let mut skipped = m(
+                    "scaling",
+                    &bench,
+                    stack,
+                    params,
+                    "skipped",
+                    0.0,
+                    "bool",
+                    "wallclock",
+                );
+                skipped.detail = Some("file descriptor limit".into());
+                out.push(skipped);
+                continue;
+            }
+            let msgs = 50_000.0 * (conns as f64).sqrt() / factor(stack);
+            out.push(m(
+                "scaling",
+                &bench,
+                stack,
+                params.clone(),
+                "msgs_per_s",
+                msgs,
+                "msgs/s",
+                "wallclock",
+            ));
+            out.push(m(
+                "scaling",
+                &bench,
+                stack,
+                params.clone(),
+                "rtt_p50_us",
+                10.0 * conns as f64,
+                "us",
+                "histogram",
+            ));
+            out.push(m(
+                "scaling",
+                &bench,
+                stack,
+                params.clone(),
+                "rtt_p99_us",
+                30.0 * conns as f64,
+                "us",
+                "histogram",
+            ));
+            out.push(m(
+                "scaling",
+                &bench,
+                stack,
+                params,
+                "rtt_p999_us",
+                60.0 * conns as f64,
+                "us",
+                "histogram",
+            ));
+        }
+        let bench = format!("connect/{stack}");
+        out.push(m(
+            "scaling",
+            &bench,
+            stack,
+            json!({}),
+            "handshakes_per_s",
+            9000.0 / factor(stack),
+            "conns/s",
+            "wallclock",
+        ));
+    }
+    out
+}
+
+fn memory() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        let source = if stack.starts_with("python") {
+            "rss"
+        } else {
+            "allocator"
+        };
+        let bench = format!("memory/{stack}/binary/32B");
+        let params = json!({"size_bytes": 32, "kind": "binary"});
+        out.push(m(
+            "memory",
+            &bench,
+            stack,
+            params.clone(),
+            "server_allocs_per_rtt",
+            2.0 * factor(stack) - 2.0,
+            "allocs",
+            source,
+        ));
+        out.push(m(
+            "memory",
+            &bench,
+            stack,
+            params,
+            "server_alloc_bytes_per_rtt",
+            64.0 * factor(stack),
+            "bytes",
+            source,
+        ));
+        for (profile, bytes) in [
+            ("suite", 140_000.0),
+            ("small-buffers", 12_000.0),
+            ("defaults", 150_000.0),
+        ] {
+            let params = json!({"profile": profile, "conns": 1000});
+            let bench = format!("memory/{stack}/idle/{profile}");
+            out.push(m(
+                "memory",
+                &bench,
+                stack,
+                params,
+                "live_bytes_per_idle_conn",
+                bytes * factor(stack),
+                "bytes",
+                source,
+            ));
+        }
+        out.push(m(
+            "memory",
+            &format!("memory/{stack}/peak"),
+            stack,
+            json!({"conns": 1000}),
+            "peak_live_bytes",
+            1e8,
+            "bytes",
+            source,
+        ));
+        // A metric this report has never heard of still gets a table.
+        out.push(m(
+            "memory",
+            &format!("memory/{stack}/odd"),
+            stack,
+            json!({}),
+            "mystery_widgets",
+            7.0,
+            "widgets",
+            source,
+        ));
+    }
+    out
+}
+
+fn placement() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        for (placement, us) in [
+            ("same-core", 10.0),
+            ("split-cores", 60.0),
+            ("unpinned", 40.0),
+        ] {
+            let params = json!({"placement": placement, "rounds": 5});
+            let bench = format!("placement/{stack}/{placement}");
+            out.push(m(
+                "placement",
+                &bench,
+                stack,
+                params.clone(),
+                "rtt_p50_us",
+                us * factor(stack),
+                "us",
+                "histogram",
+            ));
+            out.push(m(
+                "placement",
+                &bench,
+                stack,
+                params,
+                "rtt_cv",
+                0.05,
+                "ratio",
+                "histogram",
+            ));
+        }
+    }
+    out
+}
+
+fn conformance() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS.iter().filter(|s| **s != "raw-tcp") {
+        for (case, ok, detail) in [
+            ("unmasked_client_frame", true, "closed with 1002"),
+            (
+                "oversized_control_frame",
+                *stack != "python-aiohttp",
+                "answered \"pong\", then closed, 1002",
+            ),
+        ] {
+            let bench = format!("conformance/{stack}/{case}");
+            let mut c = m(
+                "conformance",
+                &bench,
+                stack,
+                json!({}),
+                case,
+                if ok { 1.0 } else { 0.0 },
+                "bool",
+                "probe",
+            );
+            c.detail = Some(detail.into());
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn leak() -> Vec<Measurement> {
+    STACKS
+        .iter()
+        .map(|stack| {
+            let bench = format!("leak/{stack}");
+            m(
+                "leak",
+                &bench,
+                stack,
+                json!({"cycles": 1000}),
+                "live_bytes_after_cycles_delta",
+                0.0,
+                "bytes",
+                "allocator",
+            )
+        })
+        .collect()
+}
+
+fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
+    let mut file = ResultsFile {
+        schema: SCHEMA_VERSION,
+        groups: BTreeMap::new(),
+    };
+    for (name, measurements) in groups {
+        file.replace_group(
+            name,
+            GroupResults {
+                run: run_info(),
+                measurements: measurements.clone(),
+            },
+        );
+    }
+    file
+}
+
+fn full_results() -> ResultsFile {
+    results_with(&[
+        ("latency", latency()),
+        ("throughput", throughput()),
+        ("scaling", scaling()),
+        ("memory", memory()),
+        ("placement", placement()),
+        ("conformance", conformance()),
+        ("leak", leak()),
+    ])
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Every file below `dir` with its bytes, to check that a directory did not change.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(
+                    path.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Names beside the report that look like a staging or set-aside directory.
+fn leftovers(parent: &Path) -> Vec<String> {
+    std::fs::read_dir(parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
+        .collect()
+}
+
+/// Parses CSV as RFC 4180 writes it (quoted fields, doubled quotes).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+/// Well-formed enough: one root element, every opened tag closed in order.
+fn assert_svg(svg: &str, what: &str) {
+    let trimmed = svg.trim();
+    assert!(
+        trimmed.starts_with("<svg"),
+        "{what} does not start with <svg"
+    );
+    assert!(
+        trimmed.ends_with("</svg>"),
+        "{what} does not end with </svg>"
+    );
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = trimmed;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..]
+            .find('>')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("{what}: unclosed '<'"));
+        let tag = &rest[start + 1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(name.trim()),
+                "{what}: mismatched </{name}>"
+            );
+        } else if !tag.ends_with('/') {
+            open.push(tag.split_whitespace().next().unwrap_or("").to_string());
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(open.is_empty(), "{what}: unclosed tags {open:?}");
+}
+
+/// Criterion's files for one benchmark, as criterion lays them out.
+fn fake_criterion_bench(
+    criterion: &Path,
+    dir: &str,
+    full_id: &str,
+    mean_ns: f64,
+    with_flamegraph: bool,
+) {
+    let bench_dir = criterion.join(dir);
+    let parts: Vec<&str> = full_id.splitn(3, '/').collect();
+    std::fs::create_dir_all(bench_dir.join("new")).unwrap();
+    let benchmark = json!({
+        "group_id": parts[0],
+        "function_id": parts.get(1),
+        "value_str": parts.get(2),
+        "throughput": {"Bytes": 32},
+        "full_id": full_id,
+        "directory_name": dir,
+        "title": full_id,
+    });
+    std::fs::write(bench_dir.join("new/benchmark.json"), benchmark.to_string()).unwrap();
+    let estimate = |point: f64| {
+        json!({
+            "confidence_interval": {"confidence_level": 0.95, "lower_bound": point * 0.9, "upper_bound": point * 1.1},
+            "point_estimate": point,
+            "standard_error": 1.0,
+        })
+    };
+    let estimates = json!({
+        "mean": estimate(mean_ns),
+        "median": estimate(mean_ns * 0.98),
+        "median_abs_dev": estimate(1.0),
+        "slope": null,
+        "std_dev": estimate(2.0),
+    });
+    std::fs::write(bench_dir.join("new/estimates.json"), estimates.to_string()).unwrap();
+    if with_flamegraph {
+        std::fs::create_dir_all(bench_dir.join("profile")).unwrap();
+        std::fs::write(
+            bench_dir.join("profile/flamegraph.svg"),
+            format!("<svg><!-- {full_id} --></svg>"),
+        )
+        .unwrap();
+    }
+}
+
+fn generate_full(name: &str) -> (PathBuf, ReportOptions, ReportSummary) {
+    let dir = scratch(name);
+    let opts = options(&dir);
+    full_results().save(&opts.results_path).unwrap();
+    let criterion = &opts.criterion_dir;
+    fake_criterion_bench(
+        criterion,
+        "latency/axum/binary_32B",
+        "latency/axum/binary/32B",
+        21_000.0,
+        true,
+    );
+    fake_criterion_bench(
+        criterion,
+        "latency/axum/text_32B",
+        "latency/axum/text/32B",
+        22_000.0,
+        true,
+    );
+    fake_criterion_bench(
+        criterion,
+        "latency/raw-tcp/binary_32B",
+        "latency/raw-tcp/binary/32B",
+        15_000.0,
+        false,
+    );
+    fake_criterion_bench(
+        criterion,
+        "throughput/tokio-tungstenite/binary_1MiB",
+        "throughput/tokio-tungstenite/binary/1MiB",
+        5e6,
+        true,
+    );
+    // A profile with no benchmark.json beside it: named from its path.
+    std::fs::create_dir_all(criterion.join("scaling/python-aiohttp/100/profile")).unwrap();
+    std::fs::write(
+        criterion.join("scaling/python-aiohttp/100/profile/flamegraph.svg"),
+        "<svg></svg>",
+    )
+    .unwrap();
+    // Criterion files that do not parse are skipped with a note.
+    std::fs::create_dir_all(criterion.join("latency/broken/x/new")).unwrap();
+    std::fs::write(
+        criterion.join("latency/broken/x/new/benchmark.json"),
+        "{ not json",
+    )
+    .unwrap();
+    let summary = generate(&opts).unwrap_or_else(|e| panic!("report failed: {e:#}"));
+    (dir, opts, summary)
+}
+
+#[test]
+fn full_results_make_every_file() {
+    let (dir, opts, summary) = generate_full("full");
+    let out = &opts.out_dir;
+    for file in ["summary.md", "results.json", "results.csv"]
+        .iter()
+        .chain(PLOTS.iter())
+    {
+        assert!(out.join(file).is_file(), "{file} missing");
+        assert!(
+            summary.files.contains(&PathBuf::from(file)),
+            "{file} not listed in the summary"
+        );
+    }
+    for flame in [
+        "flamegraphs/axum.svg",
+        "flamegraphs/tokio-tungstenite.svg",
+        "flamegraphs/python-aiohttp.svg",
+        "flamegraphs/latency__axum__binary_32B.svg",
+        "flamegraphs/latency__axum__text_32B.svg",
+        "flamegraphs/throughput__tokio-tungstenite__binary_1MiB.svg",
+        "flamegraphs/scaling__python-aiohttp__100.svg",
+    ] {
+        assert!(out.join(flame).is_file(), "{flame} missing");
+    }
+    // The stack's own flamegraph is its small binary round trip.
+    assert!(read(out.join("flamegraphs/axum.svg")).contains("latency/axum/binary/32B"));
+    assert!(
+        summary.groups_missing.is_empty(),
+        "{:?}",
+        summary.groups_missing
+    );
+    assert!(
+        summary.plots_skipped.is_empty(),
+        "{:?}",
+        summary.plots_skipped
+    );
+    assert_eq!(summary.groups_present[0], "latency");
+    assert_eq!(summary.out_dir, opts.out_dir);
+    assert!(
+        summary.notes.iter().any(|n| n.contains("broken")),
+        "{:?}",
+        summary.notes
+    );
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn summary_names_the_run_the_stacks_and_the_figures() {
+    let (dir, opts, _) = generate_full("summary");
+    let md = read(opts.out_dir.join("summary.md"));
+    for stack in STACKS {
+        assert!(md.contains(stack), "summary.md lacks {stack}");
+    }
+    for info in [
+        "0123abcd-dirty",
+        "Synthetic CPU @ 3.00GHz",
+        "Linux 6.8.0",
+        "rustc 1.95.0",
+        "same-core",
+        "8 GiB",
+        "axum 0.8.9",
+    ] {
+        assert!(md.contains(info), "summary.md lacks run info {info:?}");
+    }
+    // One run for all groups: its info appears once.
+    assert_eq!(md.matches("Synthetic CPU @ 3.00GHz").count(), 1);
+    // Stacks as columns, floor first, in the stacks table's order.
+    let header = md
+        .lines()
+        .find(|l| STACKS.iter().all(|s| l.contains(&format!("| {s} |"))))
+        .expect("a table with stacks as columns");
+    let order: Vec<usize> = STACKS
+        .iter()
+        .map(|s| header.find(&format!("| {s} |")).unwrap())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "stack columns out of order: {header}"
+    );
+    // The p50 of axum (10 µs × 1.4) and its ratios: 14/13 to the fastest, 1.4 to the floor.
+    assert!(md.contains("| 14 |"), "axum's p50 missing");
+    assert!(md.contains("1.08× · 1.40×"), "axum's ratios missing");
+    // Python's memory comes from rss and its CPU from /proc: marked.
+    assert!(md.contains("from `rss`"), "rss figures not marked");
+    assert!(md.contains("from `proc`"), "proc figures not marked");
+    // Skipped points say why.
+    assert!(md.contains("file descriptor limit"));
+    // Conformance: cases as rows, verdicts and outcomes in the cells.
+    assert!(md.contains("| unmasked_client_frame |"));
+    assert!(md.contains("✗ answered \"pong\", then closed, 1002"));
+    // A metric the report does not know still gets its table.
+    assert!(md.contains("`mystery_widgets`"));
+    assert!(md.contains("target/criterion/report/index.html") || md.contains("report/index.html"));
+    assert!(md.contains("Criterion estimates"));
+    assert!(
+        md.contains("`latency/axum/binary/32B` | 21 µs"),
+        "criterion estimate missing"
+    );
+    assert!(md.contains("flamegraphs/axum.svg"));
+    for plot in PLOTS {
+        assert!(md.contains(plot), "summary.md does not show {plot}");
+    }
+    assert!(!md.contains("Not measured in this run"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn csv_has_one_row_per_figure_and_quotes_text() {
+    let (dir, opts, _) = generate_full("csv");
+    let results = full_results();
+    let rows = parse_csv(&read(opts.out_dir.join("results.csv")));
+    assert_eq!(
+        rows[0],
+        [
+            "group",
+            "bench",
+            "stack",
+            "stack_version",
+            "params",
+            "metric",
+            "value",
+            "unit",
+            "source",
+            "placement",
+            "detail",
+            "commit",
+            "date"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.len() == 13), "rows of unequal width");
+    let ours: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[8] != "criterion").collect();
+    assert_eq!(ours.len(), results.measurements().count());
+    let pong = ours
+        .iter()
+        .find(|r| r[10].contains("pong"))
+        .expect("the conformance detail");
+    assert_eq!(pong[10], "answered \"pong\", then closed, 1002");
+    let p50 = ours
+        .iter()
+        .find(|r| r[1] == "latency/axum/binary/32B" && r[5] == "rtt_p50_us")
+        .expect("axum's p50");
+    assert_eq!(p50[4], "conns=1;kind=binary;size_bytes=32;window=1");
+    assert_eq!(p50[6].parse::<f64>().unwrap(), 10.0 * 1.4);
+    assert_eq!(
+        (p50[11].as_str(), p50[12].as_str()),
+        ("0123abcd-dirty", "2026-05-01T12:00:00Z")
+    );
+    let criterion: Vec<&Vec<String>> = rows.iter().filter(|r| r[8] == "criterion").collect();
+    assert!(criterion.iter().any(|r| r[1] == "latency/axum/binary/32B"
+        && r[5] == "criterion_mean_ns"
+        && r[6] == "21000"));
+    assert!(criterion.iter().all(|r| r[7] == "ns"));
+    let copy: ResultsFile = serde_json::from_str(&read(opts.out_dir.join("results.json"))).unwrap();
+    assert_eq!(copy.measurements().count(), results.measurements().count());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn svgs_are_well_formed_and_name_the_stacks() {
+    let (dir, opts, _) = generate_full("svg");
+    for plot in PLOTS {
+        let svg = read(opts.out_dir.join(plot));
+        assert_svg(&svg, plot);
+        assert!(svg.contains("<title>"), "{plot} has no title");
+    }
+    for plot in [
+        "latency_percentiles.svg",
+        "throughput_vs_size.svg",
+        "scaling_msgs_per_s.svg",
+        "scaling_p99.svg",
+    ] {
+        let svg = read(opts.out_dir.join(plot));
+        for stack in STACKS {
+            assert!(svg.contains(stack), "{plot} does not name {stack}");
+        }
+    }
+    for plot in ["memory_per_conn.svg", "cpu_per_msg.svg"] {
+        let svg = read(opts.out_dir.join(plot));
+        // Python's figures come from elsewhere and are starred.
+        assert!(
+            svg.contains("python-aiohttp*"),
+            "{plot} does not mark python-aiohttp"
+        );
+        assert!(svg.contains("axum"));
+    }
+    assert!(read(opts.out_dir.join("memory_per_conn.svg")).contains("small-buffers"));
+    assert!(read(opts.out_dir.join("throughput_vs_size.svg")).contains("(log scale)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_results_fail_clearly_and_keep_the_old_report() {
+    let dir = scratch("missing");
+    let opts = options(&dir);
+    std::fs::create_dir_all(opts.out_dir.join("flamegraphs")).unwrap();
+    std::fs::write(opts.out_dir.join("summary.md"), "the previous report").unwrap();
+    std::fs::write(opts.out_dir.join("flamegraphs/axum.svg"), "<svg/>").unwrap();
+    let before = snapshot(&opts.out_dir);
+    let err = generate(&opts).expect_err("no results file");
+    let message = err.to_string();
+    assert!(message.contains("cargo bench"), "{message}");
+    assert!(message.contains("results.json"), "{message}");
+    assert_eq!(snapshot(&opts.out_dir), before);
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn invalid_json_fails_clearly_and_keeps_the_old_report() {
+    let dir = scratch("invalid");
+    let opts = options(&dir);
+    std::fs::write(&opts.results_path, "{\"schema\": 1, \"groups\": ").unwrap();
+    std::fs::create_dir_all(&opts.out_dir).unwrap();
+    std::fs::write(opts.out_dir.join("summary.md"), "the previous report").unwrap();
+    let before = snapshot(&opts.out_dir);
+    let message = generate(&opts).expect_err("invalid JSON").to_string();
+    assert!(
+        message.contains("not a valid wsbench results file"),
+        "{message}"
+    );
+    assert!(message.contains("results.json"), "{message}");
+    assert_eq!(snapshot(&opts.out_dir), before);
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_schema_and_no_groups_fail_clearly() {
+    let dir = scratch("empty");
+    let opts = options(&dir);
+    ResultsFile {
+        schema: SCHEMA_VERSION,
+        groups: BTreeMap::new(),
+    }
+    .save(&opts.results_path)
+    .unwrap();
+    let message = generate(&opts).expect_err("no groups").to_string();
+    assert!(
+        message.contains("no benchmark groups") && message.contains("cargo bench"),
+        "{message}"
+    );
+    let mut other = full_results();
+    other.schema = SCHEMA_VERSION + 1;
+    other.save(&opts.results_path).unwrap();
+    let message = generate(&opts).expect_err("other schema").to_string();
+    assert!(message.contains("schema"), "{message}");
+    assert!(!opts.out_dir.exists());
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
+    let dir = scratch("partial");
+    let opts = options(&dir);
+    results_with(&[("latency", latency())])
+        .save(&opts.results_path)
+        .unwrap();
+    let summary = generate(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(summary.groups_present, ["latency"]);
+    assert_eq!(
+        summary.groups_missing,
+        [
+            "throughput",
+            "scaling",
+            "memory",
+            "placement",
+            "conformance",
+            "leak"
+        ]
+    );
+    let md = read(opts.out_dir.join("summary.md"));
+    assert!(
+        md.contains(
+            "Not measured in this run: throughput, scaling, memory, placement, conformance, leak"
+        ),
+        "{md}"
+    );
+    for plot in ["latency_percentiles.svg", "cpu_per_msg.svg"] {
+        assert_svg(&read(opts.out_dir.join(plot)), plot);
+    }
+    for plot in [
+        "throughput_vs_size.svg",
+        "scaling_msgs_per_s.svg",
+        "scaling_p99.svg",
+        "memory_per_conn.svg",
+    ] {
+        assert!(
+            !opts.out_dir.join(plot).exists(),
+            "{plot} drawn without data"
+        );
+        assert!(
+            md.contains(&format!("`{plot}`")),
+            "summary.md does not say {plot} was skipped"
+        );
+        assert!(summary.plots_skipped.iter().any(|p| p.starts_with(plot)));
+    }
+    // No criterion directory: no estimates, and how to make flamegraphs.
+    assert!(md.contains("cargo bench --bench latency -- --profile-time 5"));
+    assert!(!opts.out_dir.join("flamegraphs").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_new_report_replaces_the_old_one_whole() {
+    let dir = scratch("replace");
+    let opts = options(&dir);
+    std::fs::create_dir_all(&opts.out_dir).unwrap();
+    std::fs::write(opts.out_dir.join("stale.svg"), "<svg/>").unwrap();
+    results_with(&[("memory", memory())])
+        .save(&opts.results_path)
+        .unwrap();
+    let summary = generate(&opts).unwrap();
+    assert!(
+        !opts.out_dir.join("stale.svg").exists(),
+        "a file of the old report survived"
+    );
+    assert!(opts.out_dir.join("memory_per_conn.svg").is_file());
+    let on_disk: Vec<PathBuf> = snapshot(&opts.out_dir).into_keys().collect();
+    assert_eq!(on_disk, summary.files);
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn defaults_point_at_the_target_directory() {
+    let opts = ReportOptions::defaults();
+    assert_eq!(opts.results_path, wsbench::results::default_path());
+    assert_eq!(
+        opts.criterion_dir,
+        wsbench::results::target_dir().join("criterion")
+    );
+    assert_eq!(opts.out_dir, PathBuf::from("target-reports"));
+}
