@@ -35,9 +35,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// stalled.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many connections are opened at once: below the listen backlog cap
-/// (somaxconn 4096 here) with room to spare.
-pub const CONNECT_CONCURRENCY: usize = 256;
+/// How many connections are opened at once: below the smallest listen
+/// backlog among the stacks (asyncio's default of 100, which the Python
+/// servers keep under their own defaults), so a burst of handshakes is not
+/// answered with resets.
+pub const CONNECT_CONCURRENCY: usize = 64;
 
 /// Text or binary messages. Text payloads are ASCII, so servers that
 /// validate UTF-8 do so on every byte.
