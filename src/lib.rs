@@ -12,6 +12,7 @@
 //!   from it. Reports read results; they never measure.
 
 pub mod client;
+pub mod compare;
 pub mod machine;
 pub mod measure;
 pub mod placement;

@@ -65,6 +65,13 @@ enum Command {
     },
     /// Regenerate target-reports/ from target/wsbench/results.json.
     Report,
+    /// Compare two commits on the quick measurement set, interleaved, and
+    /// exit 1 on a regression (0 without, 2 when it could not build or run).
+    Compare(wsbench::compare::CompareArgs),
+    /// One round of the quick measurement set, written as JSON (what
+    /// `compare` runs in each build).
+    #[command(hide = true)]
+    Measure(wsbench::compare::MeasureArgs),
     /// Send malformed and abusive input to one stack and print what it does.
     Probe {
         #[arg(long)]
@@ -106,7 +113,13 @@ impl ServerArgs {
     }
 }
 
+// Counts allocations so that `wsbench measure` can report them per round
+// trip; the cost is a few relaxed atomic additions per allocation.
+#[global_allocator]
+static ALLOC: wsbench::measure::alloc::CountingAlloc = wsbench::measure::alloc::CountingAlloc;
+
 fn main() {
+    wsbench::measure::alloc::CountingAlloc::mark_installed();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("wsbench: error: {e:#}");
         std::process::exit(1);
@@ -162,6 +175,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{summary}");
             Ok(())
         }
+        Command::Compare(args) => std::process::exit(wsbench::compare::run(&args)),
+        Command::Measure(args) => wsbench::compare::measure(&args),
         Command::Probe { stack, server } => {
             let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             let table = wsbench::probe::probe_stack(stacks::find(&stack)?, &settings)?;

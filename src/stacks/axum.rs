@@ -54,7 +54,11 @@ async fn upgrade(ws: WebSocketUpgrade, State(profile): State<Profile>) -> Respon
 async fn echo(mut socket: WebSocket) {
     use axum::extract::ws::Message;
     while let Some(Ok(msg)) = socket.recv().await {
-        if matches!(msg, Message::Text(_) | Message::Binary(_)) && socket.send(msg).await.is_err() {
+        if !matches!(msg, Message::Text(_) | Message::Binary(_)) {
+            continue;
+        }
+        super::demo::per_message(STACK.name);
+        if socket.send(msg).await.is_err() {
             return;
         }
     }

@@ -62,6 +62,7 @@ async fn echo(mut ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>, profile: Pro
         match frame.opcode {
             OpCode::Close => return,
             OpCode::Text | OpCode::Binary => {
+                super::demo::per_message(STACK.name);
                 if let Err(_closed) = ws.write_frame(frame).await {
                     return;
                 }

@@ -20,6 +20,7 @@ use crate::settings::{Profile, ServerSettings};
 
 pub mod actix_ws;
 pub mod axum;
+pub mod demo;
 pub mod fastwebsockets;
 pub mod python;
 pub mod raw_tcp;

@@ -41,6 +41,8 @@ async fn echo(mut stream: TcpStream, _profile: Profile) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        // Per read rather than per message: this server knows no messages.
+        super::demo::per_message(STACK.name);
         if stream.write_all(&buf[..n]).await.is_err() {
             return;
         }

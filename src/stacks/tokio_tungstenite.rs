@@ -50,7 +50,11 @@ async fn echo(stream: TcpStream, profile: Profile) {
     // tungstenite answers pings and closes by itself while we keep reading;
     // the loop ends when the peer's close completes or the socket fails.
     while let Some(Ok(msg)) = ws.next().await {
-        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+        if !(msg.is_text() || msg.is_binary()) {
+            continue;
+        }
+        super::demo::per_message(STACK.name);
+        if ws.send(msg).await.is_err() {
             return;
         }
     }
