@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Print every stack with its package version.
     List,
-    /// Serve one stack's echo server until Ctrl-C.
+    /// Serve one stack's echo server until Ctrl-C or SIGTERM.
     Serve {
         #[arg(long)]
         stack: String,
@@ -232,8 +232,16 @@ fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")?;
+    // Ctrl-C or SIGTERM (a supervisor's stop) both shut the server down
+    // cleanly, so a Python child is never left behind.
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })
+    .context("waiting for Ctrl-C or SIGTERM")?;
     println!("wsbench: stopping {}", stack.name);
     server.shutdown()
 }
@@ -256,6 +264,9 @@ fn drive(
     };
     let rt = client::client_runtime(settings.placement)?;
     let mut hist = client::new_histogram();
+    // A server at --url is on another host: its CPU cannot be read here.
+    let server_pid = server.as_ref().and_then(|s| s.pid);
+    let mut cpu = None;
     let stats = rt.block_on(async {
         let mut conns = client::connect_many(&target, conns).await?;
         // A short warm-up fills caches and buffers before measuring.
@@ -267,6 +278,7 @@ fn drive(
             &mut client::new_histogram(),
         )
         .await?;
+        let cpu_before = wsbench::measure::cpu_now(server_pid);
         let stats = client::drive(
             &mut conns,
             spec,
@@ -274,6 +286,7 @@ fn drive(
             &mut hist,
         )
         .await?;
+        cpu = Some(wsbench::measure::cpu_now(server_pid).since(cpu_before));
         client::close_all(conns).await?;
         Ok::<_, client::ClientError>(stats)
     })?;
@@ -299,6 +312,14 @@ fn drive(
         us(0.999),
         hist.max() as f64 / 1000.0
     );
+    if let (Some(cpu), Some(_)) = (cpu, &server) {
+        let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
+        println!(
+            "  CPU per message: server {:.0} ns, client {:.0} ns",
+            per_msg(cpu.server_ns),
+            per_msg(cpu.client_ns)
+        );
+    }
     if let Some(server) = server {
         server.shutdown()?;
     }

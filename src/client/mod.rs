@@ -24,6 +24,7 @@ use crate::stacks::{Protocol, ServerHandle};
 
 mod conn;
 pub mod payload;
+mod watchdog;
 pub mod wire;
 
 pub use conn::Connection;
@@ -84,9 +85,14 @@ pub enum Budget {
 
 impl Budget {
     fn allows(self, done: u64) -> bool {
+        self.allows_at(done, Instant::now())
+    }
+
+    /// As [`Budget::allows`], with the time already read by the caller.
+    fn allows_at(self, done: u64, now: Instant) -> bool {
         match self {
             Budget::Count(n) => done < n,
-            Budget::Until(t) => Instant::now() < t,
+            Budget::Until(t) => now < t,
         }
     }
 }

@@ -10,3 +10,13 @@
 pub mod alloc;
 pub mod process;
 pub mod threads;
+
+/// CPU time so far of the server (its registered threads here, or its
+/// whole process when `server_pid` is given) and of the client threads.
+pub fn cpu_now(server_pid: Option<u32>) -> threads::CpuSample {
+    let mut sample = threads::CpuSample::now();
+    if let Some(pid) = server_pid {
+        sample.server_ns = process::process_cpu_ns(pid).unwrap_or(0);
+    }
+    sample
+}

@@ -107,7 +107,10 @@ async fn upgrade(
     }
     actix_web::rt::spawn(async move {
         while let Some(Ok(msg)) = stream.recv().await {
-            if matches!(msg, AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)) {
+            if matches!(
+                msg,
+                AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)
+            ) {
                 super::demo::per_message(STACK.name);
             }
             let sent = match msg {

@@ -24,7 +24,10 @@ mod enabled {
         DEMO.get_or_init(|| Demo {
             slow_stack: std::env::var("WSBENCH_DEMO_SLOW_STACK").ok(),
             slow: Duration::from_nanos(
-                std::env::var("WSBENCH_DEMO_SLOW_NS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+                std::env::var("WSBENCH_DEMO_SLOW_NS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
             ),
             alloc_stack: std::env::var("WSBENCH_DEMO_ALLOC_STACK").ok(),
         })
