@@ -11,6 +11,7 @@
 //! thread ([`client_runtime`]), registered as the client role and pinned by
 //! the placement.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -238,28 +239,20 @@ pub async fn drive(
     hist: &mut Histogram<u64>,
 ) -> Result<RunStats, ClientError> {
     let started = Instant::now();
-    let round_trips = if conns.len() == 1 {
-        conns[0].run(spec, budget, hist).await?
-    } else {
-        // One histogram per connection, merged afterwards: the connections
-        // run interleaved on one thread and cannot share a &mut.
-        let mut hists: Vec<Histogram<u64>> = conns.iter().map(|_| new_histogram()).collect();
-        let results = futures_util::future::join_all(
-            conns
-                .iter_mut()
-                .zip(hists.iter_mut())
-                .map(|(c, h)| c.run(spec, budget, h)),
-        )
-        .await;
-        let mut total = 0;
-        for r in results {
-            total += r?;
-        }
-        for h in &hists {
-            hist.add(h).expect("same bounds");
-        }
-        total
-    };
+    // One histogram for all connections: they run interleaved on this
+    // thread, each borrowing it only to record one value.
+    let shared = RefCell::new(std::mem::replace(hist, conn::placeholder_histogram()));
+    let results = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| c.run_shared(spec, budget, &shared)),
+    )
+    .await;
+    *hist = shared.into_inner();
+    let mut round_trips = 0;
+    for r in results {
+        round_trips += r?;
+    }
     let elapsed = started.elapsed();
     if let Budget::Count(n) = budget {
         let expected = n * conns.len() as u64;
