@@ -47,7 +47,7 @@ fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
 fn server_peak_bytes(server: &ServerHandle) -> (f64, &'static str) {
     match server.pid {
         Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as f64, "rss"),
-        None => (alloc::peak_live_bytes() as f64, "allocator"),
+        None => (alloc::peak_server_live_bytes() as f64, "allocator"),
     }
 }
 
@@ -89,7 +89,7 @@ fn main() {
             if conns == largest {
                 alloc::reset_peak_live_bytes();
             }
-            let live_before = alloc::AllocSample::now().live_bytes as f64;
+            let live_before = alloc::AllocSample::now().server_live_bytes as f64;
             let mut open = open_connections(&rt, &server, conns, &id);
             let spec = MessageSpec {
                 size_bytes: SIZE_BYTES,
@@ -143,8 +143,8 @@ fn main() {
             );
             if conns == largest {
                 let (peak, source) = server_peak_bytes(&server);
-                // The allocator's peak covers the whole process, client
-                // included; subtract the live heap before the point began.
+                // The server's heap grows by the connections' share; what
+                // it held before the point began is not theirs.
                 let peak = if source == "allocator" {
                     peak - live_before
                 } else {

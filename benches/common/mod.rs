@@ -14,8 +14,7 @@ use criterion::profiler::Profiler;
 use criterion::Criterion;
 use wsbench::client::{self, Target};
 use wsbench::measure::alloc::AllocSample;
-use wsbench::measure::process::process_cpu_ns;
-use wsbench::measure::threads::{self, CpuSample};
+use wsbench::measure::threads;
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Measurement};
 use wsbench::settings::{Profile, ServerSettings};
@@ -205,13 +204,9 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn now(server: &ServerHandle) -> Cpu {
-        let sample = CpuSample::now();
-        let server_ns = match server.pid {
-            Some(pid) => process_cpu_ns(pid).unwrap_or(0),
-            None => sample.server_ns,
-        };
+        let sample = wsbench::measure::cpu_now(server.pid);
         Cpu {
-            server_ns,
+            server_ns: sample.server_ns,
             client_ns: sample.client_ns,
         }
     }

@@ -33,7 +33,7 @@ const RAW_HEADER_BYTES: usize = 8;
 
 /// Initial size of the receive buffer; it grows to the largest message and
 /// stays there, so steady state does not allocate.
-const INITIAL_RECV_BUFFER_BYTES: usize = 64 << 10;
+const INITIAL_RECV_BUFFER_BYTES: usize = 16 << 10;
 
 /// A message prepared for sending: framed and masked once, with only the
 /// sequence-number bytes patched per message.

@@ -38,14 +38,19 @@ static PER_ROLE: [RoleCounters; Role::COUNT] = [ZERO; Role::COUNT];
 struct Live(AtomicI64);
 static LIVE_BYTES: Live = Live(AtomicI64::new(0));
 static PEAK_LIVE_BYTES: Live = Live(AtomicI64::new(0));
+static PEAK_SERVER_LIVE_BYTES: Live = Live(AtomicI64::new(0));
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 #[inline]
 fn on_alloc(size: usize) {
-    let c = &PER_ROLE[current_role() as usize];
+    let role = current_role();
+    let c = &PER_ROLE[role as usize];
     c.allocs.fetch_add(1, Relaxed);
     c.bytes.fetch_add(size as u64, Relaxed);
-    c.live.fetch_add(size as i64, Relaxed);
+    let role_live = c.live.fetch_add(size as i64, Relaxed) + size as i64;
+    if role == Role::Server && role_live > PEAK_SERVER_LIVE_BYTES.0.load(Relaxed) {
+        PEAK_SERVER_LIVE_BYTES.0.fetch_max(role_live, Relaxed);
+    }
     let live = LIVE_BYTES.0.fetch_add(size as i64, Relaxed) + size as i64;
     if live > PEAK_LIVE_BYTES.0.load(Relaxed) {
         PEAK_LIVE_BYTES.0.fetch_max(live, Relaxed);
@@ -150,9 +155,17 @@ impl AllocSample {
     }
 }
 
-/// Restarts the peak-live-bytes watermark at the current live bytes.
+/// Restarts the peak-live-bytes watermarks at the current live bytes.
 pub fn reset_peak_live_bytes() {
     PEAK_LIVE_BYTES.0.store(LIVE_BYTES.0.load(Relaxed), Relaxed);
+    let server = PER_ROLE[Role::Server as usize].live.load(Relaxed);
+    PEAK_SERVER_LIVE_BYTES.0.store(server, Relaxed);
+}
+
+/// The highest live heap charged to server threads since the last
+/// [`reset_peak_live_bytes`].
+pub fn peak_server_live_bytes() -> i64 {
+    PEAK_SERVER_LIVE_BYTES.0.load(Relaxed)
 }
 
 /// The highest live heap seen since the last [`reset_peak_live_bytes`].
