@@ -15,11 +15,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use wsbench::client::Connection;
 use wsbench::client::{self, Budget, MessageSpec, PayloadKind};
 use wsbench::measure::alloc::{AllocSample, CountingAlloc};
 use wsbench::measure::process::process_rss_bytes;
 use wsbench::settings::Profile;
-use wsbench::stacks::{Host, ServerHandle, StackInfo};
+use wsbench::stacks::{Host, Protocol, ServerHandle, StackInfo};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -60,6 +61,9 @@ fn main() {
     for stack in stacks_to_measure() {
         for profile in Profile::ALL {
             idle_connections(&mut rec, &rt, &mode, stack, profile, idle_conns);
+        }
+        if stack.protocol == Protocol::WebSocket {
+            idle_connections_offering_deflate(&mut rec, &rt, &mode, stack, idle_conns);
         }
         if stack.host == Host::ChildProcess {
             eprintln!(
@@ -218,4 +222,60 @@ fn allocations_per_round_trip(
     }
     close_connections(rt, conns, &label);
     stop_server(server);
+}
+
+/// What compression costs an idle connection, where a stack turns it on by
+/// default (the Python `websockets` and aiohttp servers do): the stack's
+/// defaults, and clients that offer permessage-deflate as browsers do. The
+/// connections only complete the handshake (this client does not
+/// compress), so the figure is the handshake-time cost of compression
+/// state. Stacks without compression support simply decline.
+fn idle_connections_offering_deflate(
+    rec: &mut Recorder,
+    rt: &tokio::runtime::Runtime,
+    mode: &Mode,
+    stack: &StackInfo,
+    n: usize,
+) {
+    let id = format!("memory/{}/idle/defaults-deflate-offered", stack.name);
+    let server = start_server(stack, &mode.settings(Profile::Defaults), &id);
+    let warm = open_connections(rt, &server, 1, &id);
+    std::thread::sleep(Duration::from_millis(100));
+    let (before, source) = server_bytes(&server);
+    let target = target(&server);
+    let conns: Vec<Connection> = rt.block_on(async {
+        let mut conns = Vec::with_capacity(n);
+        while conns.len() < n {
+            let batch = client::CONNECT_CONCURRENCY.min(n - conns.len());
+            let opened = futures_util::future::join_all(
+                (0..batch).map(|_| Connection::open_offering_deflate(&target)),
+            )
+            .await;
+            for c in opened {
+                conns.push(c.unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}"))));
+            }
+        }
+        conns
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (with_conns, _) = server_bytes(&server);
+    let accepted = conns.iter().filter(|c| c.deflate_negotiated()).count();
+    close_connections(rt, conns, &id);
+    close_connections(rt, warm, &id);
+    stop_server(server);
+
+    let per_conn = (with_conns - before) as f64 / n as f64;
+    let detail =
+        format!("permessage-deflate accepted on {accepted} of {n} connections; handshake only");
+    let params = [("profile", v("defaults-deflate-offered")), ("conns", v(n))];
+    rec.add_detail(
+        &id,
+        stack,
+        &params,
+        "live_bytes_per_idle_conn",
+        per_conn,
+        "bytes",
+        source,
+        Some(detail),
+    );
 }

@@ -69,6 +69,8 @@ pub struct Connection {
     next_recv_seq: u64,
     stall_timeout: Duration,
     watch: Arc<Watch>,
+    /// The server accepted permessage-deflate (see `open_offering_deflate`).
+    deflate: bool,
 }
 
 /// What came back for one message.
@@ -83,6 +85,23 @@ impl Connection {
     /// Connects and, for WebSocket stacks, completes the opening handshake,
     /// within [`CONNECT_TIMEOUT`].
     pub async fn open(target: &Target) -> Result<Connection, ClientError> {
+        Connection::open_with(target, false).await
+    }
+
+    /// Opens a connection that offers permessage-deflate, as browsers do,
+    /// to see what a server's compression costs an idle connection. If the
+    /// server accepts, the connection can only idle and close: the client
+    /// does not compress, so [`Connection::run`] refuses it.
+    pub async fn open_offering_deflate(target: &Target) -> Result<Connection, ClientError> {
+        Connection::open_with(target, true).await
+    }
+
+    /// Whether the server accepted permessage-deflate.
+    pub fn deflate_negotiated(&self) -> bool {
+        self.deflate
+    }
+
+    async fn open_with(target: &Target, offer_deflate: bool) -> Result<Connection, ClientError> {
         let err = |what: String| ClientError::new(&target.stack, what);
         let connect = async {
             let mut stream = TcpStream::connect(target.addr)
@@ -91,22 +110,24 @@ impl Connection {
             stream
                 .set_nodelay(true)
                 .map_err(|e| err(format!("TCP_NODELAY: {e}")))?;
-            let leftover = match target.protocol {
-                Protocol::WebSocket => wire::handshake(&mut stream, &target.host, &target.path)
-                    .await
-                    .map_err(|e| err(format!("handshake: {e}")))?,
-                Protocol::RawTcp => Vec::new(),
+            let (leftover, deflate) = match target.protocol {
+                Protocol::WebSocket => {
+                    wire::handshake_with(&mut stream, &target.host, &target.path, offer_deflate)
+                        .await
+                        .map_err(|e| err(format!("handshake: {e}")))?
+                }
+                Protocol::RawTcp => (Vec::new(), false),
             };
-            Ok::<_, ClientError>((stream, leftover))
+            Ok::<_, ClientError>((stream, leftover, deflate))
         };
-        let (stream, leftover) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let (stream, leftover, deflate) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| {
-                err(format!(
-                    "no connection within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
-            })??;
+            err(format!(
+                "no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })??;
         let watch = watchdog::watch(stream.as_raw_fd(), STALL_TIMEOUT);
         let mut buf = vec![0u8; INITIAL_RECV_BUFFER_BYTES.max(leftover.len())];
         buf[..leftover.len()].copy_from_slice(&leftover);
@@ -126,6 +147,7 @@ impl Connection {
             next_recv_seq: 0,
             stall_timeout: STALL_TIMEOUT,
             watch,
+            deflate,
         })
     }
 
@@ -206,6 +228,10 @@ impl Connection {
         budget: Budget,
         hist: &RefCell<Histogram<u64>>,
     ) -> Result<u64, ClientError> {
+        if self.deflate {
+            return Err(self
+                .err("compression was negotiated; this client only sends uncompressed messages"));
+        }
         self.prepare(spec);
         let before = self.next_recv_seq;
         let frame_bytes = self.prepared.as_ref().map_or(0, |p| p.frame.len());
@@ -376,10 +402,13 @@ impl Connection {
             }
             Ok::<u64, ClientError>(received)
         };
-        let ((), received) = tokio::try_join!(writer, reader)?;
-        self.next_send_seq += received;
-        self.next_recv_seq += received;
-        Ok(())
+        let result = tokio::try_join!(writer, reader);
+        // Verified echoes count even when the run fails, so an error can say
+        // how far it got.
+        let verified = watch.progress_now() - first_seq;
+        self.next_send_seq = first_seq + verified;
+        self.next_recv_seq = first_seq + verified;
+        result.map(|_| ())
     }
 
     /// Sends one frame as given (tests and the probe use this to send

@@ -33,6 +33,11 @@ impl Watch {
         self.progress.store(round_trips, Relaxed);
     }
 
+    /// The last progress published.
+    pub fn progress_now(&self) -> u64 {
+        self.progress.load(Relaxed)
+    }
+
     pub fn set_running(&self, running: bool) {
         self.running.store(running, Relaxed);
     }

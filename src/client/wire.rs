@@ -56,11 +56,30 @@ pub fn accept_key(key: &str) -> String {
 /// Performs the opening handshake on `stream`. Returns any bytes the server
 /// sent after its response (they belong to the first frame).
 pub async fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> Result<Vec<u8>, String> {
+    handshake_with(stream, host, path, false)
+        .await
+        .map(|(leftover, _)| leftover)
+}
+
+/// The opening handshake, optionally offering permessage-deflate (RFC 7692)
+/// as browsers do. Returns the leftover bytes and whether the server
+/// accepted compression.
+pub async fn handshake_with(
+    stream: &mut TcpStream,
+    host: &str,
+    path: &str,
+    offer_deflate: bool,
+) -> Result<(Vec<u8>, bool), String> {
     let key_bytes = [random_u64().to_le_bytes(), random_u64().to_le_bytes()].concat();
     let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
+    let extensions = if offer_deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -92,21 +111,25 @@ pub async fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> Result
         return Err(format!("upgrade refused: {status:?}"));
     }
     let mut accept = None;
+    let mut deflate = false;
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
             let name = name.trim().to_ascii_lowercase();
             if name == "sec-websocket-accept" {
                 accept = Some(value.trim().to_string());
             } else if name == "sec-websocket-extensions" {
-                return Err(format!(
-                    "server turned on an extension we did not ask for: {}",
-                    value.trim()
-                ));
+                let value = value.trim();
+                if !(offer_deflate && value.starts_with("permessage-deflate")) {
+                    return Err(format!(
+                        "server turned on an extension we did not ask for: {value}"
+                    ));
+                }
+                deflate = true;
             }
         }
     }
     match accept {
-        Some(a) if a == accept_key(&key) => Ok(buf[header_end..].to_vec()),
+        Some(a) if a == accept_key(&key) => Ok((buf[header_end..].to_vec(), deflate)),
         Some(a) => Err(format!("wrong Sec-WebSocket-Accept {a:?}")),
         None => Err("no Sec-WebSocket-Accept header in the response".into()),
     }
