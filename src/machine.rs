@@ -15,15 +15,29 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// `git rev-parse HEAD` plus `-dirty` when tracked files differ, or
+/// `git rev-parse HEAD` plus `-dirty` when tracked files other than the
+/// reports differ, or
 /// "unknown" outside a git checkout.
 pub fn commit() -> String {
     let Some(head) = command_line("git", &["rev-parse", "HEAD"]) else {
         return "unknown".into();
     };
-    let dirty = command_line("git", &["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
+    // The reports a run writes are tracked files; they do not make the
+    // measured code dirty.
+    let dirty = command_line(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!target-reports",
+            ":!discussion.md",
+        ],
+    )
+    .map(|s| !s.is_empty())
+    .unwrap_or(false);
     if dirty {
         format!("{head}-dirty")
     } else {
