@@ -402,7 +402,7 @@ impl Profiler for FlamegraphProfiler {
     fn start_profiling(&mut self, benchmark_id: &str, _dir: &Path) {
         match pprof::ProfilerGuardBuilder::default()
             .frequency(PROFILE_HZ)
-            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .blocklist(&["libgcc", "vdso"])
             .build()
         {
             Ok(guard) => self.guard = Some(guard),
