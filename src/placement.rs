@@ -87,17 +87,34 @@ impl fmt::Display for Placement {
     }
 }
 
-/// Number of CPUs this process may run on.
+/// Number of CPUs online, from `/sys/devices/system/cpu/online` (e.g.
+/// "0-1"). Not `available_parallelism` nor glibc's `sysconf`, which both
+/// count only the CPUs the calling thread may use, and shrink to one once
+/// it is pinned.
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    let Ok(list) = std::fs::read_to_string("/sys/devices/system/cpu/online") else {
+        return std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+    };
+    let count: usize = list
+        .trim()
+        .split(',')
+        .filter_map(|range| match range.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => range.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum();
+    count.max(1)
 }
 
-/// Pins the calling thread to `cpus`; `None` leaves it where it is.
+/// Pins the calling thread to `cpus`; `None` lets it run on every CPU
+/// again (a bench switches placements on one thread).
 pub fn pin_current_thread(cpus: Option<&[usize]>) -> anyhow::Result<()> {
-    let Some(cpus) = cpus else { return Ok(()) };
-    pin_pid(0, cpus)
+    match cpus {
+        Some(cpus) => pin_pid(0, cpus),
+        None => pin_pid(0, &(0..online_cpus()).collect::<Vec<_>>()),
+    }
 }
 
 /// Pins a thread or process by id (0 = the calling thread).
@@ -117,4 +134,34 @@ pub fn pin_pid(pid: libc::pid_t, cpus: &[usize]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_does_not_change_the_cpu_count_and_can_be_undone() {
+        let before = online_cpus();
+        std::thread::spawn(move || {
+            pin_current_thread(Some(&[0])).unwrap();
+            assert_eq!(online_cpus(), before);
+            assert_eq!(std::thread::available_parallelism().unwrap().get(), 1);
+            pin_current_thread(None).unwrap();
+            assert_eq!(std::thread::available_parallelism().unwrap().get(), before);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn placements_parse_by_name() {
+        for p in Placement::ALL {
+            assert_eq!(Placement::parse(p.as_str()).unwrap(), p);
+        }
+        assert!(Placement::parse("both")
+            .unwrap_err()
+            .to_string()
+            .contains("same-core"));
+    }
 }
