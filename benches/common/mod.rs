@@ -480,7 +480,7 @@ pub fn close_connections(
     conns: Vec<client::Connection>,
     bench: &str,
 ) {
-    rt.block_on(client::close_all(conns))
+    rt.block_on(client::close_all_handshake(conns))
         .unwrap_or_else(|e| fail(&format!("benchmark {bench}: closing: {e}")));
 }
 

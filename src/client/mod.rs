@@ -280,3 +280,14 @@ pub async fn close_all(conns: Vec<Connection>) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// Completes the close handshake on every connection without waiting for
+/// the servers to close TCP (see [`Connection::close_handshake`]).
+pub async fn close_all_handshake(conns: Vec<Connection>) -> Result<(), ClientError> {
+    for r in
+        futures_util::future::join_all(conns.into_iter().map(Connection::close_handshake)).await
+    {
+        r?;
+    }
+    Ok(())
+}
