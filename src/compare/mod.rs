@@ -1,29 +1,744 @@
-//! Regression checks between two commits (`wsbench compare`). (stub, being written)
+//! Regression checks between two commits (`wsbench compare`).
+//!
+//! `compare` builds both commits, runs the quick measurement set of each in
+//! interleaved rounds, one child process per build, stack and round, and
+//! judges every metric:
+//!
+//! - [`measure`]: one round, in process (`wsbench measure`, hidden);
+//! - [`worktree`]: git worktrees and the two builds;
+//! - [`child`]: child processes with deadlines and logs;
+//! - [`stats`] and [`metrics`]: the statistics and which metric gets which;
+//! - [`report`]: verdicts, the table, Markdown and JSON.
+//!
+//! Exit codes: 0 no regression, 1 a regression, 2 could not build or run.
+//!
+//! The `measure` command line is a contract between versions: `compare`
+//! runs the base commit's `wsbench measure` with the options below, so
+//! options may be added but not renamed or removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::placement::Placement;
+use crate::results::RunInfo;
+
+pub mod child;
+pub mod measure;
+pub mod metrics;
+pub mod report;
+pub mod stats;
+pub mod worktree;
+
+use report::{Judging, Method, Row, Samples};
+use worktree::Side;
 
 /// Arguments of `wsbench compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
     /// The commit to compare against.
     pub base: String,
-    /// The commit under test (default: the working tree).
+    /// The commit under test (default: the working tree as it is,
+    /// uncommitted changes included).
     pub head: Option<String>,
+    /// Rounds per build: each stack is measured this many times in each
+    /// build, alternating between the builds.
+    #[arg(long, default_value_t = 7)]
+    pub rounds: usize,
+    /// Smallest change of a timing or rate called a regression or an
+    /// improvement: 0.05 = 1.05 times the time or 1/1.05 times the rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// Cargo features for both builds (e.g. regression-demo).
+    #[arg(long)]
+    pub features: Option<String>,
+    /// An environment variable K=V for the base build's rounds only (repeatable).
+    #[arg(long = "base-env", value_name = "K=V", value_parser = parse_env)]
+    pub base_env: Vec<(String, String)>,
+    /// An environment variable K=V for the head build's rounds only (repeatable).
+    #[arg(long = "head-env", value_name = "K=V", value_parser = parse_env)]
+    pub head_env: Vec<(String, String)>,
+    /// Comma-separated stacks (default: every in-process stack both builds know).
+    #[arg(long, value_delimiter = ',')]
+    pub stacks: Vec<String>,
+    /// Also measure the Python stacks (timings only).
+    #[arg(long)]
+    pub python: bool,
+    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
+    #[arg(long)]
+    pub placement: Option<String>,
+    /// Milliseconds of one timed window.
+    #[arg(long, default_value_t = 100)]
+    pub window_ms: u64,
+    /// Timed windows per phase (latency, throughput) and round; window k of
+    /// the base and of the head run back to back.
+    #[arg(long, default_value_t = 10)]
+    pub windows: usize,
+    /// How timings are judged: paired (per-round ratios) or unpaired (ratio
+    /// of the medians).
+    #[arg(long, value_enum, default_value_t = Method::Paired)]
+    pub method: Method,
+    /// Seconds one measuring process may take before it is killed.
+    #[arg(long, default_value_t = 300)]
+    pub round_timeout_s: u64,
+    /// Seconds one build may take before it is killed.
+    #[arg(long, default_value_t = 1800)]
+    pub build_timeout_s: u64,
+    /// Cargo target directory both builds share (default:
+    /// target/wsbench/compare/target).
+    #[arg(long)]
+    pub target_dir: Option<PathBuf>,
+    /// Use this wsbench binary for the base instead of building it (it
+    /// should have been built from BASE).
+    #[arg(long, value_name = "PATH")]
+    pub base_binary: Option<PathBuf>,
+    /// Use this wsbench binary for the head instead of building it.
+    #[arg(long, value_name = "PATH")]
+    pub head_binary: Option<PathBuf>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
 }
 
 /// Arguments of the hidden `wsbench measure` (one round of the quick set).
 #[derive(Debug, clap::Args)]
 pub struct MeasureArgs {
-    /// Where to write the round's figures (JSON).
+    /// Where to write the round's figures (JSON: the results.json group
+    /// schema plus each window's values).
     #[arg(long)]
-    pub out: std::path::PathBuf,
-}
-
-/// Runs a comparison; returns the process exit code.
-pub fn run(_args: &CompareArgs) -> i32 {
-    eprintln!("wsbench: compare is not built yet");
-    2
+    pub out: PathBuf,
+    /// Comma-separated stacks to measure (default: every in-process stack).
+    #[arg(long, value_delimiter = ',')]
+    pub stacks: Vec<String>,
+    /// Also measure the Python stacks (timings only) when no --stacks is given.
+    #[arg(long)]
+    pub python: bool,
+    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
+    #[arg(long)]
+    pub placement: Option<String>,
+    /// Milliseconds of one timed window.
+    #[arg(long, default_value_t = 100)]
+    pub window_ms: u64,
+    /// Timed windows per phase (latency, throughput).
+    #[arg(long, default_value_t = 10)]
+    pub windows: usize,
+    /// Milliseconds of warm-up before each phase.
+    #[arg(long, default_value_t = 200)]
+    pub warm_up_ms: u64,
+    /// Round trips counted for allocations per round trip.
+    #[arg(long, default_value_t = 1000)]
+    pub alloc_round_trips: u64,
+    /// Idle connections opened to read the heap each costs.
+    #[arg(long, default_value_t = 100)]
+    pub idle_conns: usize,
+    /// Serve one stack as a worker of `compare`: commands on stdin, one
+    /// window at a time (see `measure::serve_worker`).
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }
 
 /// Runs one round of the quick measurement set.
-pub fn measure(_args: &MeasureArgs) -> anyhow::Result<()> {
-    anyhow::bail!("measure is not built yet")
+pub fn measure(args: &MeasureArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.window_ms >= 1, "--window-ms must be at least 1");
+    anyhow::ensure!(
+        args.alloc_round_trips >= 1,
+        "--alloc-round-trips must be at least 1"
+    );
+    anyhow::ensure!(args.idle_conns >= 1, "--idle-conns must be at least 1");
+    let placement = match &args.placement {
+        Some(p) => Placement::parse(p)?,
+        None => Placement::from_env()?,
+    };
+    let plan = measure::Plan {
+        placement,
+        window: Duration::from_millis(args.window_ms),
+        windows: args.windows,
+        warm_up: Duration::from_millis(args.warm_up_ms),
+        alloc_round_trips: args.alloc_round_trips,
+        idle_conns: args.idle_conns,
+    };
+    let stacks = measure::select_stacks(&args.stacks, args.python)?;
+    if args.worker {
+        anyhow::ensure!(stacks.len() == 1, "--worker measures exactly one stack");
+        measure::serve_worker(stacks[0], &plan, &args.out)
+    } else {
+        measure::measure_to_file(&stacks, &plan, &args.out)
+    }
+}
+
+/// Runs a comparison; returns the process exit code.
+pub fn run(args: &CompareArgs) -> i32 {
+    child::catch_interrupts();
+    match compare(args) {
+        Ok(rows) => {
+            let regressions = report::regressions(&rows);
+            eprintln!("wsbench compare: {}", report::summary(&rows));
+            if regressions > 0 {
+                1
+            } else {
+                0
+            }
+        }
+        Err(e) => {
+            eprintln!("wsbench compare: could not build or run: {e:#}");
+            2
+        }
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("wsbench compare: {msg}");
+}
+
+/// One side's settings and results, as the JSON report records them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideReport {
+    pub rev: String,
+    pub commit: String,
+    pub working_tree: bool,
+    pub dirty: bool,
+    pub env: Vec<(String, String)>,
+    pub build_s: f64,
+    /// The run record of this side's first round.
+    pub run: Option<RunInfo>,
+}
+
+/// The whole comparison, as written to `<base>-<head>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompareReport {
+    pub schema: u32,
+    pub base: SideReport,
+    pub head: SideReport,
+    pub features: Option<String>,
+    pub placement: String,
+    pub rounds: usize,
+    pub window_ms: u64,
+    pub windows: usize,
+    pub method: Method,
+    pub threshold: f64,
+    pub confidence: f64,
+    pub resamples: usize,
+    pub seed: u64,
+    pub stacks: Vec<String>,
+    /// Stacks only one build knows, not compared.
+    pub skipped_stacks: Vec<String>,
+    pub elapsed_s: f64,
+    pub regressions: usize,
+    pub rows: Vec<Row>,
+}
+
+/// Removes the worktrees however `compare` ends.
+struct Cleanup {
+    repo: PathBuf,
+    logs: PathBuf,
+    worktrees: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for w in self.worktrees.drain(..) {
+            worktree::remove_worktree(&self.repo, &w, &self.logs);
+        }
+        for f in self.files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Runs the whole comparison and returns its rows.
+fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
+    let started = Instant::now();
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    anyhow::ensure!(
+        args.threshold.is_finite() && args.threshold >= 0.0,
+        "--threshold must be a number >= 0"
+    );
+    anyhow::ensure!(args.window_ms >= 1, "--window-ms must be at least 1");
+    anyhow::ensure!(args.windows >= 1, "--windows must be at least 1");
+    let placement = match &args.placement {
+        Some(p) => Placement::parse(p)?,
+        None => Placement::from_env()?,
+    };
+
+    // Everything goes under <repo>/target/wsbench/compare; git needs a log
+    // directory before the repository is known, so start in a temporary one.
+    let boot_logs = std::env::temp_dir().join(format!("wsbench-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&boot_logs)?;
+    let repo = worktree::repo_root(&boot_logs)?;
+    let _ = std::fs::remove_dir_all(&boot_logs);
+    let target = crate::results::target_dir();
+    let compare_dir = if target.is_absolute() {
+        target
+    } else {
+        repo.join(target)
+    }
+    .join("wsbench")
+    .join("compare");
+    let logs_tmp = compare_dir.join("logs");
+    std::fs::create_dir_all(&logs_tmp)
+        .with_context(|| format!("creating {}", logs_tmp.display()))?;
+
+    let base_sha = worktree::resolve(&repo, &args.base, &logs_tmp)?;
+    let (head_sha, head_working_tree, head_dirty) = match &args.head {
+        Some(rev) => (worktree::resolve(&repo, rev, &logs_tmp)?, false, false),
+        None => (
+            worktree::resolve(&repo, "HEAD", &logs_tmp)?,
+            true,
+            worktree::is_dirty(&repo, &logs_tmp)?,
+        ),
+    };
+    let mut base = Side {
+        role: "base",
+        rev: args.base.clone(),
+        sha: base_sha,
+        working_tree: false,
+        dirty: false,
+        src: PathBuf::new(),
+    };
+    let mut head = Side {
+        role: "head",
+        rev: args.head.clone().unwrap_or_else(|| "working tree".into()),
+        sha: head_sha,
+        working_tree: head_working_tree,
+        dirty: head_dirty,
+        src: repo.clone(),
+    };
+    let name = format!("{}-{}", base.short(), head.short());
+    let run_dir = compare_dir.join("runs").join(&name);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let logs = run_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let _ = std::fs::remove_dir_all(&logs_tmp);
+
+    let mut cleanup = Cleanup {
+        repo: repo.clone(),
+        logs: logs.clone(),
+        worktrees: Vec::new(),
+        files: Vec::new(),
+    };
+    for side in [&mut base, &mut head] {
+        if side.working_tree {
+            continue;
+        }
+        let path = compare_dir.join(format!("{}-{}", side.role, side.short()));
+        progress(&format!(
+            "checking out {} {} ({}) in {}",
+            side.role,
+            side.rev,
+            side.short(),
+            path.display()
+        ));
+        cleanup.worktrees.push(path.clone());
+        worktree::add_worktree(&repo, &path, &side.sha, &logs)?;
+        side.src = path;
+    }
+
+    let target_dir = args
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| compare_dir.join("target"));
+    let build_limit = Duration::from_secs(args.build_timeout_s);
+    let mut binaries = Vec::new();
+    let mut build_s = Vec::new();
+    for (side, prebuilt) in [(&base, &args.base_binary), (&head, &args.head_binary)] {
+        if let Some(bin) = prebuilt {
+            anyhow::ensure!(bin.is_file(), "{} is not a file", bin.display());
+            progress(&format!("{}: using {} as built", side.role, bin.display()));
+            binaries.push(bin.clone());
+            build_s.push(0.0);
+            continue;
+        }
+        let log = logs.join(format!("build-{}.log", side.role));
+        progress(&format!(
+            "building {} ({}{}) from {}; cargo's output goes to {}",
+            side.role,
+            side.short(),
+            args.features
+                .as_deref()
+                .map(|f| format!(", features {f}"))
+                .unwrap_or_default(),
+            side.src.display(),
+            log.display()
+        ));
+        let dest = run_dir.join(format!("wsbench-{}", side.role));
+        cleanup.files.push(dest.clone());
+        let built = worktree::build(
+            side,
+            &target_dir,
+            args.features.as_deref(),
+            &dest,
+            &log,
+            build_limit,
+        )?;
+        progress(&format!("built {} in {:.0} s", side.role, built.build_s));
+        binaries.push(built.binary);
+        build_s.push(built.build_s);
+    }
+
+    let (stacks, skipped) = choose_stacks(args, &binaries, &logs)?;
+    anyhow::ensure!(!stacks.is_empty(), "no stack to measure");
+    if !skipped.is_empty() {
+        progress(&format!(
+            "not compared (known to one build only): {}",
+            skipped.join(", ")
+        ));
+    }
+
+    let sides = [
+        SideRun {
+            side: &base,
+            binary: &binaries[0],
+            env: &args.base_env,
+        },
+        SideRun {
+            side: &head,
+            binary: &binaries[1],
+            env: &args.head_env,
+        },
+    ];
+    let plan = RoundsPlan {
+        rounds: args.rounds,
+        stacks: &stacks,
+        placement,
+        window_ms: args.window_ms,
+        windows: args.windows,
+        limit: Duration::from_secs(args.round_timeout_s),
+        dir: &run_dir,
+    };
+    let measured = run_rounds(&plan, &sides)?;
+
+    let bootstrap = stats::Bootstrap::default();
+    let how = Judging {
+        method: args.method,
+        threshold: args.threshold,
+        bootstrap,
+    };
+    let rows = report::judge_all(&stacks, &measured.samples, &how);
+    let regressions = report::regressions(&rows);
+    let report = CompareReport {
+        schema: 1,
+        base: side_report(&base, &args.base_env, build_s[0], measured.runs[0].clone()),
+        head: side_report(&head, &args.head_env, build_s[1], measured.runs[1].clone()),
+        features: args.features.clone(),
+        placement: placement.to_string(),
+        rounds: args.rounds,
+        window_ms: args.window_ms,
+        windows: args.windows,
+        method: args.method,
+        threshold: args.threshold,
+        confidence: bootstrap.confidence,
+        resamples: bootstrap.resamples,
+        seed: bootstrap.seed,
+        stacks: stacks.clone(),
+        skipped_stacks: skipped,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        regressions,
+        rows,
+    };
+    print!("{}", report::text_table(&report.rows));
+    let md = compare_dir.join(format!("{name}.md"));
+    let json = compare_dir.join(format!("{name}.json"));
+    crate::results::write_atomically(&md, markdown(&report).as_bytes())?;
+    crate::results::write_atomically(&json, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    progress(&format!(
+        "{} in {:.0} s; wrote {} and {}; rounds and logs in {}",
+        name,
+        report.elapsed_s,
+        md.display(),
+        json.display(),
+        run_dir.display()
+    ));
+    drop(cleanup);
+    Ok(report.rows)
+}
+
+fn side_report(
+    side: &Side,
+    env: &[(String, String)],
+    build_s: f64,
+    run: Option<RunInfo>,
+) -> SideReport {
+    SideReport {
+        rev: side.rev.clone(),
+        commit: side.sha.clone(),
+        working_tree: side.working_tree,
+        dirty: side.dirty,
+        env: env.to_vec(),
+        build_s,
+        run,
+    }
+}
+
+/// The stacks to compare: those asked for, or every in-process stack (and
+/// available Python stack with --python) that both builds list; and those
+/// only one build knows.
+fn choose_stacks(
+    args: &CompareArgs,
+    binaries: &[PathBuf],
+    logs: &Path,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let base = worktree::list_stacks(&binaries[0], logs, "base")?;
+    let head = worktree::list_stacks(&binaries[1], logs, "head")?;
+    let wanted = |s: &(String, bool, bool)| {
+        if args.stacks.is_empty() {
+            s.1 || (args.python && s.2)
+        } else {
+            args.stacks.iter().any(|n| n.trim() == s.0)
+        }
+    };
+    let mut both = Vec::new();
+    let mut skipped = Vec::new();
+    for s in head.iter().filter(|s| wanted(s)) {
+        if base.iter().any(|b| b.0 == s.0) {
+            both.push(s.0.clone());
+        } else {
+            skipped.push(format!("{} (head only)", s.0));
+        }
+    }
+    for s in base.iter().filter(|s| wanted(s)) {
+        if !head.iter().any(|h| h.0 == s.0) {
+            skipped.push(format!("{} (base only)", s.0));
+        }
+    }
+    for n in &args.stacks {
+        anyhow::ensure!(
+            base.iter().chain(head.iter()).any(|s| s.0 == n.trim()),
+            "unknown stack {n:?}: neither build lists it"
+        );
+    }
+    Ok((both, skipped))
+}
+
+struct SideRun<'a> {
+    side: &'a Side,
+    binary: &'a Path,
+    env: &'a [(String, String)],
+}
+
+struct RoundsPlan<'a> {
+    rounds: usize,
+    stacks: &'a [String],
+    placement: Placement,
+    window_ms: u64,
+    windows: usize,
+    limit: Duration,
+    dir: &'a Path,
+}
+
+struct Measured {
+    /// Keyed by (stack, metric).
+    samples: BTreeMap<(String, String), Samples>,
+    /// Each side's first run record.
+    runs: [Option<RunInfo>; 2],
+}
+
+/// The measuring loop. In each round, each stack gets one worker process
+/// per build; the two take turns window by window (A B B A A B ...), so
+/// that window k of each build sees the same load of the machine. Which
+/// build goes first flips from stack to stack and round to round.
+fn run_rounds(plan: &RoundsPlan<'_>, sides: &[SideRun<'_>; 2]) -> anyhow::Result<Measured> {
+    let mut measured = Measured {
+        samples: BTreeMap::new(),
+        runs: [None, None],
+    };
+    for round in 0..plan.rounds {
+        for (i, stack) in plan.stacks.iter().enumerate() {
+            let first = (round + i) % 2;
+            let started = Instant::now();
+            let files = measure_pair(plan, sides, stack, round, first)?;
+            for (s, file) in files.into_iter().enumerate() {
+                if measured.runs[s].is_none() {
+                    measured.runs[s] = Some(file.run.clone());
+                }
+                let windows = file.windows.get(stack.as_str());
+                for m in file.measurements.iter().filter(|m| &m.stack == stack) {
+                    let e = measured
+                        .samples
+                        .entry((stack.clone(), m.metric.clone()))
+                        .or_default();
+                    let w = windows
+                        .and_then(|w| w.get(&m.metric))
+                        .cloned()
+                        .unwrap_or_default();
+                    if s == 0 {
+                        e.base.push(m.value);
+                        e.base_windows.push(w);
+                    } else {
+                        e.head.push(m.value);
+                        e.head_windows.push(w);
+                    }
+                }
+            }
+            progress(&format!(
+                "round {}/{} {stack}: {:.1} s",
+                round + 1,
+                plan.rounds,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(measured)
+}
+
+/// One round of one stack: a worker per build, alternating windows.
+fn measure_pair(
+    plan: &RoundsPlan<'_>,
+    sides: &[SideRun<'_>; 2],
+    stack: &str,
+    round: usize,
+    first: usize,
+) -> anyhow::Result<Vec<measure::RoundFile>> {
+    let deadline = Instant::now() + plan.limit;
+    let order = [first, 1 - first];
+    let outs: Vec<PathBuf> = sides
+        .iter()
+        .map(|side| {
+            plan.dir.join(format!(
+                "round{}-{stack}-{}.json",
+                round + 1,
+                side.side.role
+            ))
+        })
+        .collect();
+    let mut workers: [Option<child::Worker>; 2] = [None, None];
+    // One after the other, so that neither's start-up (and untimed
+    // figures) competes with the other's.
+    for s in order {
+        let side = &sides[s];
+        let mut cmd = Command::new(side.binary);
+        // The side's sources are the current directory, so the round's run
+        // record names its commit.
+        cmd.current_dir(&side.side.src)
+            .arg("measure")
+            .arg("--worker")
+            .arg("--out")
+            .arg(&outs[s])
+            .args(["--stacks", stack])
+            .args(["--placement", plan.placement.as_str()])
+            .args(["--window-ms", &plan.window_ms.to_string()]);
+        for (k, v) in side.env {
+            cmd.env(k, v);
+        }
+        let log = plan
+            .dir
+            .join("logs")
+            .join(format!("measure-{}.log", side.side.role));
+        let what = format!("measuring {stack} with the {} build", side.side.role);
+        let mut w = child::Worker::spawn(&mut cmd, &log, &what)?;
+        w.ask(None, "ready", deadline)?;
+        workers[s] = Some(w);
+    }
+    let [Some(a), Some(b)] = &mut workers else {
+        unreachable!("both workers started")
+    };
+    let pair = [a, b];
+    for phase in [measure::Phase::Latency, measure::Phase::Throughput] {
+        let warm = format!("warm-up {}", phase.as_str());
+        let window = format!("window {}", phase.as_str());
+        for s in order {
+            pair[s].ask(Some(&warm), "ok", deadline)?;
+        }
+        for k in 0..plan.windows {
+            let turn = if k % 2 == 0 {
+                order
+            } else {
+                [order[1], order[0]]
+            };
+            for s in turn {
+                pair[s].ask(Some(&window), "ok", deadline)?;
+            }
+        }
+    }
+    for s in order {
+        pair[s].ask(Some("done"), "done", deadline)?;
+    }
+    let mut files = Vec::new();
+    for (s, w) in workers.into_iter().enumerate() {
+        w.expect("started").wait(deadline)?;
+        let text = std::fs::read_to_string(&outs[s])
+            .with_context(|| format!("reading {}", outs[s].display()))?;
+        files.push(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a round file", outs[s].display()))?,
+        );
+    }
+    Ok(files)
+}
+
+/// The Markdown report: what was compared, how, and the table.
+pub fn markdown(r: &CompareReport) -> String {
+    let side = |s: &SideReport| {
+        let what = if s.working_tree {
+            format!(
+                "working tree at {}{}",
+                &s.commit[..s.commit.len().min(10)],
+                if s.dirty {
+                    " with uncommitted changes"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!("{} = {}", s.rev, &s.commit[..s.commit.len().min(10)])
+        };
+        let env = if s.env.is_empty() {
+            String::new()
+        } else {
+            let kv: Vec<String> = s.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+            format!("; environment {}", kv.join(" "))
+        };
+        format!("{what} (built in {:.0} s{env})", s.build_s)
+    };
+    let mut out = String::new();
+    out.push_str("# wsbench compare\n\n");
+    out.push_str(&format!("- base: {}\n", side(&r.base)));
+    out.push_str(&format!("- head: {}\n", side(&r.head)));
+    if let Some(f) = &r.features {
+        out.push_str(&format!("- features (both builds): `{f}`\n"));
+    }
+    if let Some(run) = r.base.run.as_ref().or(r.head.run.as_ref()) {
+        out.push_str(&format!(
+            "- machine: {} ({} CPUs), {}; placement {}\n",
+            run.cpu, run.cpus, run.kernel, r.placement
+        ));
+    }
+    out.push_str(&format!(
+        "- {} rounds; in each, per stack, {} windows of {} ms per phase, alternating between the builds; {:.0} s in all\n",
+        r.rounds, r.windows, r.window_ms, r.elapsed_s
+    ));
+    out.push_str(&format!(
+        "- timings: {} bootstrap, {:.0}% interval, {} resamples, seed {:#x}; threshold {:.1}%\n",
+        r.method.as_str(),
+        r.confidence * 100.0,
+        r.resamples,
+        r.seed,
+        r.threshold * 100.0
+    ));
+    if !r.skipped_stacks.is_empty() {
+        out.push_str(&format!(
+            "- not compared: {}\n",
+            r.skipped_stacks.join(", ")
+        ));
+    }
+    out.push_str(&format!("\n**{} regression(s)**\n\n", r.regressions));
+    out.push_str(&report::markdown_table(&r.rows));
+    out.push_str("\nMetrics:\n\n");
+    for m in metrics::METRICS {
+        let how = match m.kind {
+            metrics::Kind::Timing => "timing".to_string(),
+            metrics::Kind::Exact { tolerance: 0.0 } => "exact".to_string(),
+            metrics::Kind::Exact { tolerance } => format!("exact within {tolerance} {}", m.unit),
+        };
+        out.push_str(&format!("- `{}` ({how}): {}\n", m.name, m.what));
+    }
+    out
 }
