@@ -180,7 +180,13 @@ fn python_server_killed_mid_run_ends_the_run_naming_the_stack() {
         let why = stopped.expect_err("a killed server cannot stop cleanly");
         let why = format!("{why:#}");
         assert!(why.contains(stack.name), "{why}");
-        assert!(why.contains("already exited"), "{why}");
+        // The handle may find the child already reaped-ready ("already
+        // exited") or see the SIGKILL while stopping it; either way it must
+        // say that the process died, not that it stopped cleanly.
+        assert!(
+            why.contains("already exited") || why.contains("SIGKILL"),
+            "{why}"
+        );
     }
 }
 
