@@ -391,18 +391,6 @@ impl<'rt> Session<'rt> {
 
     /// One timed window of the phase.
     fn window(&mut self, phase: Phase) -> anyhow::Result<()> {
-        if phase == Phase::Throughput && std::env::var("WSBENCH_EXP_RECONNECT").is_ok() {
-            let target = Target::of(self.server());
-            let old = std::mem::take(&mut self.conns);
-            self.rt.block_on(client::close_all(old))?;
-            self.conns = self.rt.block_on(client::connect_many(&target, 1))?;
-            self.rt.block_on(client::drive(
-                &mut self.conns,
-                phase.spec(),
-                Budget::Until(Instant::now() + Duration::from_millis(30)),
-                &mut client::new_histogram(),
-            ))?;
-        }
         let mut hist = client::new_histogram();
         let cpu_before = Cpu::now(self.server());
         let stats = self.rt.block_on(client::drive(

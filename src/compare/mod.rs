@@ -276,13 +276,15 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
     let repo = worktree::repo_root(&boot_logs)?;
     let _ = std::fs::remove_dir_all(&boot_logs);
     let target = crate::results::target_dir();
-    let compare_dir = if target.is_absolute() {
+    // The repository's target directory. The measuring processes get it as
+    // CARGO_TARGET_DIR, so that the Python stacks of both builds use the
+    // one venv under it instead of making one in each worktree.
+    let target_root = if target.is_absolute() {
         target
     } else {
         repo.join(target)
-    }
-    .join("wsbench")
-    .join("compare");
+    };
+    let compare_dir = target_root.join("wsbench").join("compare");
     let logs_tmp = compare_dir.join("logs");
     std::fs::create_dir_all(&logs_tmp)
         .with_context(|| format!("creating {}", logs_tmp.display()))?;
@@ -384,7 +386,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         build_s.push(built.build_s);
     }
 
-    let (stacks, skipped) = choose_stacks(args, &binaries, &logs)?;
+    let (stacks, skipped) = choose_stacks(args, &binaries, &logs, &target_root)?;
     anyhow::ensure!(!stacks.is_empty(), "no stack to measure");
     if !skipped.is_empty() {
         progress(&format!(
@@ -413,6 +415,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         windows: args.windows,
         limit: Duration::from_secs(args.round_timeout_s),
         dir: &run_dir,
+        target_root: &target_root,
     };
     let measured = run_rounds(&plan, &sides)?;
 
@@ -485,9 +488,10 @@ fn choose_stacks(
     args: &CompareArgs,
     binaries: &[PathBuf],
     logs: &Path,
+    target_root: &Path,
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let base = worktree::list_stacks(&binaries[0], logs, "base")?;
-    let head = worktree::list_stacks(&binaries[1], logs, "head")?;
+    let base = worktree::list_stacks(&binaries[0], logs, "base", target_root)?;
+    let head = worktree::list_stacks(&binaries[1], logs, "head", target_root)?;
     let wanted = |s: &(String, bool, bool)| {
         if args.stacks.is_empty() {
             s.1 || (args.python && s.2)
@@ -532,6 +536,8 @@ struct RoundsPlan<'a> {
     windows: usize,
     limit: Duration,
     dir: &'a Path,
+    /// CARGO_TARGET_DIR of the measuring processes (where the venv is).
+    target_root: &'a Path,
 }
 
 struct Measured {
@@ -618,6 +624,7 @@ fn measure_pair(
         // The side's sources are the current directory, so the round's run
         // record names its commit.
         cmd.current_dir(&side.side.src)
+            .env("CARGO_TARGET_DIR", plan.target_root)
             .arg("measure")
             .arg("--worker")
             .arg("--out")
@@ -740,5 +747,14 @@ pub fn markdown(r: &CompareReport) -> String {
         };
         out.push_str(&format!("- `{}` ({how}): {}\n", m.name, m.what));
     }
+    out.push_str(
+        "\nRatio: head/base; for timings, the median over rounds of each round's median \
+         ratio of windows measured back to back (paired), or the ratio of the medians \
+         (unpaired). Verdicts: a regression or an improvement when the whole interval \
+         lies beyond the threshold (exact metrics: when the median changed by the \
+         tolerance or more); no change when the whole interval lies within it; \
+         inconclusive when the rounds were too noisy to tell at this threshold, which \
+         is not a regression (more --rounds narrow the interval).\n",
+    );
     out
 }

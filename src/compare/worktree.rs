@@ -14,6 +14,10 @@ use super::child;
 /// How long a git command may take.
 const GIT_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long `wsbench list` may take: the first one creates the Python venv
+/// and installs its packages.
+const LIST_LIMIT: Duration = Duration::from_secs(600);
+
 /// One side of a comparison and where its sources are.
 #[derive(Debug, Clone)]
 pub struct Side {
@@ -182,19 +186,21 @@ pub fn build(
 }
 
 /// The stacks a build knows, from its `wsbench list`: (name, runs in
-/// process, available).
+/// process, available). `target_root` is its CARGO_TARGET_DIR, where the
+/// Python venv is looked for (and made, the first time).
 pub fn list_stacks(
     binary: &Path,
     logs: &Path,
     role: &str,
+    target_root: &Path,
 ) -> anyhow::Result<Vec<(String, bool, bool)>> {
     let mut cmd = Command::new(binary);
-    cmd.arg("list");
+    cmd.env("CARGO_TARGET_DIR", target_root).arg("list");
     let text = child::run_capture(
         &mut cmd,
         &logs.join(format!("list-{role}.stdout")),
         &logs.join(format!("list-{role}.log")),
-        GIT_LIMIT,
+        LIST_LIMIT,
         &format!("wsbench list of the {role} build"),
     )?;
     Ok(text
