@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Shows that `wsbench compare` can be trusted on this machine, by running it
+# on the committed HEAD against itself (built with the `regression-demo`
+# feature, see src/stacks/demo.rs):
+#
+#   1. A/A comparisons (no change at all): every verdict should be
+#      "no change" or "inconclusive"; any "regression" or "improvement" is a
+#      false alarm;
+#   2. the head rounds spin SLOW_NS nanoseconds per echoed message in
+#      SLOW_STACK, for each value of SLOW_NS: the slowdowns should be flagged
+#      for SLOW_STACK and no other stack (small ones may go undetected: that
+#      is the smallest detectable slowdown this measures);
+#   3. the head rounds make one extra allocation per echoed message in
+#      ALLOC_STACK: server_allocs_per_rtt should be flagged, for that stack
+#      only.
+#
+# Usage: scripts/regression-proofs.sh [OUT_DIR]   (default target/wsbench/proofs)
+# Settings (environment): AA_RUNS (3), SLOW_STACK (axum), SLOW_NS
+# ("3000 1500 750"), ALLOC_STACK (tokio-websockets), and COMPARE_ARGS for
+# extra `wsbench compare` options (e.g. "--rounds 9").
+#
+# Each comparison's Markdown and JSON report and its log are copied to
+# OUT_DIR as <name>.md, <name>.json, <name>.log; OUT_DIR/summary.md lists
+# what each flagged and whether it is what the comparison should show. The
+# script exits non-zero if any expectation failed. About 5 minutes per
+# comparison on the 2-core reference machine; the first one includes the
+# two builds.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+
+out=${1:-target/wsbench/proofs}
+aa_runs=${AA_RUNS:-3}
+slow_stack=${SLOW_STACK:-axum}
+slow_ns=${SLOW_NS:-3000 1500 750}
+alloc_stack=${ALLOC_STACK:-tokio-websockets}
+# shellcheck disable=SC2206 # word splitting of the extra options is wanted
+extra=(${COMPARE_ARGS:-})
+
+mkdir -p "$out"
+# Absolute: compare runs the binaries from inside its worktrees.
+out=$(realpath "$out")
+rm -f "$out"/*.md "$out"/*.json "$out"/*.log
+cargo build --release --locked -q
+wsbench=target/release/wsbench
+rev=$(git rev-parse --short=10 HEAD)
+report=target/wsbench/compare/$rev-$rev
+summary=$out/summary.md
+failed=0
+
+{
+    echo "# wsbench compare: proofs"
+    echo
+    echo "Commit $rev compared with itself, features regression-demo;"
+    echo "options: ${extra[*]:-(defaults)}. Written by scripts/regression-proofs.sh on $(date -u +%Y-%m-%dT%H:%MZ)."
+    echo
+} >"$summary"
+
+# The first comparison builds both sides; the rest reuse its binary (both
+# sides are the same commit, so one build serves both).
+binary_args=()
+
+# compare NAME [ARGS...]: runs one comparison, keeps its reports, records
+# its exit code and flagged rows.
+compare() {
+    local name=$1
+    shift
+    local code=0
+    "$wsbench" compare HEAD HEAD --features regression-demo "${binary_args[@]}" \
+        "${extra[@]}" "$@" 2>"$out/$name.log" || code=$?
+    if [ "$code" -ge 2 ]; then
+        echo "$name: could not build or run (exit $code), see $out/$name.log" >&2
+        exit 2
+    fi
+    cp "$report.md" "$out/$name.md"
+    cp "$report.json" "$out/$name.json"
+    if [ ${#binary_args[@]} -eq 0 ]; then
+        cp target/wsbench/compare/target/release/wsbench "$out/wsbench-demo"
+        binary_args=(--base-binary "$out/wsbench-demo" --head-binary "$out/wsbench-demo")
+    fi
+    last_code=$code
+    flagged=$(grep -E '\| (regression|improvement) \|$' "$out/$name.md" || true)
+    {
+        echo "## $name"
+        echo
+        echo "exit $code; $(tail -n 1 "$out/$name.log" | sed 's/^wsbench compare: //'); $(grep -o '[0-9]* s in all' "$out/$name.md")"
+        echo
+        if [ -n "$flagged" ]; then
+            echo "| metric | stack | base | head | ratio | interval | verdict |"
+            echo "| --- | --- | ---: | ---: | ---: | --- | --- |"
+            echo "$flagged"
+        else
+            echo "nothing flagged"
+        fi
+        echo
+    } >>"$summary"
+}
+
+# expect NAME WHAT OK: records whether an expectation held.
+expect() {
+    if [ "$3" = yes ]; then
+        echo "- expected: $2: **held**" >>"$summary"
+    else
+        echo "- expected: $2: **FAILED**" >>"$summary"
+        failed=1
+    fi
+    echo >>"$summary"
+    echo "$1: $2: $3"
+}
+
+# Stacks of the flagged rows of a comparison, one per line.
+flagged_stacks() {
+    grep -E '\| (regression|improvement) \|$' "$out/$1.md" | awk -F'|' '{gsub(/ /, "", $3); print $3}' | sort -u
+}
+
+for i in $(seq 1 "$aa_runs"); do
+    compare "a-a-$i"
+    ok=no
+    [ "$last_code" -eq 0 ] && [ -z "$(flagged_stacks "a-a-$i")" ] && ok=yes
+    expect "a-a-$i" "nothing flagged, exit 0" "$ok"
+done
+
+for ns in $slow_ns; do
+    name="slow-$slow_stack-${ns}ns"
+    compare "$name" --head-env "WSBENCH_DEMO_SLOW_STACK=$slow_stack" --head-env "WSBENCH_DEMO_SLOW_NS=$ns"
+    others=$(flagged_stacks "$name" | grep -vx "$slow_stack" || true)
+    ok=no
+    [ -z "$others" ] && ok=yes
+    expect "$name" "no stack but $slow_stack flagged" "$ok"
+    detected=no
+    grep -qE "\| $slow_stack \|.*\| regression \|$" "$out/$name.md" && detected=yes
+    echo "- detected ($slow_stack flagged as a regression, exit $last_code): $detected" >>"$summary"
+    echo >>"$summary"
+    echo "$name: detected: $detected"
+done
+
+name="alloc-$alloc_stack"
+compare "$name" --head-env "WSBENCH_DEMO_ALLOC_STACK=$alloc_stack"
+ok=no
+[ "$last_code" -eq 1 ] &&
+    grep -qE "^\| server_allocs_per_rtt \(allocs\) \| $alloc_stack \|.*\| regression \|$" "$out/$name.md" &&
+    [ "$(flagged_stacks "$name")" = "$alloc_stack" ] && ok=yes
+expect "$name" "server_allocs_per_rtt of $alloc_stack flagged, no other stack, exit 1" "$ok"
+
+echo "wrote $summary"
+exit "$failed"
