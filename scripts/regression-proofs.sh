@@ -14,10 +14,12 @@
 #      ALLOC_STACK: server_allocs_per_rtt should be flagged, for that stack
 #      only.
 #
-# Usage: scripts/regression-proofs.sh [OUT_DIR]   (default target/wsbench/proofs)
+# Usage: scripts/regression-proofs.sh [OUT_DIR]   (default regression-proofs, committed)
 # Settings (environment): AA_RUNS (3), SLOW_STACK (axum), SLOW_NS
 # ("3000 1500 750"), ALLOC_STACK (tokio-websockets), and COMPARE_ARGS for
-# extra `wsbench compare` options (e.g. "--rounds 9").
+# extra `wsbench compare` options (e.g. "--rounds 9"). EVALUATE_ONLY=1
+# rewrites OUT_DIR/summary.md from the reports already there, without
+# running anything.
 #
 # Each comparison's Markdown and JSON report and its log are copied to
 # OUT_DIR as <name>.md, <name>.json, <name>.log; OUT_DIR/summary.md lists
@@ -28,7 +30,7 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 
-out=${1:-target/wsbench/proofs}
+out=${1:-regression-proofs}
 aa_runs=${AA_RUNS:-3}
 slow_stack=${SLOW_STACK:-axum}
 slow_ns=${SLOW_NS:-3000 1500 750}
@@ -36,22 +38,29 @@ alloc_stack=${ALLOC_STACK:-tokio-websockets}
 # shellcheck disable=SC2206 # word splitting of the extra options is wanted
 extra=(${COMPARE_ARGS:-})
 
+evaluate_only=${EVALUATE_ONLY:-0}
 mkdir -p "$out"
 # Absolute: compare runs the binaries from inside its worktrees.
 out=$(realpath "$out")
-rm -f "$out"/*.md "$out"/*.json "$out"/*.log
-cargo build --release --locked -q
-wsbench=target/release/wsbench
-rev=$(git rev-parse --short=10 HEAD)
-report=target/wsbench/compare/$rev-$rev
 summary=$out/summary.md
+if [ "$evaluate_only" = 1 ]; then
+    rev=$(grep -o '^Commit [0-9a-f]*' "$summary" | cut -d' ' -f2)
+    written=$(grep -o 'on [0-9T:-]*Z\.$' "$summary" | cut -c4- | tr -d .)
+else
+    rm -f "$out"/*.md "$out"/*.json "$out"/*.log
+    cargo build --release --locked -q
+    rev=$(git rev-parse --short=10 HEAD)
+    written=$(date -u +%Y-%m-%dT%H:%MZ)
+fi
+wsbench=target/release/wsbench
+report=target/wsbench/compare/$rev-$rev
 failed=0
 
 {
     echo "# wsbench compare: proofs"
     echo
     echo "Commit $rev compared with itself, features regression-demo;"
-    echo "options: ${extra[*]:-(defaults)}. Written by scripts/regression-proofs.sh on $(date -u +%Y-%m-%dT%H:%MZ)."
+    echo "options: ${extra[*]:-(defaults)}. Written by scripts/regression-proofs.sh on $written."
     echo
 } >"$summary"
 
@@ -65,20 +74,27 @@ compare() {
     local name=$1
     shift
     local code=0
-    "$wsbench" compare HEAD HEAD --features regression-demo "${binary_args[@]}" \
-        "${extra[@]}" "$@" 2>"$out/$name.log" || code=$?
-    if [ "$code" -ge 2 ]; then
-        echo "$name: could not build or run (exit $code), see $out/$name.log" >&2
-        exit 2
-    fi
-    cp "$report.md" "$out/$name.md"
-    cp "$report.json" "$out/$name.json"
-    if [ ${#binary_args[@]} -eq 0 ]; then
-        cp target/wsbench/compare/target/release/wsbench "$out/wsbench-demo"
-        binary_args=(--base-binary "$out/wsbench-demo" --head-binary "$out/wsbench-demo")
+    if [ "$evaluate_only" = 1 ]; then
+        # The exit code compare gave: 1 when it found a regression.
+        grep -q '^\*\*0 regression' "$out/$name.md" || code=1
+    else
+        "$wsbench" compare HEAD HEAD --features regression-demo "${binary_args[@]}" \
+            "${extra[@]}" "$@" 2>"$out/$name.log" || code=$?
+        if [ "$code" -ge 2 ]; then
+            echo "$name: could not build or run (exit $code), see $out/$name.log" >&2
+            exit 2
+        fi
+        cp "$report.md" "$out/$name.md"
+        cp "$report.json" "$out/$name.json"
+        if [ ${#binary_args[@]} -eq 0 ]; then
+            # Kept outside OUT_DIR, which may be committed.
+            cp target/wsbench/compare/target/release/wsbench target/wsbench/compare/wsbench-demo
+            binary_args=(--base-binary "$PWD/target/wsbench/compare/wsbench-demo"
+                --head-binary "$PWD/target/wsbench/compare/wsbench-demo")
+        fi
     fi
     last_code=$code
-    flagged=$(grep -E '\| (regression|improvement) \|$' "$out/$name.md" || true)
+    flagged=$(grep -E "$flagged_verdicts" "$out/$name.md" || true)
     {
         echo "## $name"
         echo
@@ -107,9 +123,14 @@ expect() {
     echo "$1: $2: $3"
 }
 
+# Rows of the Markdown table whose verdict is a regression or an
+# improvement (src/compare/report.rs writes "**REGRESSION**" and
+# "improvement").
+flagged_verdicts='\| (\*\*REGRESSION\*\*|improvement) \|$'
+
 # Stacks of the flagged rows of a comparison, one per line.
 flagged_stacks() {
-    grep -E '\| (regression|improvement) \|$' "$out/$1.md" | awk -F'|' '{gsub(/ /, "", $3); print $3}' | sort -u
+    grep -E "$flagged_verdicts" "$out/$1.md" | awk -F'|' '{gsub(/ /, "", $3); print $3}' | sort -u
 }
 
 for i in $(seq 1 "$aa_runs"); do
@@ -127,7 +148,7 @@ for ns in $slow_ns; do
     [ -z "$others" ] && ok=yes
     expect "$name" "no stack but $slow_stack flagged" "$ok"
     detected=no
-    grep -qE "\| $slow_stack \|.*\| regression \|$" "$out/$name.md" && detected=yes
+    grep -qE "\| $slow_stack \|.*\| \*\*REGRESSION\*\* \|$" "$out/$name.md" && detected=yes
     echo "- detected ($slow_stack flagged as a regression, exit $last_code): $detected" >>"$summary"
     echo >>"$summary"
     echo "$name: detected: $detected"
@@ -137,7 +158,7 @@ name="alloc-$alloc_stack"
 compare "$name" --head-env "WSBENCH_DEMO_ALLOC_STACK=$alloc_stack"
 ok=no
 [ "$last_code" -eq 1 ] &&
-    grep -qE "^\| server_allocs_per_rtt \(allocs\) \| $alloc_stack \|.*\| regression \|$" "$out/$name.md" &&
+    grep -qE "^\| server_allocs_per_rtt \(allocs\) \| $alloc_stack \|.*\| \*\*REGRESSION\*\* \|$" "$out/$name.md" &&
     [ "$(flagged_stacks "$name")" = "$alloc_stack" ] && ok=yes
 expect "$name" "server_allocs_per_rtt of $alloc_stack flagged, no other stack, exit 1" "$ok"
 

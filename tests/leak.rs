@@ -1,27 +1,27 @@
 //! The leak check (issue 7): after 1,000 cycles of connect, one verified
 //! echo and disconnect (half with the close handshake, half with a reset,
 //! some of those in the middle of a frame), a stack's server-side live heap
-//! returns to where it started, within a stated tolerance. The same check
-//! as `benches/leak.rs`, which records the figures at 10,000 cycles, and
-//! whose constants say why the tolerances are what they are.
+//! returns to where it started, within a stated tolerance. The cycles and
+//! tolerances are `wsbench::measure::leak`'s, which also says why the
+//! tolerances are what they are; `benches/leak.rs` records the figures at
+//! 10,000 cycles.
 //!
 //! In-process stacks are read through the counting allocator installed
 //! below, charged to server threads; the Python stacks through their RSS.
 //! A deliberately leaking server proves the check can fail. Nothing is
 //! timed; every wait is bounded.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsbench::client::{
-    self, wire, Budget, ClientError, Connection, MessageSpec, PayloadKind, Target,
+use wsbench::client::Target;
+use wsbench::measure::alloc::CountingAlloc;
+use wsbench::measure::leak::{
+    cycles, returned_bytes, settled_bytes, ALLOCATOR_TOLERANCE_BYTES, RSS_TOLERANCE_BYTES,
+    WARM_UP_CYCLES,
 };
-use wsbench::measure::alloc::{AllocSample, CountingAlloc};
-use wsbench::measure::process::process_rss_bytes;
 use wsbench::placement::Placement;
 use wsbench::settings::{Profile, ServerSettings};
 use wsbench::stacks::runtime::{accept_loop, start_tokio_server};
@@ -31,175 +31,13 @@ use wsbench::stacks::{self, python, Host, Protocol, ServerHandle, StackInfo};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 const CYCLES: usize = 1000;
-const CONNS_PER_BATCH: usize = 32;
-const WARM_UP_CYCLES: usize = MAX_PENDING_CLOSES + CONNS_PER_BATCH;
-const MAX_PENDING_CLOSES: usize = 8 * CONNS_PER_BATCH;
 
-/// See `ALLOCATOR_TOLERANCE_BYTES` in `benches/leak.rs`: 65 bytes a cycle
-/// at 1,000 cycles, less than any stack's per-connection state.
-const ALLOCATOR_TOLERANCE_BYTES: i64 = 64 << 10;
-/// See `RSS_TOLERANCE_BYTES` in `benches/leak.rs`.
-const RSS_TOLERANCE_BYTES: i64 = 8 << 20;
-
-const SETTLE_WAIT: Duration = Duration::from_secs(3);
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Bounds the cycles of one stack in a debug build on a busy machine.
 const CYCLES_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Server threads of every stack share the allocator's server counters, so
 /// the tests that read them take turns.
 static SERVER_COUNTERS: Mutex<()> = Mutex::new(());
-
-const SPEC: MessageSpec = MessageSpec {
-    size_bytes: 32,
-    kind: PayloadKind::Binary,
-    window: 1,
-};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disconnect {
-    Close,
-    Reset,
-    ResetInHeader,
-    ResetInPayload,
-}
-
-impl Disconnect {
-    fn of_cycle(i: usize) -> Disconnect {
-        match i % 8 {
-            1 | 5 => Disconnect::Reset,
-            3 => Disconnect::ResetInHeader,
-            7 => Disconnect::ResetInPayload,
-            _ => Disconnect::Close,
-        }
-    }
-}
-
-/// Part of a frame: one byte of a 16-bit length, or a header announcing
-/// 4 KiB and 1 KiB of its payload.
-fn partial_frame(protocol: Protocol, how: Disconnect) -> Vec<u8> {
-    const ANNOUNCED: usize = 4 << 10;
-    const SENT: usize = 1 << 10;
-    match (protocol, how) {
-        (Protocol::WebSocket, Disconnect::ResetInHeader) => vec![0x82, 0xFE, 0x10],
-        (Protocol::WebSocket, _) => {
-            let frame = wire::client_frame(
-                true,
-                wire::OP_BINARY,
-                &[0x5a; ANNOUNCED],
-                wire::random_mask(),
-            );
-            frame[..frame.len() - (ANNOUNCED - SENT)].to_vec()
-        }
-        (Protocol::RawTcp, Disconnect::ResetInHeader) => vec![0x00, 0x10, 0x00],
-        (Protocol::RawTcp, _) => {
-            let mut out = (ANNOUNCED as u64).to_le_bytes().to_vec();
-            out.extend_from_slice(&[0x5a; SENT]);
-            out
-        }
-    }
-}
-
-async fn reset(
-    mut conn: Connection,
-    protocol: Protocol,
-    how: Disconnect,
-) -> Result<(), ClientError> {
-    if how != Disconnect::Reset {
-        conn.send_raw(&partial_frame(protocol, how)).await?;
-    }
-    conn.abort();
-    Ok(())
-}
-
-type PendingClose = (usize, tokio::task::JoinHandle<Result<(), ClientError>>);
-
-async fn finish_close(target: &Target, (cycle, close): PendingClose) -> Result<(), ClientError> {
-    let r = close.await.unwrap_or_else(|e| {
-        Err(ClientError::new(
-            &target.stack,
-            format!("close task failed: {e}"),
-        ))
-    });
-    r.map_err(|e| ClientError::new(&target.stack, format!("cycle {cycle} (close): {}", e.what)))
-}
-
-/// `n` cycles in batches; close handshakes finish in the background
-/// (actix-web ends the TCP connection only after its 1 s client-disconnect
-/// timeout). Returns once every connection has ended.
-async fn cycles(target: &Target, n: usize) -> Result<(), ClientError> {
-    let mut closing: VecDeque<PendingClose> = VecDeque::new();
-    let mut done = 0;
-    while done < n {
-        let batch = CONNS_PER_BATCH.min(n - done);
-        let mut conns = Vec::with_capacity(batch);
-        let opened = join_all((0..batch).map(|_| Connection::open(target))).await;
-        for (cycle, c) in (done..).zip(opened) {
-            conns.push(c.map_err(|e| {
-                ClientError::new(&target.stack, format!("cycle {cycle}: {}", e.what))
-            })?);
-        }
-        client::drive(
-            &mut conns,
-            SPEC,
-            Budget::Count(1),
-            &mut client::new_histogram(),
-        )
-        .await?;
-        for (cycle, conn) in (done..).zip(conns) {
-            match Disconnect::of_cycle(cycle) {
-                Disconnect::Close => closing.push_back((cycle, tokio::spawn(conn.close()))),
-                how => reset(conn, target.protocol, how).await.map_err(|e| {
-                    ClientError::new(
-                        &target.stack,
-                        format!("cycle {cycle} ({how:?}): {}", e.what),
-                    )
-                })?,
-            }
-        }
-        while closing.len() > MAX_PENDING_CLOSES {
-            finish_close(target, closing.pop_front().expect("not empty")).await?;
-        }
-        done += batch;
-    }
-    for close in closing {
-        finish_close(target, close).await?;
-    }
-    Ok(())
-}
-
-fn server_bytes(server: &ServerHandle) -> i64 {
-    match server.pid {
-        Some(pid) => process_rss_bytes(pid).expect("the server process is running") as i64,
-        None => AllocSample::now().server_live_bytes,
-    }
-}
-
-/// The reading once two polls agree, or the last one after [`SETTLE_WAIT`].
-fn settled_bytes(server: &ServerHandle) -> i64 {
-    let deadline = Instant::now() + SETTLE_WAIT;
-    let mut last = server_bytes(server);
-    loop {
-        std::thread::sleep(POLL_INTERVAL);
-        let now = server_bytes(server);
-        if now == last || Instant::now() >= deadline {
-            return now;
-        }
-        last = now;
-    }
-}
-
-/// The lowest reading until it is back at `baseline` or [`SETTLE_WAIT`]
-/// has passed.
-fn returned_bytes(server: &ServerHandle, baseline: i64) -> i64 {
-    let deadline = Instant::now() + SETTLE_WAIT;
-    let mut lowest = server_bytes(server);
-    while lowest > baseline && Instant::now() < deadline {
-        std::thread::sleep(POLL_INTERVAL);
-        lowest = lowest.min(server_bytes(server));
-    }
-    lowest
-}
 
 /// Warms a stack up, runs `n` cycles and returns how many bytes the server
 /// kept (allocator or RSS). Panics, naming the stack, when a cycle fails.
@@ -232,9 +70,9 @@ fn bytes_kept_after_cycles(stack: &StackInfo, n: usize) -> i64 {
         started.elapsed()
     };
     run(WARM_UP_CYCLES, "warm-up");
-    let before = settled_bytes(&server);
+    let before = settled_bytes(&server).unwrap();
     let took = run(n, "cycles");
-    let after = returned_bytes(&server, before);
+    let after = returned_bytes(&server, before).unwrap();
     server.shutdown().unwrap();
     let kept = after - before;
     println!(

@@ -180,6 +180,77 @@ fn websocket_only(name: &str) -> bool {
     stacks::find(name).unwrap().protocol == Protocol::WebSocket
 }
 
+/// The server's end of the TCP connection from `client_port` to
+/// `server_port`, found among this process's descriptors (in-process stacks
+/// only): a socket whose local port is the server's and whose peer port is
+/// the client's.
+fn server_end_of(server_port: u16, client_port: u16) -> Option<libc::c_int> {
+    fn port(fd: libc::c_int, peer: bool) -> Option<u16> {
+        // SAFETY: `addr` is large enough for any socket address and `len`
+        // says so; the calls only write within it.
+        unsafe {
+            let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let p = &mut addr as *mut libc::sockaddr_storage as *mut libc::sockaddr;
+            let r = if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            };
+            if r != 0 || addr.ss_family != libc::AF_INET as libc::sa_family_t {
+                return None;
+            }
+            let v4 = &*(p as *const libc::sockaddr_in);
+            Some(u16::from_be(v4.sin_port))
+        }
+    }
+    std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::c_int>().ok())
+        .find(|&fd| port(fd, false) == Some(server_port) && port(fd, true) == Some(client_port))
+}
+
+/// TCP_NODELAY is one of the suite's settings (README): small echoes must
+/// not wait for Nagle's algorithm. Checked on the server's own socket,
+/// which the client cannot see from its side.
+fn server_socket_has_nodelay(name: &str) {
+    let server = start(name);
+    let target = Target::of(&server);
+    runtime().block_on(bounded(name, async {
+        let mut conn = Connection::open(&target).await.unwrap();
+        // One echo, so the server has accepted and set up the connection.
+        let spec = MessageSpec {
+            size_bytes: 32,
+            kind: PayloadKind::Binary,
+            window: 1,
+        };
+        conn.run(spec, Budget::Count(1), &mut client::new_histogram())
+            .await
+            .unwrap();
+        let fd = server_end_of(server.addr.port(), conn.local_port())
+            .unwrap_or_else(|| panic!("{name}: the server's socket was not found"));
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `on` and `len` are valid for the option's size.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &mut on as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{name}: getsockopt failed");
+        assert_ne!(
+            on, 0,
+            "stack {name}: TCP_NODELAY is off on the server's socket"
+        );
+        conn.close().await.unwrap();
+    }));
+    server.shutdown().unwrap();
+}
+
 macro_rules! stack_tests {
     ($($module:ident => $name:literal),* $(,)?) => {$(
         mod $module {
@@ -210,6 +281,11 @@ macro_rules! stack_tests {
             #[test]
             fn serves_100_connections_with_100_messages_each() {
                 super::hundred_connections_hundred_messages($name);
+            }
+
+            #[test]
+            fn sets_tcp_nodelay_on_its_connections() {
+                super::server_socket_has_nodelay($name);
             }
         }
     )*};

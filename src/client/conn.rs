@@ -2,14 +2,17 @@
 //! echo, and times each round trip.
 
 use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::payload::Template;
 use super::watchdog::{self, Watch};
@@ -35,6 +38,13 @@ const RAW_HEADER_BYTES: usize = 8;
 /// stays there, so steady state does not allocate.
 const INITIAL_RECV_BUFFER_BYTES: usize = 16 << 10;
 
+/// With several messages in flight the receive buffer grows to hold them
+/// all, up to this size, so that one `read` takes in every echo that has
+/// arrived, as the servers' own reads do (the raw-TCP echo reads 64 KiB at
+/// a time): a buffer of one message would cost the client a system call
+/// per message where the server pays one per several.
+const MAX_WINDOW_RECV_BUFFER_BYTES: usize = 64 << 10;
+
 /// A message prepared for sending: framed and masked once, with only the
 /// sequence-number bytes patched per message.
 struct Prepared {
@@ -56,6 +66,9 @@ struct RecvBuf {
     end: usize,
     /// Reassembles a fragmented echo.
     message: Vec<u8>,
+    /// When the last `read` returned: the arrival time of every echo it
+    /// brought in. One clock read per system call rather than per echo.
+    last_read_at: Instant,
 }
 
 pub struct Connection {
@@ -141,6 +154,7 @@ impl Connection {
                 start: 0,
                 end: leftover.len(),
                 message: Vec::new(),
+                last_read_at: Instant::now(),
             },
             prepared: None,
             next_send_seq: 0,
@@ -160,6 +174,12 @@ impl Connection {
 
     pub fn stack(&self) -> &str {
         &self.stack
+    }
+
+    /// The client's port of this connection (tests find the server's end
+    /// of it by this).
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().map_or(0, |a| a.port())
     }
 
     /// Round trips this connection has completed and verified.
@@ -214,7 +234,9 @@ impl Connection {
         hist: &mut Histogram<u64>,
     ) -> Result<u64, ClientError> {
         let shared = RefCell::new(std::mem::replace(hist, placeholder_histogram()));
-        let result = self.run_shared(spec, budget, &shared).await;
+        let result = self
+            .run_shared(spec, budget, &shared, Waiting::Runtime)
+            .await;
         *hist = shared.into_inner();
         result
     }
@@ -227,6 +249,7 @@ impl Connection {
         spec: MessageSpec,
         budget: Budget,
         hist: &RefCell<Histogram<u64>>,
+        waiting: Waiting,
     ) -> Result<u64, ClientError> {
         if self.deflate {
             return Err(self
@@ -235,10 +258,17 @@ impl Connection {
         self.prepare(spec);
         let before = self.next_recv_seq;
         let frame_bytes = self.prepared.as_ref().map_or(0, |p| p.frame.len());
+        if spec.window > 1 {
+            self.recv
+                .grow_to((spec.window * frame_bytes).min(MAX_WINDOW_RECV_BUFFER_BYTES));
+        }
         self.watch.progress(before);
         self.watch.set_running(true);
         let result = if spec.window <= 1 && frame_bytes <= SEQUENTIAL_MAX_FRAME_BYTES {
-            self.run_sequential(budget, hist).await
+            match waiting {
+                Waiting::Runtime => self.run_sequential(budget, hist, false).await,
+                Waiting::Blocking => self.run_sequential_blocking(budget, hist).await,
+            }
         } else {
             self.run_windowed(budget, hist).await
         };
@@ -254,31 +284,66 @@ impl Connection {
         Ok(self.next_recv_seq - before)
     }
 
-    async fn run_sequential(
+    /// [`Connection::run_sequential`] with the socket in blocking mode for
+    /// the duration: one `write` and one `read` per round trip, the read
+    /// sleeping in the kernel until the echo arrives, where the runtime
+    /// would add a `read` that finds nothing, an `epoll_wait` and its own
+    /// scheduling. With a server that does no more than copy bytes back
+    /// (the raw-TCP floor), that overhead put the client's CPU per message
+    /// above the server's. The stall watchdog shuts the socket down, which
+    /// ends a blocked read or write, so nothing hangs.
+    async fn run_sequential_blocking(
         &mut self,
         budget: Budget,
         hist: &RefCell<Histogram<u64>>,
     ) -> Result<(), ClientError> {
+        let socket = socket2::SockRef::from(&self.stream);
+        socket
+            .set_nonblocking(false)
+            .map_err(|e| self.err(format!("making the socket blocking: {e}")))?;
+        let result = self.run_sequential(budget, hist, true).await;
+        // Back to what the runtime expects, whatever the run's outcome.
+        let restored = socket2::SockRef::from(&self.stream).set_nonblocking(true);
+        result?;
+        restored.map_err(|e| self.err(format!("making the socket non-blocking again: {e}")))
+    }
+
+    /// One message in flight: write, read the echo, verify, repeat. With
+    /// `blocking`, the socket is in blocking mode and is read and written
+    /// through [`BlockingSocket`], which never returns to the runtime.
+    async fn run_sequential(
+        &mut self,
+        budget: Budget,
+        hist: &RefCell<Histogram<u64>>,
+        blocking: bool,
+    ) -> Result<(), ClientError> {
         let stack = self.stack.clone();
+        let mut blocking_socket;
+        let io: &mut (dyn ReadWrite + '_) = if blocking {
+            blocking_socket = BlockingSocket(socket2::SockRef::from(&self.stream));
+            &mut blocking_socket
+        } else {
+            &mut self.stream
+        };
         let p = self.prepared.as_mut().expect("prepared");
         let mut done = 0u64;
-        // One clock read per round trip: the time an echo arrives is also
-        // the send time of the next message, which leaves only a few tens
-        // of nanoseconds (patching 16 bytes, recording) inside the next
-        // round trip's figure, and saves the client a clock read per
-        // message on a machine where one costs about 70 ns.
+        // One clock read per round trip, the receive buffer's after its
+        // read: the time an echo arrives is also the send time of the next
+        // message, which leaves only a few tens of nanoseconds (verifying
+        // 32 bytes, patching 16, recording) inside the next round trip's
+        // figure, and saves the client a clock read per message on a
+        // machine where one costs about 70 ns.
         let mut sent_at = Instant::now();
         while budget.allows_at(done, sent_at) {
             let seq = self.next_send_seq;
             patch_seq(p, seq, self.protocol, self.mask);
-            self.stream
-                .write_all(&p.frame)
+            io.write_all(&p.frame)
                 .await
                 .map_err(|e| ClientError::new(&stack, format!("sending message {seq}: {e}")))?;
             self.next_send_seq += 1;
             match recv_one(
                 &mut self.recv,
-                &mut self.stream,
+                &mut *io,
                 self.protocol,
                 &p.template,
                 p.spec.kind,
@@ -291,7 +356,9 @@ impl Connection {
                 Incoming::Echo => {}
                 Incoming::Frame { .. } => unreachable!("frames are only returned on request"),
             }
-            let received_at = Instant::now();
+            // The echo's arrival is when the read that completed it
+            // returned (a clock read the buffer already made).
+            let received_at = self.recv.last_read_at.max(sent_at);
             hist.borrow_mut()
                 .saturating_record((received_at - sent_at).as_nanos() as u64);
             sent_at = received_at;
@@ -325,49 +392,53 @@ impl Connection {
         let recv = &mut self.recv;
 
         let first_seq = self.next_send_seq;
-        let permits = Semaphore::new(window);
+        // The writer and the reader below run in this one task, so their
+        // flow control is plain counters: `sent` and `received` messages;
+        // the writer waits on `freed` while the window is full, the reader
+        // on `something_sent` while it has read all that was sent. (A
+        // semaphore would take a lock per message.)
         let sent = Cell::new(0u64);
+        let received = Cell::new(0u64);
+        let writer_waiting = Cell::new(false);
         let writer_done = Cell::new(false);
         let something_sent = Notify::new();
+        let freed = Notify::new();
         // How many small frames go out in one write: the server pays a
         // system call per echo, and so should the client at most.
-        let max_batch = (BATCH_MAX_BYTES / frame.len().max(1)).clamp(1, window);
+        let max_batch = (BATCH_MAX_BYTES / frame.len().max(1)).clamp(1, window) as u64;
 
         let writer = async {
             let mut n = 0u64;
             while budget.allows(n) {
-                permits
-                    .acquire()
-                    .await
-                    .expect("semaphore never closes")
-                    .forget();
-                let mut k = 1;
-                while k < max_batch && budget.allows(n + k as u64) {
-                    match permits.try_acquire() {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => break,
-                    }
-                    k += 1;
+                while n - received.get() >= window as u64 {
+                    writer_waiting.set(true);
+                    freed.notified().await;
+                    writer_waiting.set(false);
                 }
                 let now = Instant::now();
+                let room = window as u64 - (n - received.get());
+                let mut k = 1u64;
+                while k < room.min(max_batch) && budget.allows_at(n + k, now) {
+                    k += 1;
+                }
                 let first = first_seq + n;
                 if k == 1 {
                     patch_frame(frame, payload_offset, template, first, protocol, mask);
                 } else {
                     batch.clear();
-                    for seq in first..first + k as u64 {
+                    for seq in first..first + k {
                         patch_frame(frame, payload_offset, template, seq, protocol, mask);
                         batch.extend_from_slice(frame);
                     }
                 }
-                for seq in first..first + k as u64 {
+                for seq in first..first + k {
                     sent_at[(seq % window as u64) as usize].set(now);
                 }
                 // Counted as sent before the write, so the reader starts
                 // reading at once: a raw-TCP echo (or any large message)
                 // comes back while it is still being written, and the write
                 // would never finish if nobody read.
-                n += k as u64;
+                n += k;
                 sent.set(n);
                 something_sent.notify_one();
                 let bytes: &[u8] = if k == 1 { frame } else { batch };
@@ -380,27 +451,29 @@ impl Connection {
             Ok::<(), ClientError>(())
         };
         let reader = async {
-            let mut received = 0u64;
             loop {
-                if received == sent.get() {
+                let done = received.get();
+                if done == sent.get() {
                     if writer_done.get() {
                         break;
                     }
                     something_sent.notified().await;
                     continue;
                 }
-                let seq = first_seq + received;
+                let seq = first_seq + done;
                 recv_one(recv, &mut rd, protocol, template, kind, seq, false)
                     .await
                     .map_err(|e| ClientError::new(&stack, e))?;
                 let started = sent_at[(seq % window as u64) as usize].get();
-                hist.borrow_mut()
-                    .saturating_record(started.elapsed().as_nanos() as u64);
-                received += 1;
-                watch.progress(first_seq + received);
-                permits.add_permits(1);
+                let took = recv.last_read_at.saturating_duration_since(started);
+                hist.borrow_mut().saturating_record(took.as_nanos() as u64);
+                received.set(done + 1);
+                watch.progress(first_seq + done + 1);
+                if writer_waiting.get() {
+                    freed.notify_one();
+                }
             }
-            Ok::<u64, ClientError>(received)
+            Ok::<u64, ClientError>(received.get())
         };
         let result = tokio::try_join!(writer, reader);
         // Verified echoes count even when the run fails, so an error can say
@@ -531,6 +604,71 @@ impl Connection {
     }
 }
 
+/// How a connection that runs alone on its thread waits for an echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiting {
+    /// Through the runtime: other connections and tasks on the thread run
+    /// meanwhile.
+    Runtime,
+    /// In a blocking system call, for one connection with one message in
+    /// flight and nothing else to run on the thread (the server runs
+    /// elsewhere); see [`Connection::run_sequential_blocking`].
+    Blocking,
+}
+
+/// A socket and a [`BlockingSocket`] behind one reference.
+trait ReadWrite: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ReadWrite for T {}
+
+/// A socket in blocking mode behind tokio's I/O traits, so that the same
+/// verifying code reads from it: every call blocks in the kernel until it
+/// is done and never returns `Pending`.
+struct BlockingSocket<'a>(socket2::SockRef<'a>);
+
+/// Retries a system call interrupted by a signal.
+fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+impl AsyncRead for BlockingSocket<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let socket: &socket2::Socket = &self.0;
+        let unfilled = buf.initialize_unfilled();
+        let n = retry_interrupted(|| (&*socket).read(unfilled))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for BlockingSocket<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let socket: &socket2::Socket = &self.0;
+        Poll::Ready(retry_interrupted(|| (&*socket).write(buf)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 fn patch_seq(p: &mut Prepared, seq: u64, protocol: Protocol, mask: [u8; 4]) {
     patch_frame(
         &mut p.frame,
@@ -565,6 +703,13 @@ impl RecvBuf {
         &self.buf[self.start..self.end]
     }
 
+    /// Grows the buffer to at least `bytes`.
+    fn grow_to(&mut self, bytes: usize) {
+        if self.buf.len() < bytes {
+            self.buf.resize(bytes, 0);
+        }
+    }
+
     /// Makes room for at least `total` unread bytes, moving them to the
     /// front first; grows only when one message is larger than any before.
     fn reserve(&mut self, total: usize) {
@@ -580,7 +725,7 @@ impl RecvBuf {
     }
 
     /// Reads until at least `total` bytes are unread.
-    async fn fill_to<R: AsyncRead + Unpin>(
+    async fn fill_to<R: AsyncRead + Unpin + ?Sized>(
         &mut self,
         rd: &mut R,
         total: usize,
@@ -597,6 +742,7 @@ impl RecvBuf {
             if n == 0 {
                 return Err("the server closed the connection".into());
             }
+            self.last_read_at = Instant::now();
             self.end += n;
         }
         Ok(())
@@ -613,7 +759,7 @@ impl RecvBuf {
 
 /// Reads the echo of message `seq` and checks it. With `want_frames`, the
 /// next message or control frame is returned unchecked instead.
-async fn recv_one<R: AsyncRead + Unpin>(
+async fn recv_one<R: AsyncRead + Unpin + ?Sized>(
     recv: &mut RecvBuf,
     rd: &mut R,
     protocol: Protocol,

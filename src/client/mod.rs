@@ -232,6 +232,14 @@ impl RunStats {
 /// Drives every connection concurrently on the current task until its
 /// budget is spent. With [`Budget::Count`], each connection makes exactly
 /// that many round trips and the total is checked.
+///
+/// A single connection with one small message in flight waits for each
+/// echo in a blocking read rather than through the runtime (see
+/// `Connection::run_sequential_blocking`): it is the cheapest way for the
+/// client to wait, and the client must cost less than the servers it
+/// measures. Nothing else on this thread runs meanwhile, so the server
+/// must not be a task of this runtime (no stack's is), and the run ends on
+/// the client's stall watchdog rather than on the caller's timers.
 pub async fn drive(
     conns: &mut [Connection],
     spec: MessageSpec,
@@ -242,10 +250,15 @@ pub async fn drive(
     // One histogram for all connections: they run interleaved on this
     // thread, each borrowing it only to record one value.
     let shared = RefCell::new(std::mem::replace(hist, conn::placeholder_histogram()));
+    let waiting = if conns.len() == 1 {
+        conn::Waiting::Blocking
+    } else {
+        conn::Waiting::Runtime
+    };
     let results = futures_util::future::join_all(
         conns
             .iter_mut()
-            .map(|c| c.run_shared(spec, budget, &shared)),
+            .map(|c| c.run_shared(spec, budget, &shared, waiting)),
     )
     .await;
     *hist = shared.into_inner();

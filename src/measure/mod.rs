@@ -5,9 +5,11 @@
 //! - [`alloc`]: a counting global allocator that attributes every
 //!   allocation to the role of the thread making it;
 //! - [`process`]: CPU time and RSS of a server in another process (the
-//!   Python stacks), from `/proc`.
+//!   Python stacks), from `/proc`;
+//! - [`leak`]: the leak check's connection cycles and memory readings.
 
 pub mod alloc;
+pub mod leak;
 pub mod process;
 pub mod threads;
 

@@ -20,7 +20,8 @@ pub const STACK: StackInfo = StackInfo {
     version: env!("WSBENCH_VERSION_ACTIX_WS"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
-    notes: "actix-web HttpServer, TCP_NODELAY set in on_connect; max_frame_size and \
+    notes:
+        "actix-web HttpServer, TCP_NODELAY set with HttpServer::tcp_nodelay; max_frame_size and \
             max_continuation_size raised (defaults: 64 KiB frames). Replies to ping and close by \
             hand, as actix-ws requires. No read-buffer setting (small-buffers = suite).",
     start,
@@ -48,11 +49,7 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
                 .workers(threads)
                 .disable_signals()
                 .shutdown_timeout(1)
-                .on_connect(|conn, _ext| {
-                    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                        let _ = tcp.set_nodelay(true);
-                    }
-                })
+                .tcp_nodelay(true)
                 .listen(listener);
                 let server = match server {
                     Ok(s) => s.run(),
