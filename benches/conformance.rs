@@ -15,6 +15,17 @@ static ALLOC: CountingAlloc = CountingAlloc;
 fn main() {
     CountingAlloc::mark_installed();
     let mode = Mode::from_env();
+    if mode.quick && mode.records() {
+        // Quick mode is for timing checks within 3 minutes; the probe's
+        // verdicts do not depend on speed, and its deliberate waits (a
+        // silent peer, a stalled reader, actix-web's linger) take most of
+        // a minute.
+        eprintln!(
+            "wsbench: conformance: skipped in quick mode (WSBENCH_QUICK=1); \
+             the results keep the table of the last full run"
+        );
+        return;
+    }
     let mut rec = Recorder::new("conformance", &mode);
     for stack in stacks_to_measure() {
         let table = wsbench::probe::probe_stack(stack, &mode.settings(Profile::Suite))

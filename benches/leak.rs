@@ -33,7 +33,7 @@ fn main() {
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("leak", &mode);
     let n_cycles = if mode.records() {
-        mode.pick(10_000, 2_000)
+        mode.pick(10_000, 1_000)
     } else {
         200
     };

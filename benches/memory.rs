@@ -45,14 +45,14 @@ fn main() {
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("memory", &mode);
     let idle_conns: usize = if mode.records() {
-        mode.pick(1000, 200)
+        mode.pick(1000, 100)
     } else {
         20
     };
     let sizes: Vec<usize> = if mode.records() {
         mode.pick(
             vec![16, 128, KIB, 16 * KIB, 128 * KIB, MIB, 16 * MIB],
-            vec![128, 16 * KIB, MIB],
+            vec![128, MIB],
         )
     } else {
         vec![128, MIB]

@@ -116,6 +116,23 @@ w(f"Small messages are bound by per-message work and system calls: at 128 B the 
 bt = {s:get('throughput', s, 'mib_per_s', size_bytes=MI, kind='binary') for s in ORDER}
 tx = {s:get('throughput', s, 'mib_per_s', size_bytes=MI, kind='text') for s in ORDER}
 w("Text costs UTF-8 validation on the server: at 1 MiB, binary against text was " + "; ".join(f"{s} {mibs(bt[s])} vs {mibs(tx[s])}" for s in RUST_WS if bt[s] and tx[s]) + ".")
+# The client's CPU per message against the server's, every throughput case.
+above_tp=[]
+for m in ms('throughput'):
+    if m['metric']!='client_cpu_ns_per_msg': continue
+    sv=get('throughput', m['stack'], 'server_cpu_ns_per_msg', **m['params'])
+    if sv is not None and m['value']>=sv:
+        above_tp.append((m['stack'], m['params'], m['value'], sv))
+above_ws=[a for a in above_tp if a[0]!='raw-tcp']
+above_floor=[a for a in above_tp if a[0]=='raw-tcp']
+w("\n**The client in this group.** Its CPU per message is below the server's in every throughput case of every WebSocket stack." if not above_ws else
+  "\n**The client in this group.** Its CPU per message is not below the server's in these WebSocket cases: " + "; ".join(f"{st} {p['kind']} {lab(p['size_bytes'])} ({ns(c)} against {ns(sv)})" for st,p,c,sv in above_ws) + ", where the figures measure the client as much as the server.")
+if above_floor:
+    w(" The raw-TCP floor is the exception: at " + ", ".join(f"{p['kind']} {lab(p['size_bytes'])} ({ns(c)} against {ns(sv)})" for st,p,c,sv in above_floor)
+      + " the client spends more per message than that server, which does no work per message at all: it copies whatever bytes arrive back in one `read` and one `write`, while the client also checks every byte of every echo against what it sent. "
+      "No client that verifies its echoes can be cheaper than a byte copier; the floor's throughput figures at those sizes are therefore limited by both sides together, and the WebSocket stacks' ratios to the floor understate how close they come to it.")
+else:
+    w(" So it is for the raw-TCP floor.")
 act16 = big.get('actix-ws')
 others16 = sorted(big[s] for s in RUST_WS if s != 'actix-ws' and big.get(s))
 if act16 and others16 and act16 < 0.5 * others16[0]:

@@ -90,8 +90,8 @@ impl Mode {
     pub fn criterion(&self, measurement: Duration, warm_up: Duration) -> Criterion {
         let (measurement, warm_up) = if self.quick {
             (
-                measurement.min(Duration::from_millis(800)),
-                warm_up.min(Duration::from_millis(300)),
+                measurement.min(Duration::from_millis(500)),
+                warm_up.min(Duration::from_millis(200)),
             )
         } else {
             (measurement, warm_up)
