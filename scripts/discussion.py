@@ -24,7 +24,7 @@ def get(group, stack, metric, **params):
         if m['stack']==stack and m['metric']==metric and all(m['params'].get(k)==v for k,v in params.items()):
             return m['value']
     return None
-def us(x): return f"{x:.1f} µs"
+def us(x): return f"{x:,.1f} µs"
 def ns(x): return f"{x:,.0f} ns"
 def mibs(x): return f"{x:,.1f} MiB/s" if x < 100 else f"{x:,.0f} MiB/s"
 def msgs(x): return f"{x:,.0f} msgs/s"
@@ -113,6 +113,16 @@ best_small = max((s for s in RUST_WS if small[s]), key=lambda s: small[s])
 w(f"Small messages are bound by per-message work and system calls: at 128 B the best WebSocket stack, {best_small}, echoed {mibs(small[best_small])} "
   f"against the floor's {mibs(small['raw-tcp'])}, which coalesces many messages into one read and one write because it knows no message boundaries. "
   f"Large messages are bound by copying and unmasking: at 16 MiB {best_big} led with {mibs(big[best_big])}, the floor reached {mibs(big['raw-tcp'])}. ")
+others_small = sorted(small[s] for s in RUST_WS if s != best_small and small[s])
+if others_small and small[best_small] > 2 * others_small[-1]:
+    cpu_small = {s: get('throughput', s, 'server_cpu_ns_per_msg', size_bytes=128, kind='binary') for s in RUST_WS}
+    rest = [s for s in RUST_WS if s != best_small and cpu_small[s]]
+    w(f"\n**Why {best_small} leads with small messages.** At 128 B it echoed {mibs(small[best_small])} where the other Rust stacks echoed "
+      f"{mibs(others_small[0])} to {mibs(others_small[-1])}, and its server spent {ns(cpu_small[best_small])} of CPU per message against "
+      f"{ns(min(cpu_small[s] for s in rest))} to {ns(max(cpu_small[s] for s in rest))}. Its HTTP/1 dispatcher gathers what the handler sent during one pass into its write buffer "
+      "and writes it with one system call, so the echoes of all the messages that arrived together leave in one `write`; our echo loops for the other stacks "
+      "call each library's `send`, which flushes every echo with a system call of its own (`strace -c -f` on `wsbench run` with `--size 128 --window 16` shows the counts). "
+      "A handler that queues several messages and flushes once would close much of the gap; the suite measures the pattern each library documents.")
 bt = {s:get('throughput', s, 'mib_per_s', size_bytes=MI, kind='binary') for s in ORDER}
 tx = {s:get('throughput', s, 'mib_per_s', size_bytes=MI, kind='text') for s in ORDER}
 w("Text costs UTF-8 validation on the server: at 1 MiB, binary against text was " + "; ".join(f"{s} {mibs(bt[s])} vs {mibs(tx[s])}" for s in RUST_WS if bt[s] and tx[s]) + ".")
@@ -305,7 +315,8 @@ if lowmem:
     if all(idle.get(k) for k in ['tokio-tungstenite','axum']) and get('memory','tokio-tungstenite','live_bytes_per_idle_conn',profile='small-buffers'):
         w(f"- **Many idle connections**: {lowmem} held an idle connection in {b(idle[lowmem])}. tokio-tungstenite and axum cost {b(idle['tokio-tungstenite'])} and {b(idle['axum'])} with their default 128 KiB read buffer; set `read_buffer_size` (4 KiB: {b(get('memory','tokio-tungstenite','live_bytes_per_idle_conn',profile='small-buffers'))}) if you hold many connections on them.")
 if bigbest:
-    w(f"- **Large messages**: {bigbest} echoed 16 MiB messages fastest ({mibs(bigs[bigbest])}); avoid actix-ws's aggregation for multi-megabyte messages ({mibs(bigs.get('actix-ws',0))}).")
+    bigworst=min(bigs,key=bigs.get)
+    w(f"- **Large messages**: {bigbest} echoed 16 MiB messages fastest ({mibs(bigs[bigbest])}); {bigworst} was the slowest Rust stack there ({mibs(bigs[bigworst])}, with {ns(get('throughput', bigworst, 'server_cpu_ns_per_msg', size_bytes=16*MI, kind='binary'))} of server CPU per message against {ns(get('throughput', bigbest, 'server_cpu_ns_per_msg', size_bytes=16*MI, kind='binary'))}).")
 w(f"- **A framework with routing**: axum costs little over tokio-tungstenite, the library it wraps ({us(mean['axum'])} against {us(mean['tokio-tungstenite'])} per round trip), and gives you routing, extractors and the rest of the HTTP stack; actix-ws is the alternative in the actix world, with more allocations per message and a one-second linger on close by default.")
 w(f"- **Python**: between the original pair, {'aiohttp' if mean[py_ah]<mean[py_ws] else 'websockets'} was faster per round trip here; websockets conforms more strictly to the RFC (it rejects unmasked frames and always sends close codes) and its default compression costs memory per connection when clients ask for it.")
 w("")
@@ -315,7 +326,7 @@ w("- **Loopback only, one small machine.** Two cores of a nested virtual machine
 w("- **Client and server share one core and one process.** Under `same-core`, throughput figures are the sum of both sides' costs. The client is one thread: a current-thread tokio runtime for many connections or messages in flight, blocking reads for one connection with one message in flight; the Rust servers run in the same process (on their own threads and runtime), the Python servers in a child process. The client's own CPU per message is measured and reported beside the server's.")
 w("- **Our client.** It writes its own framing: frames are prepared and masked once, with only a 16-byte sequence number re-masked per message, and several small frames in flight go out in one write. A client library would cost more per message; the servers see the same bytes either way. It verifies every echo, which costs a memory comparison per message on the client.")
 w("- **Same settings for all.** TCP_NODELAY on, compression off, 32 MiB limits, one server worker thread; each stack's deviations are in its `notes` in `src/stacks/`. tokio-websockets is set to send a whole message as one frame (it splits at 4 MiB by default). Stacks that would do better with more threads, or with their own tuning, are not shown at their best.")
-w("- **Our echo loops.** Each stack's echo handler is ours, written as the stack's documentation suggests; a handler that returns on the first error may drop a close frame the library had queued, which affects the conformance table's close-code column.")
+w("- **Our echo loops.** Each stack's echo handler is ours, written as the stack's documentation suggests: it sends each echo with the library's `send`, which flushes it at once, so stacks that batch writes only inside their own framework (actix-web's dispatcher) gain with many small messages in flight. A handler that returns on the first error may drop a close frame the library had queued, which affects the conformance table's close-code column.")
 w("- **Python by RSS, Rust by allocator.** Memory figures for the two are not comparable in absolute terms: RSS counts the interpreter's pools and is never given back; the allocator counts live Rust heap charged to server threads.")
 w("- **Noise.** Each figure is from one run; criterion's confidence intervals for the timings are in its HTML report. Differences of a few percent between stacks are within this machine's run-to-run variation; to tell whether a change to one stack moved it, use `wsbench compare`, which interleaves the two builds (README, *Regression checks*).")
 w("")

@@ -15,15 +15,17 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// `git rev-parse HEAD` plus `-dirty` when tracked files other than the
-/// reports differ, or
+/// `git rev-parse HEAD` plus `-dirty` when tracked files that can change a
+/// measurement differ (anything but documents, reports and scripts), or
 /// "unknown" outside a git checkout.
 pub fn commit() -> String {
     let Some(head) = command_line("git", &["rev-parse", "HEAD"]) else {
         return "unknown".into();
     };
-    // The reports a run writes are tracked files; they do not make the
-    // measured code dirty.
+    // The reports a run writes are tracked files, and the Markdown documents
+    // and the scripts around a run (scripts/discussion.py writes
+    // discussion.md from the results) are edited while it runs; none of
+    // them is built into what measures, so none makes the code dirty.
     let dirty = command_line(
         "git",
         &[
@@ -33,7 +35,9 @@ pub fn commit() -> String {
             "--",
             ".",
             ":!target-reports",
-            ":!discussion.md",
+            ":!regression-proofs",
+            ":!scripts",
+            ":!*.md",
         ],
     )
     .map(|s| !s.is_empty())
