@@ -4,8 +4,8 @@
 //! reordered or corrupted echo is caught:
 //!
 //! - from 16 bytes up, the first 16 bytes are the sequence number in hex
-//!   and the rest is a fixed printable pattern, so checking the body is one
-//!   `memcmp` against a template made once;
+//!   and the rest is a fixed printable pattern, so checking the body is a
+//!   `memcmp` of each 4 KiB against a block of the pattern made once;
 //! - below 16 bytes, every byte is derived from the sequence number.
 //!
 //! All bytes are ASCII, so the same payload is valid as a text message.
@@ -16,18 +16,46 @@ pub const SEQ_BYTES: usize = 16;
 const PATTERN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes of an echo compared at once against [`Template::period`]: a
+/// multiple of the pattern's length, small enough for the block to stay in
+/// the L1 cache. Comparing a large echo against a block that stays in
+/// cache reads the echo alone from memory, where comparing it against a
+/// whole template would read the template too: at 16 MiB, that second
+/// stream made the client's check cost as much as the fastest server's
+/// whole echo.
+const CHECK_CHUNK_BYTES: usize = 64 * PATTERN.len();
+
 /// The fixed part of every message of one size.
 #[derive(Debug, Clone)]
 pub struct Template {
     body: Vec<u8>,
+    /// The pattern from its start, [`CHECK_CHUNK_BYTES`] plus one period
+    /// long, so that a chunk starting at any phase of the pattern has its
+    /// expected bytes at `period[phase..]`.
+    period: Vec<u8>,
 }
 
 impl Template {
     pub fn new(size_bytes: usize) -> Template {
-        let body = (0..size_bytes)
-            .map(|i| PATTERN[i % PATTERN.len()])
-            .collect();
-        Template { body }
+        let pattern = |n: usize| (0..n).map(|i| PATTERN[i % PATTERN.len()]).collect();
+        Template {
+            body: pattern(size_bytes),
+            period: pattern(CHECK_CHUNK_BYTES + PATTERN.len()),
+        }
+    }
+
+    /// Whether `got[from..]` is the pattern at the same offsets.
+    fn pattern_matches(&self, got: &[u8], from: usize) -> bool {
+        let mut i = from;
+        while i < got.len() {
+            let n = CHECK_CHUNK_BYTES.min(got.len() - i);
+            let phase = i % PATTERN.len();
+            if got[i..i + n] != self.period[phase..phase + n] {
+                return false;
+            }
+            i += n;
+        }
+        true
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -88,7 +116,7 @@ impl Template {
                      (dropped, repeated or reordered)"
                 ));
             }
-            if got[SEQ_BYTES..] != self.body[SEQ_BYTES..] {
+            if !self.pattern_matches(got, SEQ_BYTES) {
                 let at = first_difference(&got[SEQ_BYTES..], &self.body[SEQ_BYTES..]) + SEQ_BYTES;
                 return Err(format!(
                     "echo of message {seq} differs from what was sent at byte {at}"
@@ -129,7 +157,7 @@ mod tests {
 
     #[test]
     fn every_size_round_trips_and_rejects_changes() {
-        for size in [0, 1, 5, 15, 16, 17, 125, 4096] {
+        for size in [0, 1, 5, 15, 16, 17, 125, 4096, 3 * CHECK_CHUNK_BYTES + 17] {
             let t = Template::new(size);
             for seq in [0u64, 1, 63, 64, u64::MAX] {
                 let msg = t.message(seq);
@@ -146,6 +174,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The chunked check sees a change anywhere, at every chunk boundary
+    /// and phase of the pattern, and a body shifted by one byte.
+    #[test]
+    fn a_change_anywhere_in_a_large_echo_is_rejected() {
+        let size = 5 * CHECK_CHUNK_BYTES + 100;
+        let t = Template::new(size);
+        let msg = t.message(3);
+        t.verify(3, &msg).unwrap();
+        let mut positions = vec![SEQ_BYTES, size - 1];
+        for k in 1..=5 {
+            let edge = SEQ_BYTES + k * CHECK_CHUNK_BYTES;
+            positions.extend([edge - 1, edge, edge + 1]);
+        }
+        positions.extend((SEQ_BYTES..size).step_by(997));
+        for at in positions {
+            let mut bad = msg.clone();
+            bad[at] ^= 0x20;
+            let err = t.verify(3, &bad).unwrap_err();
+            assert!(err.contains(&format!("at byte {at}")), "{at}: {err}");
+        }
+        let mut shifted = msg.clone();
+        shifted[SEQ_BYTES..].rotate_left(1);
+        assert!(t.verify(3, &shifted).is_err());
     }
 
     #[test]
