@@ -1,7 +1,8 @@
 //! discussion.md quotes figures from the committed reference run; none may
 //! be typed by hand. Every number in it that carries a unit must be found
-//! in target-reports/results.json (after rounding as quoted), and the
-//! commit it names must be the one the results were measured at.
+//! in target-reports/results.json (after rounding as quoted), as a measured
+//! value or a parameter of one, and the commit it names must be the one the
+//! results were measured at.
 
 use std::path::Path;
 
@@ -66,7 +67,13 @@ fn every_quoted_figure_comes_from_the_committed_results() {
         std::fs::read_to_string(root.join("discussion.md")).expect("discussion.md exists");
     let results =
         ResultsFile::load(&root.join("target-reports/results.json")).expect("committed results");
-    let values: Vec<f64> = results.measurements().map(|m| m.value).collect();
+    // A figure is a measured value or one of the parameters a value was
+    // measured at (a message size, a connection count), both recorded in
+    // the results.
+    let values: Vec<f64> = results
+        .measurements()
+        .flat_map(|m| std::iter::once(m.value).chain(m.params.values().filter_map(|p| p.as_f64())))
+        .collect();
     let figures = quoted_figures(&discussion);
     assert!(!figures.is_empty(), "discussion.md quotes no figures");
     let missing: Vec<String> = figures

@@ -1001,3 +1001,25 @@ fn defaults_point_at_the_target_directory() {
     );
     assert_eq!(opts.out_dir, PathBuf::from("target-reports"));
 }
+
+/// The groups of one `cargo bench` are measured one after another, so their
+/// dates differ; they are still one setup. A different commit is not.
+#[test]
+fn groups_of_one_setup_are_one_run_and_another_commit_is_not() {
+    let dir = scratch("setups");
+    let opts = options(&dir);
+    let mut file = results_with(&[("latency", latency()), ("throughput", throughput())]);
+    file.groups.get_mut("throughput").unwrap().run.date = "2026-05-01T12:07:00Z".into();
+    file.save(&opts.results_path).unwrap();
+    generate(&opts).unwrap();
+    let md = read(opts.out_dir.join("summary.md"));
+    assert!(md.contains("All groups come from one setup"), "{md}");
+    assert!(md.contains("2026-05-01T12:00:00Z to 2026-05-01T12:07:00Z"));
+
+    file.groups.get_mut("throughput").unwrap().run.commit = "4567cdef".into();
+    file.save(&opts.results_path).unwrap();
+    generate(&opts).unwrap();
+    let md = read(opts.out_dir.join("summary.md"));
+    assert!(md.contains("2 different setups"), "{md}");
+    assert!(md.contains("4567cdef") && md.contains("0123abcd-dirty"));
+}

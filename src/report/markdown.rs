@@ -328,32 +328,51 @@ pub fn render(inp: &Inputs) -> String {
     out
 }
 
-/// The run info, once per distinct run: one column per run, headed by the
-/// groups it measured.
+/// Whether two run records differ only in their date: the groups of one
+/// `cargo bench`, measured one after another by the same code, on the same
+/// machine, with the same settings.
+fn same_setup(a: &RunInfo, b: &RunInfo) -> bool {
+    RunInfo {
+        date: String::new(),
+        ..a.clone()
+    } == RunInfo {
+        date: String::new(),
+        ..b.clone()
+    }
+}
+
+/// The run info, once per distinct setup (run records that differ only in
+/// their date are one): one column per setup, headed by the groups it
+/// measured, with the dates of its first and last group.
 fn runs_section(out: &mut String, inp: &Inputs) {
-    let mut runs: Vec<(&RunInfo, Vec<String>)> = Vec::new();
+    let mut runs: Vec<(&RunInfo, Vec<String>, Vec<&str>)> = Vec::new();
     for group in inp.groups_present {
         let run = &inp.file.groups[group].run;
-        match runs.iter_mut().find(|(r, _)| *r == run) {
-            Some((_, groups)) => groups.push(group.clone()),
-            None => runs.push((run, vec![group.clone()])),
+        match runs.iter_mut().find(|(r, _, _)| same_setup(r, run)) {
+            Some((_, groups, dates)) => {
+                groups.push(group.clone());
+                dates.push(&run.date);
+            }
+            None => runs.push((run, vec![group.clone()], vec![&run.date])),
         }
     }
     if runs.len() == 1 {
-        let _ = writeln!(out, "## Run\n\nAll groups come from one run.\n");
+        let _ = writeln!(
+            out,
+            "## Run\n\nAll groups come from one setup: the same commit, machine, settings and versions.\n"
+        );
     } else {
         let _ = writeln!(
             out,
-            "## Runs\n\nThe groups come from {} different runs: compare figures across groups with care.\n",
+            "## Runs\n\nThe groups come from {} different setups (commit, machine, settings or versions): compare figures across groups with care.\n",
             runs.len()
         );
     }
-    let headers: Vec<String> = runs.iter().map(|(_, g)| g.join(", ")).collect();
+    let headers: Vec<String> = runs.iter().map(|(_, g, _)| g.join(", ")).collect();
     text_table_header(out, "", &headers);
     type Field = fn(&RunInfo) -> String;
-    let fields: [(&str, Field); 11] = [
+    let fields: [(&str, Field); 10] = [
         ("commit", |r| format!("`{}`", r.commit)),
-        ("date", |r| r.date.clone()),
         ("cpu", |r| r.cpu.clone()),
         ("cpus", |r| r.cpus.to_string()),
         ("memory", |r| fmt_bytes(r.memory_bytes as f64)),
@@ -370,15 +389,28 @@ fn runs_section(out: &mut String, inp: &Inputs) {
             }
         }),
     ];
+    let dates: Vec<String> = runs
+        .iter()
+        .map(|(_, _, dates)| {
+            let first = dates.iter().min().expect("a date per group");
+            let last = dates.iter().max().expect("a date per group");
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first} to {last}")
+            }
+        })
+        .collect();
+    table_row(out, "date", &dates);
     for (name, get) in fields {
-        let cells: Vec<String> = runs.iter().map(|(r, _)| get(r)).collect();
+        let cells: Vec<String> = runs.iter().map(|(r, _, _)| get(r)).collect();
         table_row(out, name, &cells);
     }
     let _ = writeln!(out);
     // Versions get their own table: one row per stack reads better than a
     // long list in one cell.
     let mut version_sets: Vec<(&BTreeMap<String, String>, Vec<String>)> = Vec::new();
-    for (run, groups) in &runs {
+    for (run, groups, _) in &runs {
         match version_sets.iter_mut().find(|(v, _)| *v == &run.versions) {
             Some((_, g)) => g.extend(groups.iter().cloned()),
             None => version_sets.push((&run.versions, groups.clone())),
