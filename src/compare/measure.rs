@@ -148,15 +148,7 @@ pub fn measure_to_file(
     plan: &Plan,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    check_allocator()?;
-    // Before the client runtime pins this thread: the record counts the
-    // CPUs this process may use.
-    let mut file = RoundFile {
-        run: crate::machine::run_info(plan.placement, 1, true),
-        measurements: Vec::new(),
-        windows: BTreeMap::new(),
-    };
-    let rt = client::client_runtime(plan.placement)?;
+    let (mut file, rt) = begin_round(plan)?;
     for &stack in stacks {
         let started = Instant::now();
         let mut session = Session::start(&rt, plan, stack)?;
@@ -174,6 +166,19 @@ pub fn measure_to_file(
         );
     }
     write_round(&file, out)
+}
+
+/// An empty round file with this process's run record, and the client
+/// runtime, in that order: the record counts the CPUs this process may use,
+/// before the runtime pins this thread.
+fn begin_round(plan: &Plan) -> anyhow::Result<(RoundFile, tokio::runtime::Runtime)> {
+    check_allocator()?;
+    let file = RoundFile {
+        run: crate::machine::run_info(plan.placement, 1, true),
+        measurements: Vec::new(),
+        windows: BTreeMap::new(),
+    };
+    Ok((file, client::client_runtime(plan.placement)?))
 }
 
 fn write_round(file: &RoundFile, out: &std::path::Path) -> anyhow::Result<()> {
@@ -197,15 +202,7 @@ pub fn serve_worker(
     plan: &Plan,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    check_allocator()?;
-    // Before the client runtime pins this thread: the record counts the
-    // CPUs this process may use.
-    let mut file = RoundFile {
-        run: crate::machine::run_info(plan.placement, 1, true),
-        measurements: Vec::new(),
-        windows: BTreeMap::new(),
-    };
-    let rt = client::client_runtime(plan.placement)?;
+    let (mut file, rt) = begin_round(plan)?;
     let mut session = Session::start(&rt, plan, stack)?;
     let stdout = std::io::stdout();
     let say = |what: &str| -> anyhow::Result<()> {
