@@ -25,44 +25,54 @@ enum Misbehaviour {
     Die,
 }
 
-/// A tokio-tungstenite echo server that misbehaves as told. Returns the
-/// target the client should hit.
-async fn bad_server(how: Misbehaviour) -> Target {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A tokio-tungstenite echo server that misbehaves as told, on a thread
+/// and runtime of its own (a lone connection's client blocks its thread).
+/// Returns the target the client should hit.
+fn bad_server(how: Misbehaviour) -> Target {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                let mut n = 0u64;
-                while let Some(Ok(msg)) = ws.next().await {
-                    n += 1;
-                    let reply = match (how, msg) {
-                        (Misbehaviour::Corrupt, Message::Binary(b)) => {
-                            let mut v = b.to_vec();
-                            let last = v.len() - 1;
-                            v[last] ^= 0x20;
-                            Some(Message::Binary(v.into()))
-                        }
-                        (Misbehaviour::Truncate, Message::Binary(b)) => {
-                            Some(Message::Binary(b.slice(..b.len() - 1)))
-                        }
-                        (Misbehaviour::Drop, m) => (n % 2 == 1).then_some(m),
-                        (Misbehaviour::WrongKind, Message::Binary(b)) => {
-                            Some(Message::Text(String::from_utf8(b.to_vec()).unwrap().into()))
-                        }
-                        (Misbehaviour::Stall, _) => None,
-                        (Misbehaviour::Die, _) => return,
-                        (_, m) => Some(m),
-                    };
-                    if let Some(reply) = reply {
-                        if ws.send(reply).await.is_err() {
-                            return;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The thread ends with the test process.
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                    let mut n = 0u64;
+                    while let Some(Ok(msg)) = ws.next().await {
+                        n += 1;
+                        let reply = match (how, msg) {
+                            (Misbehaviour::Corrupt, Message::Binary(b)) => {
+                                let mut v = b.to_vec();
+                                let last = v.len() - 1;
+                                v[last] ^= 0x20;
+                                Some(Message::Binary(v.into()))
+                            }
+                            (Misbehaviour::Truncate, Message::Binary(b)) => {
+                                Some(Message::Binary(b.slice(..b.len() - 1)))
+                            }
+                            (Misbehaviour::Drop, m) => (n % 2 == 1).then_some(m),
+                            (Misbehaviour::WrongKind, Message::Binary(b)) => {
+                                Some(Message::Text(String::from_utf8(b.to_vec()).unwrap().into()))
+                            }
+                            (Misbehaviour::Stall, _) => None,
+                            (Misbehaviour::Die, _) => return,
+                            (_, m) => Some(m),
+                        };
+                        if let Some(reply) = reply {
+                            if ws.send(reply).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                }
-            });
-        }
+                });
+            }
+        })
     });
     Target {
         stack: "misbehaving-test-server".into(),
@@ -73,82 +83,118 @@ async fn bad_server(how: Misbehaviour) -> Target {
     }
 }
 
-/// Runs 10 round trips against a misbehaving server and returns the error.
-fn error_against(how: Misbehaviour, window: usize) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let target = bad_server(how).await;
-        let mut conn = Connection::open(&target).await.unwrap();
-        conn.set_stall_timeout(Duration::from_secs(1));
-        let spec = MessageSpec {
-            size_bytes: 64,
-            kind: PayloadKind::Binary,
-            window,
-        };
-        let started = Instant::now();
-        let r = tokio::time::timeout(
-            Duration::from_secs(30),
-            conn.run(spec, Budget::Count(10), &mut client::new_histogram()),
-        )
-        .await
-        .expect("the client must give up on its own, well before 30 s");
-        let err = r
-            .expect_err("a misbehaving server must fail the run")
-            .to_string();
-        assert!(
-            err.contains("misbehaving-test-server"),
-            "the error names the stack: {err}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(20));
-        err
-    })
+/// The ways the client waits for echoes, each a separate loop that must
+/// catch every fault: a small and a large message (checked as it arrives)
+/// in flight alone or with others, through the runtime
+/// (`Connection::run`) or in blocking system calls (`client::drive` with
+/// one connection).
+const WAYS: [(usize, usize); 4] = [(64, 1), (64, 4), (200_000, 1), (200_000, 3)];
+
+/// Runs 10 round trips of `size_bytes` with `window` in flight against a
+/// misbehaving server, both through the runtime and blocking, and returns
+/// the two errors.
+fn errors_against(how: Misbehaviour, size_bytes: usize, window: usize) -> Vec<String> {
+    [false, true]
+        .into_iter()
+        .map(|blocking| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let target = bad_server(how);
+            rt.block_on(async {
+                let mut conn = Connection::open(&target).await.unwrap();
+                conn.set_stall_timeout(Duration::from_secs(1));
+                let spec = MessageSpec {
+                    size_bytes,
+                    kind: PayloadKind::Binary,
+                    window,
+                };
+                let started = Instant::now();
+                let mut hist = client::new_histogram();
+                // A blocking run cannot be timed out from this thread; the
+                // elapsed time is checked after it instead.
+                let r = if blocking {
+                    client::drive(
+                        std::slice::from_mut(&mut conn),
+                        spec,
+                        Budget::Count(10),
+                        &mut hist,
+                    )
+                    .await
+                    .map(|_| ())
+                } else {
+                    tokio::time::timeout(
+                        Duration::from_secs(30),
+                        conn.run(spec, Budget::Count(10), &mut hist),
+                    )
+                    .await
+                    .expect("the client must give up on its own, well before 30 s")
+                    .map(|_| ())
+                };
+                let err = r
+                    .expect_err("a misbehaving server must fail the run")
+                    .to_string();
+                assert!(
+                    err.contains("misbehaving-test-server"),
+                    "the error names the stack: {err}"
+                );
+                assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+                format!("{size_bytes} B, window {window}, blocking {blocking}: {err}")
+            })
+        })
+        .collect()
+}
+
+/// Every way of waiting against a misbehaving server, each error checked.
+fn each_way(how: Misbehaviour, ways: &[(usize, usize)], check: impl Fn(&str, usize) -> bool) {
+    for &(size, window) in ways {
+        for err in errors_against(how, size, window) {
+            assert!(check(&err, size), "{err}");
+        }
+    }
 }
 
 #[test]
 fn corrupted_echo_is_rejected() {
-    for window in [1, 4] {
-        let err = error_against(Misbehaviour::Corrupt, window);
-        assert!(err.contains("differs"), "{err}");
-    }
+    each_way(Misbehaviour::Corrupt, &WAYS, |err, _| {
+        err.contains("differs")
+    });
 }
 
 #[test]
 fn truncated_echo_is_rejected() {
-    let err = error_against(Misbehaviour::Truncate, 1);
-    assert!(err.contains("63 bytes, sent 64"), "{err}");
+    each_way(Misbehaviour::Truncate, &WAYS, |err, size| {
+        err.contains(&format!("{} bytes, sent {size}", size - 1))
+    });
 }
 
 #[test]
 fn dropped_echo_is_caught() {
-    // The window lets the next echo arrive in place of the dropped one.
-    let err = error_against(Misbehaviour::Drop, 4);
-    assert!(
-        err.contains("dropped, repeated or reordered") || err.contains("stalled"),
-        "{err}"
-    );
+    // With a window, the next echo arrives in place of the dropped one;
+    // with one message in flight, nothing arrives.
+    each_way(Misbehaviour::Drop, &WAYS, |err, _| {
+        err.contains("dropped, repeated or reordered") || err.contains("stalled")
+    });
 }
 
 #[test]
 fn echo_of_the_wrong_kind_is_rejected() {
-    let err = error_against(Misbehaviour::WrongKind, 1);
-    assert!(err.contains("opcode"), "{err}");
+    each_way(Misbehaviour::WrongKind, &WAYS, |err, _| {
+        err.contains("opcode")
+    });
 }
 
 #[test]
 fn stalled_server_is_reported_within_the_stall_timeout() {
-    for window in [1, 4] {
-        let err = error_against(Misbehaviour::Stall, window);
-        assert!(err.contains("stalled"), "{err}");
-    }
+    each_way(Misbehaviour::Stall, &WAYS, |err, _| err.contains("stalled"));
 }
 
 #[test]
 fn dead_server_is_reported() {
-    let err = error_against(Misbehaviour::Die, 1);
-    assert!(err.contains("closed"), "{err}");
+    each_way(Misbehaviour::Die, &WAYS, |err, _| {
+        err.contains("closed") || err.contains("reset") || err.contains("sending")
+    });
 }
 
 #[test]

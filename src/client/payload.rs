@@ -14,7 +14,6 @@
 pub const SEQ_BYTES: usize = 16;
 
 const PATTERN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Bytes of an echo compared at once against [`Template::period`]: a
 /// multiple of the pattern's length, small enough for the block to stay in
@@ -44,13 +43,14 @@ impl Template {
         }
     }
 
-    /// Whether `got[from..]` is the pattern at the same offsets.
-    fn pattern_matches(&self, got: &[u8], from: usize) -> bool {
-        let mut i = from;
-        while i < got.len() {
-            let n = CHECK_CHUNK_BYTES.min(got.len() - i);
-            let phase = i % PATTERN.len();
-            if got[i..i + n] != self.period[phase..phase + n] {
+    /// Whether `part`, found at byte `offset` of a message, is the pattern
+    /// at those offsets.
+    fn pattern_matches(&self, part: &[u8], offset: usize) -> bool {
+        let mut i = 0;
+        while i < part.len() {
+            let n = CHECK_CHUNK_BYTES.min(part.len() - i);
+            let phase = (offset + i) % PATTERN.len();
+            if part[i..i + n] != self.period[phase..phase + n] {
                 return false;
             }
             i += n;
@@ -108,39 +108,62 @@ impl Template {
                 got.len()
             ));
         }
-        if want_len >= SEQ_BYTES {
-            if got[..SEQ_BYTES] != seq_hex(seq) {
-                let shown = String::from_utf8_lossy(&got[..SEQ_BYTES]);
-                return Err(format!(
-                    "expected the echo of message {seq} but got one numbered {shown:?} \
-                     (dropped, repeated or reordered)"
-                ));
-            }
-            if !self.pattern_matches(got, SEQ_BYTES) {
-                let at = first_difference(&got[SEQ_BYTES..], &self.body[SEQ_BYTES..]) + SEQ_BYTES;
-                return Err(format!(
-                    "echo of message {seq} differs from what was sent at byte {at}"
-                ));
-            }
-        } else {
-            for (i, &b) in got.iter().enumerate() {
-                if b != small_byte(seq, i) {
-                    return Err(format!(
-                        "echo of message {seq} differs from what was sent at byte {i}"
-                    ));
-                }
-            }
+        self.verify_part(seq, 0, got)
+    }
+
+    /// Checks that `part` is bytes `offset..offset + part.len()` of message
+    /// `seq`, so that a large echo can be checked piece by piece as it
+    /// arrives; the caller checks the length.
+    pub fn verify_part(&self, seq: u64, offset: usize, part: &[u8]) -> Result<(), String> {
+        let differs =
+            |at: usize| format!("echo of message {seq} differs from what was sent at byte {at}");
+        if self.body.len() < SEQ_BYTES {
+            return match (0..part.len()).find(|&i| part[i] != small_byte(seq, offset + i)) {
+                Some(i) => Err(differs(offset + i)),
+                None => Ok(()),
+            };
+        }
+        // The part of the sequence number in this piece, then the pattern.
+        let numbered = SEQ_BYTES.saturating_sub(offset).min(part.len());
+        if numbered > 0 && part[..numbered] != seq_hex(seq)[offset..offset + numbered] {
+            let shown = String::from_utf8_lossy(&part[..numbered]);
+            return Err(format!(
+                "expected the echo of message {seq} but got one numbered {shown:?} \
+                 (dropped, repeated or reordered)"
+            ));
+        }
+        let (rest, rest_offset) = (&part[numbered..], offset + numbered);
+        if !self.pattern_matches(rest, rest_offset) {
+            let want = &self.body[rest_offset..rest_offset + rest.len()];
+            return Err(differs(rest_offset + first_difference(rest, want)));
         }
         Ok(())
     }
 }
 
+/// `seq` as 16 lowercase hex digits, most significant first. Computed
+/// for every message sent and every echo checked, so with arithmetic on
+/// whole words rather than a table lookup per digit.
 fn seq_hex(seq: u64) -> [u8; SEQ_BYTES] {
     let mut out = [0u8; SEQ_BYTES];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[((seq >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    out[..8].copy_from_slice(&hex_digits((seq >> 32) as u32).to_be_bytes());
+    out[8..].copy_from_slice(&hex_digits(seq as u32).to_be_bytes());
     out
+}
+
+/// The eight hex digits of `x` as ASCII, the least significant digit in
+/// the lowest byte.
+fn hex_digits(x: u32) -> u64 {
+    // Spread the nibbles out to one per byte: halves, then bytes, then
+    // nibbles each move up into the space made for them.
+    let x = x as u64;
+    let mut v = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    v = ((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff);
+    v = ((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f);
+    // 1 in each byte whose digit is 10 or more (adding 6 carries into bit
+    // 4 exactly then), which moves it from after '9' to 'a'.
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    v + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64
 }
 
 fn small_byte(seq: u64, i: usize) -> u8 {
@@ -199,6 +222,54 @@ mod tests {
         let mut shifted = msg.clone();
         shifted[SEQ_BYTES..].rotate_left(1);
         assert!(t.verify(3, &shifted).is_err());
+    }
+
+    #[test]
+    fn sequence_numbers_are_hex() {
+        for seq in [
+            0,
+            9,
+            10,
+            15,
+            0xabcdef,
+            0x0123_4567_89ab_cdef,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(seq_hex(seq), *format!("{seq:016x}").as_bytes(), "{seq:#x}");
+        }
+    }
+
+    /// A message checked in pieces, cut anywhere (inside the sequence
+    /// number too), passes whole and fails where a byte changed.
+    #[test]
+    fn a_message_checked_in_pieces() {
+        let size = 2 * CHECK_CHUNK_BYTES + 77;
+        let t = Template::new(size);
+        let msg = t.message(42);
+        for cut in [1, 7, SEQ_BYTES, SEQ_BYTES + 1, CHECK_CHUNK_BYTES + 3] {
+            for (i, piece) in msg.chunks(cut).enumerate() {
+                t.verify_part(42, i * cut, piece).unwrap();
+            }
+            let mut bad = msg.clone();
+            bad[size - 2] ^= 0x01;
+            let failures: Vec<String> = bad
+                .chunks(cut)
+                .enumerate()
+                .filter_map(|(i, piece)| t.verify_part(42, i * cut, piece).err())
+                .collect();
+            assert_eq!(failures.len(), 1, "cut {cut}: {failures:?}");
+            assert!(
+                failures[0].contains(&format!("at byte {}", size - 2)),
+                "{failures:?}"
+            );
+            let other = t.message(43);
+            assert!(t.verify_part(42, 3, &other[3..SEQ_BYTES]).is_err());
+        }
+        let small = Template::new(9);
+        let msg = small.message(5);
+        small.verify_part(5, 4, &msg[4..]).unwrap();
+        assert!(small.verify_part(6, 4, &msg[4..]).is_err());
     }
 
     #[test]
