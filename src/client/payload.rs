@@ -24,6 +24,16 @@ const PATTERN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 /// whole echo.
 const CHECK_CHUNK_BYTES: usize = 64 * PATTERN.len();
 
+/// Bytes after the sequence number repeat with this period (a multiple of
+/// the pattern's length and of the 4-byte WebSocket mask).
+pub const BODY_PERIOD_BYTES: usize = 4 * PATTERN.len();
+
+/// The fixed pattern of every message from its start, `n` bytes long: the
+/// bytes of every message but its sequence number.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| PATTERN[i % PATTERN.len()]).collect()
+}
+
 /// The fixed part of every message of one size.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -36,7 +46,6 @@ pub struct Template {
 
 impl Template {
     pub fn new(size_bytes: usize) -> Template {
-        let pattern = |n: usize| (0..n).map(|i| PATTERN[i % PATTERN.len()]).collect();
         Template {
             body: pattern(size_bytes),
             period: pattern(CHECK_CHUNK_BYTES + PATTERN.len()),
@@ -125,7 +134,14 @@ impl Template {
         }
         // The part of the sequence number in this piece, then the pattern.
         let numbered = SEQ_BYTES.saturating_sub(offset).min(part.len());
-        if numbered > 0 && part[..numbered] != seq_hex(seq)[offset..offset + numbered] {
+        let seq_matches = match numbered {
+            0 => true,
+            // A whole number, the common case: compared as one 16-byte
+            // value rather than through a call to `memcmp`.
+            SEQ_BYTES => <[u8; SEQ_BYTES]>::try_from(&part[..SEQ_BYTES]).ok() == Some(seq_hex(seq)),
+            _ => part[..numbered] == seq_hex(seq)[offset..offset + numbered],
+        };
+        if !seq_matches {
             let shown = String::from_utf8_lossy(&part[..numbered]);
             return Err(format!(
                 "expected the echo of message {seq} but got one numbered {shown:?} \
