@@ -31,11 +31,15 @@ const SEQUENTIAL_MAX_FRAME_BYTES: usize = 64 << 10;
 /// The most bytes of small frames the windowed loop writes at once.
 const BATCH_MAX_BYTES: usize = 64 << 10;
 
-/// The most bytes the blocking windowed loop hands to one `send`, as much
-/// as the raw-TCP echo writes at once: a `send` of a whole large message
-/// cost the client about a third more CPU per byte than the same bytes
-/// sent in pieces of this size (measured at 128 KiB and 256 KiB).
+/// The most bytes the windowed loops hand to one `send`: as much as the
+/// raw-TCP echo writes at once, so the client's sends are no larger than a
+/// server's, and little enough that a large message's pieces come from a
+/// block that stays in cache (see [`Frames`]). Batches of up to 256 KiB
+/// measured worse for the client, not better.
 const SEND_MAX_BYTES: usize = 64 << 10;
+
+// The sequential loop writes each message as one piece.
+const _: () = assert!(SEQUENTIAL_MAX_FRAME_BYTES <= SEND_MAX_BYTES);
 
 /// The receive buffer the client asks the kernel for on every connection
 /// (the kernel doubles it for its bookkeeping): room for every echo in
