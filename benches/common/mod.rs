@@ -101,6 +101,10 @@ impl Mode {
             .warm_up_time(warm_up)
             .sample_size(if self.quick { 10 } else { 20 })
             .with_profiler(FlamegraphProfiler::default())
+            // The HTML report needs a plotting backend (criterion's
+            // `plotters` feature, as gnuplot is not installed here); without
+            // one criterion silently writes none, so fail loudly instead.
+            .with_plots()
             .configure_from_args()
     }
 }
