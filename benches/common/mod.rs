@@ -101,6 +101,11 @@ impl Mode {
             .warm_up_time(warm_up)
             .sample_size(if self.quick { 10 } else { 20 })
             .with_profiler(FlamegraphProfiler::default())
+            // Bootstrap resamples for the confidence intervals: a tenth of
+            // criterion's default. Plotting their distributions for the
+            // HTML report at the default took about ten minutes of a full
+            // run; the intervals' precision needs far fewer.
+            .nresamples(10_000)
             // The HTML report needs a plotting backend (criterion's
             // `plotters` feature, as gnuplot is not installed here); without
             // one criterion silently writes none, so fail loudly instead.
