@@ -120,5 +120,13 @@ pub fn run_info(placement: Placement, server_threads: usize, quick: bool) -> Run
         client_threads: 1,
         quick,
         versions: stack_versions(),
+        tcp_congestion_control: tcp_congestion_control(),
     }
+}
+
+/// The system's default TCP congestion control, e.g. "bbr" or "cubic".
+pub fn tcp_congestion_control() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }

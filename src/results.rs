@@ -53,6 +53,16 @@ pub struct RunInfo {
     pub quick: bool,
     /// Every stack's name and version, e.g. "axum" -> "axum 0.8.9".
     pub versions: BTreeMap<String, String>,
+    /// `net.ipv4.tcp_congestion_control`, which every socket of client and
+    /// servers uses: it decides large-message throughput on loopback (BBR
+    /// paces with timers of its own where cubic does not). "unknown" in
+    /// records written before it was recorded.
+    #[serde(default = "unknown")]
+    pub tcp_congestion_control: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 /// One figure.

@@ -395,6 +395,7 @@ fn run_info() -> RunInfo {
         client_threads: 1,
         quick: false,
         versions: BTreeMap::new(),
+        tcp_congestion_control: "cubic".into(),
     }
 }
 

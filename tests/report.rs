@@ -56,6 +56,7 @@ fn run_info() -> RunInfo {
         server_threads: 1,
         client_threads: 1,
         quick: false,
+        tcp_congestion_control: "bbr".into(),
         versions: versions
             .iter()
             .map(|(s, v)| (s.to_string(), v.to_string()))

@@ -96,7 +96,7 @@ impl Mode {
         } else {
             (measurement, warm_up)
         };
-        Criterion::default()
+        let c = Criterion::default()
             .measurement_time(measurement)
             .warm_up_time(warm_up)
             .sample_size(if self.quick { 10 } else { 20 })
@@ -105,12 +105,18 @@ impl Mode {
             // criterion's default. Plotting their distributions for the
             // HTML report at the default took about ten minutes of a full
             // run; the intervals' precision needs far fewer.
-            .nresamples(10_000)
+            .nresamples(10_000);
+        let c = if self.quick {
+            // Quick runs are regression checks, read as numbers: the HTML
+            // report's plots would take a fifth of their time budget.
+            c.without_plots()
+        } else {
             // The HTML report needs a plotting backend (criterion's
             // `plotters` feature, as gnuplot is not installed here); without
             // one criterion silently writes none, so fail loudly instead.
-            .with_plots()
-            .configure_from_args()
+            c.with_plots()
+        };
+        c.configure_from_args()
     }
 }
 

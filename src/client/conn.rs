@@ -362,7 +362,9 @@ impl Connection {
             spec,
             template,
             frames: Frames::new(frame, payload_offset, copies, masked.then_some(self.mask)),
-            sent_at: Vec::new(),
+            sent_at: (0..spec.window.max(1))
+                .map(|_| Cell::new(Instant::now()))
+                .collect(),
         });
     }
 
@@ -531,9 +533,6 @@ impl Connection {
         let window = p.spec.window.max(1);
         let (kind, template) = (p.spec.kind, &p.template);
         let frames = &mut p.frames;
-        if p.sent_at.len() != window {
-            p.sent_at = (0..window).map(|_| Cell::new(Instant::now())).collect();
-        }
         let sent_at = &p.sent_at;
         let (mut rd, mut wr) = self.stream.split();
         let recv = &mut self.recv;
@@ -648,9 +647,6 @@ impl Connection {
         let first_seq = self.next_send_seq;
         let p = self.prepared.as_mut().expect("prepared");
         let window = p.spec.window.max(1);
-        if p.sent_at.len() != window {
-            p.sent_at = (0..window).map(|_| Cell::new(Instant::now())).collect();
-        }
         let (kind, template, sent_at) = (p.spec.kind, &p.template, &p.sent_at);
         let received = Cell::new(0u64);
         let mut io = WindowedSocket {

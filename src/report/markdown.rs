@@ -371,13 +371,16 @@ fn runs_section(out: &mut String, inp: &Inputs) {
     let headers: Vec<String> = runs.iter().map(|(_, g, _)| g.join(", ")).collect();
     text_table_header(out, "", &headers);
     type Field = fn(&RunInfo) -> String;
-    let fields: [(&str, Field); 10] = [
+    let fields: [(&str, Field); 11] = [
         ("commit", |r| format!("`{}`", r.commit)),
         ("cpu", |r| r.cpu.clone()),
         ("cpus", |r| r.cpus.to_string()),
         ("memory", |r| fmt_bytes(r.memory_bytes as f64)),
         ("kernel", |r| r.kernel.clone()),
         ("rustc", |r| r.rustc.clone()),
+        ("TCP congestion control", |r| {
+            r.tcp_congestion_control.clone()
+        }),
         ("placement", |r| r.placement.clone()),
         ("server threads", |r| r.server_threads.to_string()),
         ("client threads", |r| r.client_threads.to_string()),
