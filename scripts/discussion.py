@@ -155,7 +155,7 @@ else:
     smallest=min(p['size_bytes'] for _,p,_,_ in above_ws)
     w(f"\n**The client in this group.** Its CPU per message is below the server's in {len(ws_ratios)-len(above_ws)} of the {len(ws_ratios)} WebSocket cases; not in "
       + "; ".join(case(*r) for r in above_ws) + ". "
-      + (f"All of these are messages of {lab(smallest)} or more, where both sides do about the same work per byte: each copies every byte into the kernel and out of it once, "
+      + ((f"This is a message of {lab(smallest)}" if len(above_ws)==1 else f"All of these are messages of {lab(smallest)} or more") + ", where both sides do about the same work per byte: each copies every byte into the kernel and out of it once, "
          "the server also unmasks it and the client compares it with what it sent. What decides the split there is which thread the kernel charges for transmitting: "
          "it sends a socket's queued data from whichever thread happens to trigger it, so a reader's window update sends the peer's queued echoes, and TCP's pacing and small-queue timers run in whichever thread is on the core. "
          "(The client asks for a 32 MiB receive buffer so that its own window never closes; before that, its profiles showed it sending the servers' echoes.) "
