@@ -32,13 +32,15 @@ def b(x): return f"{x:,.0f} bytes"
 def ratio(a, b_): return f"{a/b_:.2f}×"
 out=[]; w=out.append
 r0 = G['latency']['run']
+# Runs before the setting was recorded have no field, or "unknown" once rewritten by wsbench.
+cc = r0.get('tcp_congestion_control', 'unknown')
 w("# Discussion\n")
 w("What the reference run in `target-reports/` shows, and why. This file is written by")
 w("`scripts/discussion.py` from `target-reports/results.json`: every figure below comes from")
 w("that run and is checked against it by `tests/discussion.rs`; `target-reports/summary.md` has")
 w("every table in full, with each stack's ratio to the fastest stack and to the raw-TCP floor.\n")
 w("## The run\n")
-w(f"- Machine: {r0['cpu']}, {r0['cpus']} CPUs, {r0['memory_bytes']/2**30:.0f} GiB, {r0['kernel']}, a nested virtual machine; {r0['rustc']}; TCP congestion control {r0.get('tcp_congestion_control', 'not recorded')}.")
+w(f"- Machine: {r0['cpu']}, {r0['cpus']} CPUs, {r0['memory_bytes']/2**30:.0f} GiB, {r0['kernel']}, a nested virtual machine; {r0['rustc']}; TCP congestion control {cc if cc != 'unknown' else 'not recorded'}.")
 w(f"- Placement `{r0['placement']}`: the client thread and the server's threads all on CPU 0; {r0['server_threads']} server worker thread, 1 client thread. Why this placement: see *Placement* below.")
 def short(c): return c[:12] + ("-dirty" if c.endswith("-dirty") else "")
 commits = sorted(set(short(g['run']['commit']) for g in G.values()))
@@ -356,8 +358,7 @@ w("- **Client and server share one core and one process.** Under `same-core`, th
 w("- **Our client.** It writes its own framing: frames are prepared and masked once, with only a 16-byte sequence number re-masked per message, several small frames in flight go out in one write, and large messages go out in 64 KiB pieces and are checked piece by piece as they arrive. It asks for a 32 MiB receive buffer on its sockets (the servers keep theirs), so that its receive window never holds a server's echoes back: when it did, the client's reads transmitted them and the client paid for the server's sending. A client library would cost more per message; the servers see the same bytes either way. It verifies every echo, which costs a memory comparison per message on the client.")
 w("- **Same settings for all.** TCP_NODELAY on, compression off, 32 MiB limits, one server worker thread; each stack's deviations are in its `notes` in `src/stacks/`. tokio-websockets is set to send a whole message as one frame (it splits at 4 MiB by default). Stacks that would do better with more threads, or with their own tuning, are not shown at their best.")
 w("- **Our echo loops.** Each stack's echo handler is ours, written as the stack's documentation suggests: it sends each echo with the library's `send`, which flushes it at once, so stacks that batch writes only inside their own framework (actix-web's dispatcher) gain with many small messages in flight. A handler that returns on the first error may drop a close frame the library had queued, which affects the conformance table's close-code column.")
-cc = r0.get('tcp_congestion_control')
-if cc and cc != 'unknown':
+if cc != 'unknown':
     w(f"- **The machine's TCP congestion control: {cc}.** Client and servers use the system's default. "
       + ("BBR paces each socket's sending with timers of the kernel's own (loopback has no `fq` qdisc to do it), and the profiles show that timer work in both threads, charged to whichever one is on the core; "
          "cubic does not pace, and large messages move faster on loopback with it. " if cc == 'bbr' else "")
