@@ -11,12 +11,26 @@ use common::*;
 use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
+use wsbench::metrics::{self, Metric};
 use wsbench::settings::Profile;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 const SIZE_BYTES: usize = 32;
+
+/// What each case records.
+const FIGURES: &[&Metric] = &[
+    &metrics::RTT_MEAN_US,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P90_US,
+    &metrics::RTT_P99_US,
+    &metrics::RTT_P999_US,
+    &metrics::ROUND_TRIPS_PER_S,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
 
 fn main() {
     CountingAlloc::mark_installed();
@@ -42,75 +56,13 @@ fn main() {
             let acc = bench_round_trips(
                 &mut group, &id, stack.name, &parameter, &rt, &mut conns, spec, &server,
             );
-            let params = [
+            let params = params(&[
                 ("size_bytes", v(SIZE_BYTES)),
                 ("kind", v(kind.as_str())),
                 ("conns", v(1)),
                 ("window", v(1)),
-            ];
-            let rtt_mean_us = acc.elapsed.as_secs_f64() * 1e6 / acc.round_trips.max(1) as f64;
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "rtt_mean_us",
-                rtt_mean_us,
-                "us",
-                "wallclock",
-            );
-            for (metric, q) in [
-                ("rtt_p50_us", 0.5),
-                ("rtt_p90_us", 0.9),
-                ("rtt_p99_us", 0.99),
-                ("rtt_p999_us", 0.999),
-            ] {
-                rec.add(
-                    &id,
-                    stack,
-                    &params,
-                    metric,
-                    acc.quantile_us(q),
-                    "us",
-                    "histogram",
-                );
-            }
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "round_trips_per_s",
-                1e6 / rtt_mean_us.max(1e-9),
-                "msgs/s",
-                "wallclock",
-            );
-            let src = cpu_source(stack);
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "server_cpu_ns_per_msg",
-                acc.per_rtt(acc.cpu.server_ns),
-                "ns",
-                src,
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "client_cpu_ns_per_msg",
-                acc.per_rtt(acc.cpu.client_ns),
-                "ns",
-                "schedstat",
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "round_trips_verified",
-                acc.round_trips as f64,
-                "msgs",
-                "client",
-            );
+            ]);
+            rec.add_sample(&id, stack, &params, &acc, FIGURES);
         }
         close_connections(&rt, conns, &label);
         stop_server(server);

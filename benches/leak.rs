@@ -18,9 +18,10 @@ use std::time::Instant;
 use common::*;
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::measure::leak::{
-    cycles, memory_source, returned_bytes, settled_bytes, tolerance_bytes, CONNS_PER_BATCH,
-    WARM_UP_CYCLES,
+    cycles, returned_bytes, settled_bytes, tolerance_bytes, CONNS_PER_BATCH, WARM_UP_CYCLES,
 };
+use wsbench::measure::memory_source;
+use wsbench::metrics::{self, Source};
 use wsbench::settings::Profile;
 use wsbench::stacks::StackInfo;
 
@@ -71,7 +72,7 @@ fn leak_check(
         bytes.unwrap_or_else(|e| fail(&format!("benchmark {id}: {what}: {e:#}")))
     };
     run(WARM_UP_CYCLES, "warm-up");
-    let source = memory_source(&server);
+    let source = memory_source(server.pid);
     let before = read("memory before the cycles", settled_bytes(&server));
     let started = Instant::now();
     run(n_cycles, "cycles");
@@ -91,41 +92,28 @@ fn leak_check(
         )
     };
     eprintln!(
-        "wsbench: {id}: {n_cycles} cycles in {:.1} s; {source} {before} -> {after} bytes \
+        "wsbench: {id}: {n_cycles} cycles in {:.1} s; {} {before} -> {after} bytes \
          ({delta:+}, {per_cycle:.2} per cycle): {verdict}",
-        cycling.as_secs_f64()
+        cycling.as_secs_f64(),
+        source.as_str()
     );
-    let params = [
+    let params = params(&[
         ("cycles", v(n_cycles)),
         ("conns_per_batch", v(CONNS_PER_BATCH)),
-    ];
-    rec.add_detail(
-        &id,
-        stack,
-        &params,
-        "live_bytes_after_cycles_delta",
-        delta as f64,
-        "bytes",
-        source,
-        Some(verdict.clone()),
-    );
+    ]);
+    let delta_m = &metrics::LIVE_BYTES_AFTER_CYCLES_DELTA;
+    rec.add(&id, stack, &params, delta_m, delta as f64, source)
+        .detail = Some(verdict.clone());
+    let per_cycle_m = &metrics::LIVE_BYTES_PER_CYCLE;
+    rec.add(&id, stack, &params, per_cycle_m, per_cycle, source);
+    let tolerance_m = &metrics::LIVE_BYTES_TOLERANCE;
     rec.add(
         &id,
         stack,
         &params,
-        "live_bytes_per_cycle",
-        per_cycle,
-        "bytes",
-        source,
-    );
-    rec.add(
-        &id,
-        stack,
-        &params,
-        "live_bytes_tolerance",
+        tolerance_m,
         tolerance as f64,
-        "bytes",
-        source,
+        Source::Harness,
     );
     (delta > tolerance).then(|| format!("benchmark {id}: {verdict}"))
 }

@@ -12,32 +12,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
-use wsbench::client::Connection;
-use wsbench::client::{self, Budget, MessageSpec, PayloadKind};
-use wsbench::measure::alloc::{AllocSample, CountingAlloc};
-use wsbench::measure::process::process_rss_bytes;
+use wsbench::client::{Budget, MessageSpec, PayloadKind};
+use wsbench::measure::alloc::CountingAlloc;
+use wsbench::metrics::{self, Source};
 use wsbench::settings::Profile;
-use wsbench::stacks::{Host, Protocol, ServerHandle, StackInfo};
+use wsbench::stacks::{Host, Protocol, StackInfo};
+use wsbench::workload::{self, IdleOpening};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
-
-/// How long the server gets to release memory after connections close.
-const SETTLE_WAIT: Duration = Duration::from_secs(3);
-
-/// The server's heap (allocator) or resident set (child process), in bytes.
-fn server_bytes(server: &ServerHandle) -> (i64, &'static str) {
-    match server.pid {
-        Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as i64, "rss"),
-        None => (AllocSample::now().server_live_bytes, "allocator"),
-    }
-}
 
 fn main() {
     CountingAlloc::mark_installed();
@@ -88,67 +75,24 @@ fn idle_connections(
 ) {
     let id = format!("memory/{}/idle/{}", stack.name, profile.as_str());
     let server = start_server(stack, &mode.settings(profile), &id);
-    // One connection first, so that lazily built per-server state (runtime
-    // buffers, caches) is not charged to the idle connections.
-    let mut warm = open_connections(rt, &server, 1, &id);
-    let small = MessageSpec {
-        size_bytes: 32,
-        kind: PayloadKind::Binary,
-        window: 1,
-    };
-    rt.block_on(client::drive(
-        &mut warm,
-        small,
-        Budget::Count(10),
-        &mut client::new_histogram(),
-    ))
-    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-    std::thread::sleep(Duration::from_millis(100));
-    let (before, source) = server_bytes(&server);
-
     // Idle, but each has spoken once: buffers that grow on first use count.
-    let mut conns = open_connections(rt, &server, n, &id);
-    rt.block_on(client::drive(
-        &mut conns,
-        small,
-        Budget::Count(1),
-        &mut client::new_histogram(),
-    ))
-    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-    std::thread::sleep(Duration::from_millis(200));
-    let (with_conns, _) = server_bytes(&server);
-    let per_conn = (with_conns - before) as f64 / n as f64;
-
-    close_connections(rt, conns, &id);
-    // Give the server time to drop what the connections held.
-    let deadline = Instant::now() + SETTLE_WAIT;
-    let mut after = server_bytes(&server).0;
-    while after > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        after = server_bytes(&server).0;
-    }
-    close_connections(rt, warm, &id);
+    let idle = workload::idle_heap(rt, &server, n, IdleOpening::OneMessage, true)
+        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e:#}")));
     stop_server(server);
 
-    let params = [("profile", v(profile.as_str())), ("conns", v(n))];
+    let params = params(&[("profile", v(profile.as_str())), ("conns", v(n))]);
+    let per_conn_m = &metrics::LIVE_BYTES_PER_IDLE_CONN;
     rec.add(
         &id,
         stack,
         &params,
-        "live_bytes_per_idle_conn",
-        per_conn,
-        "bytes",
-        source,
+        per_conn_m,
+        idle.per_conn_bytes,
+        idle.source,
     );
-    rec.add(
-        &id,
-        stack,
-        &params,
-        "live_bytes_after_close_delta",
-        (after - before) as f64,
-        "bytes",
-        source,
-    );
+    let after = idle.after_close_delta_bytes.expect("asked for");
+    let after_m = &metrics::LIVE_BYTES_AFTER_CLOSE_DELTA;
+    rec.add(&id, stack, &params, after_m, after, idle.source);
 }
 
 fn allocations_per_round_trip(
@@ -177,47 +121,34 @@ fn allocations_per_round_trip(
         } else {
             200
         };
-        let mut hist = client::new_histogram();
         // Warm-up: buffers grow to this size once.
-        rt.block_on(client::drive(&mut conns, spec, Budget::Count(3), &mut hist))
+        let a = workload::allocs_per_round_trip(rt, &mut conns, spec, Budget::Count(3), count)
             .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-        let before = AllocSample::now();
-        rt.block_on(client::drive(
-            &mut conns,
-            spec,
-            Budget::Count(count),
-            &mut hist,
-        ))
-        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-        let d = AllocSample::now().since(before);
-        let per = |x: u64| x as f64 / count as f64;
-        let params = [("size_bytes", v(size)), ("kind", v("binary"))];
+        let params = params(&[("size_bytes", v(size)), ("kind", v("binary"))]);
+        let allocator = Source::Allocator;
         rec.add(
             &id,
             stack,
             &params,
-            "server_allocs_per_rtt",
-            per(d.server_allocs),
-            "allocs",
-            "allocator",
+            &metrics::SERVER_ALLOCS_PER_RTT,
+            a.server_allocs_per_rtt,
+            allocator,
         );
         rec.add(
             &id,
             stack,
             &params,
-            "server_alloc_bytes_per_rtt",
-            per(d.server_bytes),
-            "bytes",
-            "allocator",
+            &metrics::SERVER_ALLOC_BYTES_PER_RTT,
+            a.server_bytes_per_rtt,
+            allocator,
         );
         rec.add(
             &id,
             stack,
             &params,
-            "client_allocs_per_rtt",
-            per(d.client_allocs),
-            "allocs",
-            "allocator",
+            &metrics::CLIENT_ALLOCS_PER_RTT,
+            a.client_allocs_per_rtt,
+            allocator,
         );
     }
     close_connections(rt, conns, &label);
@@ -239,43 +170,23 @@ fn idle_connections_offering_deflate(
 ) {
     let id = format!("memory/{}/idle/defaults-deflate-offered", stack.name);
     let server = start_server(stack, &mode.settings(Profile::Defaults), &id);
-    let warm = open_connections(rt, &server, 1, &id);
-    std::thread::sleep(Duration::from_millis(100));
-    let (before, source) = server_bytes(&server);
-    let target = target(&server);
-    let conns: Vec<Connection> = rt.block_on(async {
-        let mut conns = Vec::with_capacity(n);
-        while conns.len() < n {
-            let batch = client::CONNECT_CONCURRENCY.min(n - conns.len());
-            let opened = futures_util::future::join_all(
-                (0..batch).map(|_| Connection::open_offering_deflate(&target)),
-            )
-            .await;
-            for c in opened {
-                conns.push(c.unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}"))));
-            }
-        }
-        conns
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let (with_conns, _) = server_bytes(&server);
-    let accepted = conns.iter().filter(|c| c.deflate_negotiated()).count();
-    close_connections(rt, conns, &id);
-    close_connections(rt, warm, &id);
+    let idle = workload::idle_heap(rt, &server, n, IdleOpening::OfferDeflate, false)
+        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e:#}")));
     stop_server(server);
 
-    let per_conn = (with_conns - before) as f64 / n as f64;
-    let detail =
-        format!("permessage-deflate accepted on {accepted} of {n} connections; handshake only");
-    let params = [("profile", v("defaults-deflate-offered")), ("conns", v(n))];
-    rec.add_detail(
+    let detail = format!(
+        "permessage-deflate accepted on {} of {n} connections; handshake only",
+        idle.deflate_accepted
+    );
+    let params = params(&[("profile", v("defaults-deflate-offered")), ("conns", v(n))]);
+    let per_conn_m = &metrics::LIVE_BYTES_PER_IDLE_CONN;
+    rec.add(
         &id,
         stack,
         &params,
-        "live_bytes_per_idle_conn",
-        per_conn,
-        "bytes",
-        source,
-        Some(detail),
-    );
+        per_conn_m,
+        idle.per_conn_bytes,
+        idle.source,
+    )
+    .detail = Some(detail);
 }

@@ -9,11 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wsbench::client::{self, Budget, MessageSpec, PayloadKind};
+use wsbench::client::{Budget, MessageSpec, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
+use wsbench::measure::Cpu;
+use wsbench::metrics::{self, Source};
 use wsbench::placement::{pin_current_thread, Placement};
 use wsbench::settings::Profile;
 use wsbench::stacks;
+use wsbench::workload::{self, Sample};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -45,26 +48,28 @@ fn main() {
             settings.placement = placement;
             let server = start_server(stack, &settings, &id);
             let mut conns = open_connections(&rt, &server, 1, &id);
-            let mut hist = client::new_histogram();
-            rt.block_on(client::drive(
+            // Warm-up, unrecorded.
+            workload::round_trips(
+                &rt,
                 &mut conns,
                 spec,
                 Budget::Until(Instant::now() + round_time),
-                &mut client::new_histogram(),
-            ))
+                &server,
+            )
             .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+            let mut all = Sample::empty(spec, 1, Cpu::now(server.pid).server_source);
             let mut round_means_us = Vec::with_capacity(rounds);
             for _ in 0..rounds {
-                let stats = rt
-                    .block_on(client::drive(
-                        &mut conns,
-                        spec,
-                        Budget::Until(Instant::now() + round_time),
-                        &mut hist,
-                    ))
-                    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-                round_means_us
-                    .push(stats.elapsed.as_secs_f64() * 1e6 / stats.round_trips.max(1) as f64);
+                let round = workload::round_trips(
+                    &rt,
+                    &mut conns,
+                    spec,
+                    Budget::Until(Instant::now() + round_time),
+                    &server,
+                )
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+                round_means_us.push(round.rtt_mean_us());
+                all.add(&round);
             }
             close_connections(&rt, conns, &id);
             stop_server(server);
@@ -76,27 +81,23 @@ fn main() {
                 .sum::<f64>()
                 / (rounds.max(2) - 1) as f64;
             let cv = var.sqrt() / mean.max(1e-12);
-            let params = [("placement", v(placement.as_str())), ("rounds", v(rounds))];
-            rec.add(&id, stack, &params, "rtt_mean_us", mean, "us", "wallclock");
+            let params = params(&[("placement", v(placement.as_str())), ("rounds", v(rounds))]);
             rec.add(
                 &id,
                 stack,
                 &params,
-                "rtt_p50_us",
-                hist.value_at_quantile(0.5) as f64 / 1000.0,
-                "us",
-                "histogram",
+                &metrics::RTT_MEAN_US,
+                mean,
+                Source::Wallclock,
             );
-            rec.add(
+            rec.add_sample(
                 &id,
                 stack,
                 &params,
-                "rtt_p99_us",
-                hist.value_at_quantile(0.99) as f64 / 1000.0,
-                "us",
-                "histogram",
+                &all,
+                &[&metrics::RTT_P50_US, &metrics::RTT_P99_US],
             );
-            rec.add(&id, stack, &params, "rtt_cv", cv, "ratio", "wallclock");
+            rec.add(&id, stack, &params, &metrics::RTT_CV, cv, Source::Wallclock);
             eprintln!("wsbench: {id}: mean {mean:.1} us over {rounds} rounds, cv {cv:.3}");
         }
     }

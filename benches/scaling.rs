@@ -5,15 +5,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use criterion::{BenchmarkId, Throughput};
-use wsbench::client::{Connection, MessageSpec, PayloadKind};
+use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::measure::alloc::{self, CountingAlloc};
 use wsbench::measure::process::process_rss_bytes;
+use wsbench::metrics::{self, Metric, Source};
 use wsbench::settings::Profile;
 use wsbench::stacks::{Host, ServerHandle, StackInfo};
+use wsbench::workload;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -44,12 +46,23 @@ fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
     None
 }
 
-fn server_peak_bytes(server: &ServerHandle) -> (f64, &'static str) {
+/// The server's peak memory: the allocator's watermark of server threads
+/// here, or a child process's resident set now.
+fn server_peak_bytes(server: &ServerHandle) -> (f64, Source) {
     match server.pid {
-        Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as f64, "rss"),
-        None => (alloc::peak_server_live_bytes() as f64, "allocator"),
+        Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as f64, Source::Rss),
+        None => (alloc::peak_server_live_bytes() as f64, Source::Allocator),
     }
 }
+
+/// What each point records.
+const FIGURES: &[&Metric] = &[
+    &metrics::MSGS_PER_S,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P99_US,
+    &metrics::RTT_P999_US,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
 
 fn main() {
     CountingAlloc::mark_installed();
@@ -67,23 +80,15 @@ fn main() {
         let server = start_server(stack, &mode.settings(Profile::Suite), &label);
         for &conns in &conn_counts {
             let id = format!("scaling/{}/{conns}", stack.name);
-            let params = [
+            let params = params(&[
                 ("conns", v(conns)),
                 ("size_bytes", v(SIZE_BYTES)),
                 ("window", v(1)),
-            ];
+            ]);
             if let Some(why) = skip_reason(stack, conns) {
                 eprintln!("wsbench: skipping {id}: {why}");
-                rec.add_detail(
-                    &id,
-                    stack,
-                    &params,
-                    "skipped",
-                    0.0,
-                    "bool",
-                    "harness",
-                    Some(why),
-                );
+                rec.add(&id, stack, &params, &metrics::SKIPPED, 0.0, Source::Harness)
+                    .detail = Some(why);
                 continue;
             }
             if conns == largest {
@@ -107,58 +112,17 @@ fn main() {
                 spec,
                 &server,
             );
-            let msgs_per_s = acc.round_trips as f64 / acc.elapsed.as_secs_f64().max(1e-12);
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "msgs_per_s",
-                msgs_per_s,
-                "msgs/s",
-                "wallclock",
-            );
-            for (metric, q) in [
-                ("rtt_p50_us", 0.5),
-                ("rtt_p99_us", 0.99),
-                ("rtt_p999_us", 0.999),
-            ] {
-                rec.add(
-                    &id,
-                    stack,
-                    &params,
-                    metric,
-                    acc.quantile_us(q),
-                    "us",
-                    "histogram",
-                );
-            }
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "round_trips_verified",
-                acc.round_trips as f64,
-                "msgs",
-                "client",
-            );
+            rec.add_sample(&id, stack, &params, &acc, FIGURES);
             if conns == largest {
                 let (peak, source) = server_peak_bytes(&server);
                 // The server's heap grows by the connections' share; what
                 // it held before the point began is not theirs.
-                let peak = if source == "allocator" {
+                let peak = if source == Source::Allocator {
                     peak - live_before
                 } else {
                     peak
                 };
-                rec.add(
-                    &id,
-                    stack,
-                    &params,
-                    "peak_live_bytes",
-                    peak,
-                    "bytes",
-                    source,
-                );
+                rec.add(&id, stack, &params, &metrics::PEAK_LIVE_BYTES, peak, source);
             }
             close_connections(&rt, open, &id);
         }
@@ -189,29 +153,21 @@ fn bench_handshakes(
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new(stack.name, "connect"), |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    Connection::open(&target)
-                        .await
-                        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
-                        .abort();
-                }
-                let elapsed = started.elapsed();
-                opened += iters;
-                spent += elapsed;
-                elapsed
-            })
+            let elapsed = rt
+                .block_on(workload::handshakes(&target, iters))
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+            opened += iters;
+            spent += elapsed;
+            elapsed
         })
     });
     let per_s = opened as f64 / spent.as_secs_f64().max(1e-12);
     rec.add(
         &id,
         stack,
-        &[("conns", v(1))],
-        "handshakes_per_s",
+        &params(&[("conns", v(1))]),
+        &metrics::HANDSHAKES_PER_S,
         per_s,
-        "conns/s",
-        "wallclock",
+        Source::Wallclock,
     );
 }

@@ -10,6 +10,7 @@ use common::*;
 use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
+use wsbench::metrics::{self, Metric};
 use wsbench::settings::Profile;
 
 #[global_allocator]
@@ -17,6 +18,17 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
+
+/// What each case records.
+const FIGURES: &[&Metric] = &[
+    &metrics::MSGS_PER_S,
+    &metrics::MIB_PER_S,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P99_US,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
 
 /// Messages in flight: enough to keep both sides busy, fewer for large
 /// messages, whose memory in flight would otherwise be the figure.
@@ -67,78 +79,13 @@ fn main() {
             let acc = bench_round_trips(
                 &mut group, &id, stack.name, &parameter, &rt, &mut conns, spec, &server,
             );
-            let params = [
+            let params = params(&[
                 ("size_bytes", v(size)),
                 ("kind", v(kind.as_str())),
                 ("conns", v(1)),
                 ("window", v(window)),
-            ];
-            let secs = acc.elapsed.as_secs_f64().max(1e-12);
-            let msgs_per_s = acc.round_trips as f64 / secs;
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "msgs_per_s",
-                msgs_per_s,
-                "msgs/s",
-                "wallclock",
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "mib_per_s",
-                msgs_per_s * size as f64 / MIB as f64,
-                "MiB/s",
-                "wallclock",
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "rtt_p50_us",
-                acc.quantile_us(0.5),
-                "us",
-                "histogram",
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "rtt_p99_us",
-                acc.quantile_us(0.99),
-                "us",
-                "histogram",
-            );
-            let src = cpu_source(stack);
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "server_cpu_ns_per_msg",
-                acc.per_rtt(acc.cpu.server_ns),
-                "ns",
-                src,
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "client_cpu_ns_per_msg",
-                acc.per_rtt(acc.cpu.client_ns),
-                "ns",
-                "schedstat",
-            );
-            rec.add(
-                &id,
-                stack,
-                &params,
-                "round_trips_verified",
-                acc.round_trips as f64,
-                "msgs",
-                "client",
-            );
+            ]);
+            rec.add_sample(&id, stack, &params, &acc, FIGURES);
         }
         close_connections(&rt, conns, &label);
         stop_server(server);

@@ -269,6 +269,14 @@ impl ResultsFile {
                 file.schema
             );
         }
+        if let Some(m) = file.measurements().find(|m| m.definition().is_none()) {
+            anyhow::bail!(
+                "{}: {} records metric {:?}, which is not in the metric catalogue",
+                path.display(),
+                m.bench,
+                m.metric
+            );
+        }
         Ok(file)
     }
 

@@ -250,10 +250,7 @@ pub fn idle_heap(
     })
 }
 
-async fn open_offering_deflate(
-    target: &Target,
-    n: usize,
-) -> Result<Vec<Connection>, ClientError> {
+async fn open_offering_deflate(target: &Target, n: usize) -> Result<Vec<Connection>, ClientError> {
     let mut conns = Vec::with_capacity(n);
     while conns.len() < n {
         let batch = client::CONNECT_CONCURRENCY.min(n - conns.len());

@@ -46,8 +46,9 @@ fn judging(method: Method) -> Judging {
     }
 }
 
-fn metric(name: &str) -> &'static metrics::MetricDef {
-    metrics::find(name).unwrap_or_else(|| panic!("metric {name} in the table"))
+/// A judged figure by its key, "phase:metric".
+fn metric(key: &str) -> &'static metrics::MetricDef {
+    metrics::find(key).unwrap_or_else(|| panic!("metric {key} in the table"))
 }
 
 // ---- the random numbers and the median ----
@@ -226,7 +227,7 @@ fn pairing_sees_through_load_that_hits_both_builds() {
         s.base_windows.push(bw);
         s.head_windows.push(hw);
     }
-    let def = metric("rtt_mean_us");
+    let def = metric("latency/32B:rtt_mean_us");
     let paired = report::judge("axum", def, &s, &judging(Method::Paired));
     assert_eq!(paired.verdict, Verdict::Regression, "{paired:?}");
     let ratio = paired.ratio.unwrap();
@@ -257,7 +258,12 @@ fn identical_builds_paired_are_no_change() {
         s.base_windows.push(bw);
         s.head_windows.push(hw);
     }
-    let row = report::judge("axum", metric("rtt_p50_us"), &s, &judging(Method::Paired));
+    let row = report::judge(
+        "axum",
+        metric("latency/32B:rtt_p50_us"),
+        &s,
+        &judging(Method::Paired),
+    );
     assert_eq!(row.verdict, Verdict::NoChange, "{row:?}");
 }
 
@@ -265,7 +271,7 @@ fn identical_builds_paired_are_no_change() {
 
 #[test]
 fn one_more_allocation_per_round_trip_is_flagged_exactly() {
-    let def = metric("server_allocs_per_rtt");
+    let def = metric("allocs/32B:server_allocs_per_rtt");
     assert_eq!(def.kind, Kind::Exact { tolerance: 0.0 });
     let s = timing_samples(vec![0.0; 5], vec![1.0; 5]);
     let row = report::judge("tokio-tungstenite", def, &s, &judging(Method::Paired));
@@ -293,7 +299,7 @@ fn exact_metrics_use_the_median_of_rounds() {
     );
     let row = report::judge(
         "actix-ws",
-        metric("server_alloc_bytes_per_rtt"),
+        metric("allocs/32B:server_alloc_bytes_per_rtt"),
         &s,
         &judging(Method::Paired),
     );
@@ -306,27 +312,27 @@ fn exact_metrics_use_the_median_of_rounds() {
 
 #[test]
 fn idle_heap_jitter_is_within_tolerance_but_a_field_is_not() {
-    let def = metric("live_bytes_per_idle_conn");
+    let def = metric("idle:live_bytes_per_idle_conn");
     let Kind::Exact { tolerance } = def.kind else {
         panic!("exact metric")
     };
     // The jitter measured on actix-ws: one 512-byte block over 100
     // connections.
     assert_eq!(
-        exact_verdict(21736.24, 21731.12, def.better, tolerance),
+        exact_verdict(21736.24, 21731.12, def.better(), tolerance),
         Verdict::NoChange
     );
     assert_eq!(
-        exact_verdict(21731.12, 21736.24, def.better, tolerance),
+        exact_verdict(21731.12, 21736.24, def.better(), tolerance),
         Verdict::NoChange
     );
     // Eight more bytes held per connection.
     assert_eq!(
-        exact_verdict(9848.0, 9856.0, def.better, tolerance),
+        exact_verdict(9848.0, 9856.0, def.better(), tolerance),
         Verdict::Regression
     );
     assert_eq!(
-        exact_verdict(9856.0, 9848.0, def.better, tolerance),
+        exact_verdict(9856.0, 9848.0, def.better(), tolerance),
         Verdict::Improvement
     );
 }
@@ -338,9 +344,9 @@ fn judge_all_follows_stacks_then_the_metric_table() {
     let mut samples = BTreeMap::new();
     for stack in ["raw-tcp", "axum"] {
         for m in [
-            "server_allocs_per_rtt",
-            "rtt_p50_us",
-            "client_cpu_ns_per_rtt",
+            "allocs/32B:server_allocs_per_rtt",
+            "latency/32B:rtt_p50_us",
+            "latency/32B:rtt_p90_us",
         ] {
             samples.insert(
                 (stack.to_string(), m.to_string()),
@@ -354,7 +360,7 @@ fn judge_all_follows_stacks_then_the_metric_table() {
         .iter()
         .map(|r| (r.stack.as_str(), r.metric.as_str()))
         .collect();
-    // client_cpu_ns_per_rtt is recorded but not judged.
+    // rtt_p90_us would be recorded but is not judged.
     assert_eq!(
         order,
         [
@@ -380,22 +386,25 @@ fn tmp_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-const TIMED: [&str; 6] = [
-    "rtt_mean_us",
-    "rtt_p50_us",
-    "rtt_p99_us",
-    "server_cpu_ns_per_rtt",
-    "msgs_per_s",
-    "server_cpu_ns_per_msg_16KiB",
+/// The timed figures, by key (phase:metric).
+const TIMED: [&str; 8] = [
+    "latency/32B:rtt_mean_us",
+    "latency/32B:rtt_p50_us",
+    "latency/32B:rtt_p99_us",
+    "latency/32B:server_cpu_ns_per_msg",
+    "latency/32B:client_cpu_ns_per_msg",
+    "throughput/16KiB:msgs_per_s",
+    "throughput/16KiB:server_cpu_ns_per_msg",
+    "throughput/16KiB:client_cpu_ns_per_msg",
 ];
 
 fn check_round(file: &RoundFile, stacks: &[&str], windows: usize) {
     for stack in stacks {
-        let value = |metric: &str| {
+        let value = |key: &str| {
             file.measurements
                 .iter()
-                .find(|m| m.stack == *stack && m.metric == metric)
-                .unwrap_or_else(|| panic!("{stack}: no {metric}"))
+                .find(|m| m.stack == *stack && metrics::key_of(m) == key)
+                .unwrap_or_else(|| panic!("{stack}: no {key}"))
                 .value
         };
         for m in TIMED {
@@ -406,10 +415,10 @@ fn check_round(file: &RoundFile, stacks: &[&str], windows: usize) {
         }
         // Deterministic figures: whole numbers of allocations here, and a
         // heap that grew with the idle connections.
-        assert!(value("server_allocs_per_rtt") >= 0.0);
-        assert!(value("server_alloc_bytes_per_rtt") >= 0.0);
-        assert!(value("live_bytes_per_idle_conn") > 0.0, "{stack}");
-        assert!(value("rtt_p99_us") >= value("rtt_p50_us"));
+        assert!(value("allocs/32B:server_allocs_per_rtt") >= 0.0);
+        assert!(value("allocs/32B:server_alloc_bytes_per_rtt") >= 0.0);
+        assert!(value("idle:live_bytes_per_idle_conn") > 0.0, "{stack}");
+        assert!(value("latency/32B:rtt_p99_us") >= value("latency/32B:rtt_p50_us"));
     }
     assert!(file.run.cpus >= 1);
     assert_eq!(file.run.placement, "same-core");

@@ -13,12 +13,13 @@ use std::time::Duration;
 use criterion::profiler::Profiler;
 use criterion::Criterion;
 use wsbench::client::{self, Target};
-use wsbench::measure::alloc::AllocSample;
-use wsbench::measure::threads;
+use wsbench::measure::{threads, Cpu};
+use wsbench::metrics::{Metric, Source};
 use wsbench::placement::Placement;
-use wsbench::results::{self, GroupResults, Measurement};
+use wsbench::results::{self, GroupResults, Measurement, Params};
 use wsbench::settings::{Profile, ServerSettings};
 use wsbench::stacks::{self, Host, ServerHandle, StackInfo};
+use wsbench::workload::{self, Sample};
 
 /// How the binary was invoked.
 pub struct Mode {
@@ -209,141 +210,54 @@ pub fn stop_server(server: ServerHandle) {
     threads::prune_exited();
 }
 
-/// CPU time of the server (its threads here, or its process) and of the
-/// client threads, in nanoseconds.
-#[derive(Clone, Copy, Default)]
-pub struct Cpu {
-    pub server_ns: u64,
-    pub client_ns: u64,
-}
-
-impl Cpu {
-    pub fn now(server: &ServerHandle) -> Cpu {
-        let sample = wsbench::measure::cpu_now(server.pid);
-        Cpu {
-            server_ns: sample.server_ns,
-            client_ns: sample.client_ns,
-        }
-    }
-
-    pub fn since(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            server_ns: self.server_ns.saturating_sub(earlier.server_ns),
-            client_ns: self.client_ns.saturating_sub(earlier.client_ns),
-        }
-    }
-}
-
-/// What a benchmark accumulates across criterion's batches besides time:
-/// every round trip in one histogram, CPU and allocations over all batches.
-pub struct Accumulated {
-    pub hist: hdrhistogram::Histogram<u64>,
-    pub round_trips: u64,
-    pub elapsed: Duration,
-    pub cpu: Cpu,
-    pub alloc: AllocSample,
-}
-
-impl Default for Accumulated {
-    fn default() -> Self {
-        Accumulated {
-            hist: client::new_histogram(),
-            round_trips: 0,
-            elapsed: Duration::ZERO,
-            cpu: Cpu::default(),
-            alloc: AllocSample::default(),
-        }
-    }
-}
-
-impl Accumulated {
-    pub fn add(&mut self, round_trips: u64, elapsed: Duration, cpu: Cpu, alloc: AllocSample) {
-        self.round_trips += round_trips;
-        self.elapsed += elapsed;
-        self.cpu.server_ns += cpu.server_ns;
-        self.cpu.client_ns += cpu.client_ns;
-        self.alloc.server_allocs += alloc.server_allocs;
-        self.alloc.server_bytes += alloc.server_bytes;
-        self.alloc.client_allocs += alloc.client_allocs;
-        self.alloc.client_bytes += alloc.client_bytes;
-    }
-
-    pub fn per_rtt(&self, total: u64) -> f64 {
-        total as f64 / self.round_trips.max(1) as f64
-    }
-
-    pub fn quantile_us(&self, q: f64) -> f64 {
-        self.hist.value_at_quantile(q) as f64 / 1000.0
-    }
-}
-
-/// Collects one group's measurements and writes them into results.json
-/// after every stack, so a run that fails midway keeps what it measured.
+/// Collects one group's measurements (through the library's
+/// [`results::Recorder`], so only catalogue metrics) and writes them into
+/// results.json after every stack, so a run that fails midway keeps what
+/// it measured.
 pub struct Recorder {
-    group: String,
+    inner: results::Recorder,
     mode_records: bool,
     run: results::RunInfo,
-    measurements: Vec<Measurement>,
 }
 
 impl Recorder {
     pub fn new(group: &str, mode: &Mode) -> Recorder {
+        let run = wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick);
         Recorder {
-            group: group.to_string(),
+            inner: results::Recorder::new(group, &run.placement),
             mode_records: mode.records(),
-            run: wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick),
-            measurements: Vec::new(),
+            run,
         }
     }
 
-    /// Adds one figure.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds one figure; returns it so a caller can attach a detail.
     pub fn add(
         &mut self,
         bench: &str,
         stack: &StackInfo,
-        params: &[(&str, serde_json::Value)],
-        metric: &str,
+        params: &Params,
+        metric: &'static Metric,
         value: f64,
-        unit: &str,
-        source: &str,
-    ) {
-        self.add_detail(bench, stack, params, metric, value, unit, source, None);
+        source: Source,
+    ) -> &mut Measurement {
+        self.inner.add(bench, stack, params, metric, value, source)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_detail(
+    /// Adds `metrics` as the round trips of `sample` measured them.
+    pub fn add_sample(
         &mut self,
         bench: &str,
         stack: &StackInfo,
-        params: &[(&str, serde_json::Value)],
-        metric: &str,
-        value: f64,
-        unit: &str,
-        source: &str,
-        detail: Option<String>,
+        params: &Params,
+        sample: &Sample,
+        metrics: &[&'static Metric],
     ) {
-        self.measurements.push(Measurement {
-            group: self.group.clone(),
-            bench: bench.to_string(),
-            stack: stack.name.to_string(),
-            stack_version: stack.package_version(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            metric: metric.to_string(),
-            value,
-            unit: unit.to_string(),
-            source: source.to_string(),
-            placement: self.run.placement.clone(),
-            detail,
-        });
+        self.inner.add_sample(bench, stack, params, sample, metrics);
     }
 
     /// Adds figures made elsewhere (the probe's table).
     pub fn extend(&mut self, measurements: Vec<Measurement>) {
-        self.measurements.extend(measurements);
+        self.inner.extend(measurements);
     }
 
     /// Merges what was measured so far into results.json (bench mode only).
@@ -351,12 +265,13 @@ impl Recorder {
         if !self.mode_records {
             return;
         }
+        let group = self.inner.group();
         let results = GroupResults {
             run: self.run.clone(),
-            measurements: self.measurements.clone(),
+            measurements: self.inner.measurements().to_vec(),
         };
-        if let Err(e) = results::merge_group(&results::default_path(), &self.group, results) {
-            fail(&format!("writing results for group {}: {e:#}", self.group));
+        if let Err(e) = results::merge_group(&results::default_path(), group, results) {
+            fail(&format!("writing results for group {group}: {e:#}"));
         }
     }
 
@@ -369,18 +284,10 @@ impl Recorder {
         match wsbench::report::generate(&wsbench::report::ReportOptions::defaults()) {
             Ok(_) => eprintln!(
                 "wsbench: {} results written; target-reports/ regenerated",
-                self.group
+                self.inner.group()
             ),
             Err(e) => eprintln!("wsbench: report not regenerated: {e:#}"),
         }
-    }
-}
-
-/// The source label of a stack's CPU figures.
-pub fn cpu_source(stack: &StackInfo) -> &'static str {
-    match stack.host {
-        Host::InProcess => "schedstat",
-        Host::ChildProcess => "proc",
     }
 }
 
@@ -455,24 +362,15 @@ pub fn bench_round_trips(
     conns: &mut [client::Connection],
     spec: client::MessageSpec,
     server: &ServerHandle,
-) -> Accumulated {
-    let mut acc = Accumulated::default();
+) -> Sample {
+    let mut acc = Sample::empty(spec, conns.len(), Cpu::now(server.pid).server_source);
     group.bench_function(criterion::BenchmarkId::new(function, parameter), |b| {
         b.iter_custom(|iters| {
-            let cpu_before = Cpu::now(server);
-            let alloc_before = AllocSample::now();
-            let stats = rt
-                .block_on(client::drive(
-                    conns,
-                    spec,
-                    client::Budget::Count(iters),
-                    &mut acc.hist,
-                ))
-                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-            let cpu = Cpu::now(server).since(cpu_before);
-            let alloc = AllocSample::now().since(alloc_before);
-            acc.add(stats.round_trips, stats.elapsed, cpu, alloc);
-            stats.elapsed
+            let sample =
+                workload::round_trips(rt, conns, spec, client::Budget::Count(iters), server)
+                    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+            acc.add(&sample);
+            sample.elapsed
         })
     });
     acc
@@ -508,4 +406,9 @@ pub fn client_runtime(mode: &Mode) -> tokio::runtime::Runtime {
 /// `serde_json` value helper for parameters.
 pub fn v<T: Into<serde_json::Value>>(x: T) -> serde_json::Value {
     x.into()
+}
+
+/// Parameters from pairs.
+pub fn params(pairs: &[(&str, serde_json::Value)]) -> Params {
+    results::params(pairs)
 }

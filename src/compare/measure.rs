@@ -22,17 +22,18 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::metrics as metrics_table;
 use crate::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
-use crate::measure::alloc::{self, AllocSample};
-use crate::measure::process::process_cpu_ns;
-use crate::measure::threads::{self, CpuSample};
+use crate::measure::alloc;
+use crate::measure::threads;
+use crate::metrics::{self, Metric, Source};
 use crate::placement::Placement;
-use crate::results::{self, Measurement, RunInfo};
+use crate::results::{self, Measurement, Recorder, RunInfo};
 use crate::settings::{Profile, ServerSettings};
 use crate::stacks::{self, Host, ServerHandle, StackInfo};
+use crate::workload::{self, IdleOpening, Sample};
 
 /// The results group name a round's figures carry.
 pub const GROUP: &str = "compare";
@@ -40,12 +41,6 @@ pub const GROUP: &str = "compare";
 const LATENCY_SIZE_BYTES: usize = 32;
 const THROUGHPUT_SIZE_BYTES: usize = 16 << 10;
 const THROUGHPUT_WINDOW: usize = 16;
-/// Round trips every idle connection makes before it idles, so that buffers
-/// that grow on first use are counted (as in the memory bench).
-const IDLE_FIRST_MESSAGES: u64 = 1;
-/// Time the server gets to finish handling the idle connections' first
-/// message before its heap is read.
-const IDLE_SETTLE: Duration = Duration::from_millis(150);
 
 /// How a stack is measured.
 #[derive(Debug, Clone, Copy)]
@@ -230,25 +225,6 @@ pub fn serve_worker(
     anyhow::bail!("stdin closed before `done`")
 }
 
-/// What one timed window measured.
-#[derive(Debug, Clone)]
-struct Window {
-    round_trips: u64,
-    elapsed: Duration,
-    hist: Histogram<u64>,
-    cpu: Cpu,
-}
-
-impl Window {
-    fn per_round_trip(&self, x: u64) -> f64 {
-        x as f64 / self.round_trips.max(1) as f64
-    }
-
-    fn elapsed_ns(&self) -> u64 {
-        self.elapsed.as_nanos() as u64
-    }
-}
-
 /// One stack's server and client connection, measured phase by phase.
 struct Session<'rt> {
     rt: &'rt tokio::runtime::Runtime,
@@ -257,10 +233,24 @@ struct Session<'rt> {
     server: Option<ServerHandle>,
     conns: Vec<Connection>,
     /// Figures of the untimed phases, ready to record.
-    fixed: Vec<Measurement>,
-    latency: Vec<Window>,
-    throughput: Vec<Window>,
+    fixed: Recorder,
+    latency: Vec<Sample>,
+    throughput: Vec<Sample>,
 }
+
+/// What each timed phase records, whole and per window.
+const LATENCY_FIGURES: &[&Metric] = &[
+    &metrics::RTT_MEAN_US,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P99_US,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+];
+const THROUGHPUT_FIGURES: &[&Metric] = &[
+    &metrics::MSGS_PER_S,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+];
 
 impl<'rt> Session<'rt> {
     /// Starts the server and measures the untimed figures: idle heap per
@@ -285,89 +275,72 @@ impl<'rt> Session<'rt> {
             stack,
             server: Some(server),
             conns: Vec::new(),
-            fixed: Vec::new(),
+            fixed: Recorder::new(GROUP, plan.placement.as_str()),
             latency: Vec::new(),
             throughput: Vec::new(),
         };
-        let small = Phase::Latency.spec();
-        s.conns = rt.block_on(client::connect_many(&target, 1))?;
-        rt.block_on(client::drive(
-            &mut s.conns,
-            small,
-            Budget::Count(10),
-            &mut client::new_histogram(),
-        ))?;
         if !in_process {
             // The allocator sees only this process.
+            s.conns = rt.block_on(client::connect_many(&target, 1))?;
             return Ok(s);
         }
 
-        // Idle connections first, while the one open connection has only
-        // exchanged small messages: the heap read before them holds the
-        // server's lazily built state and nothing that later phases grow.
-        let per_conn = idle_heap_per_conn(rt, &target, plan.idle_conns)?;
-        s.add_fixed(
-            "idle",
-            &[("conns", plan.idle_conns.into())],
-            "live_bytes_per_idle_conn",
-            per_conn,
-            "bytes",
+        // Idle connections first, before the measuring connection opens:
+        // the heap read before them holds the server's lazily built state
+        // and nothing that later phases grow.
+        let idle = workload::idle_heap(
+            rt,
+            s.server(),
+            plan.idle_conns,
+            IdleOpening::OneMessage,
+            false,
+        )?;
+        let bench = format!("{GROUP}/{}/{}", stack.name, metrics_table::IDLE);
+        let idle_params = results::params(&[("conns", plan.idle_conns.into())]);
+        s.fixed.add(
+            &bench,
+            stack,
+            &idle_params,
+            &metrics::LIVE_BYTES_PER_IDLE_CONN,
+            idle.per_conn_bytes,
+            idle.source,
         );
 
+        s.conns = rt.block_on(client::connect_many(&target, 1))?;
         // A fixed count of round trips, after a warm-up, so the figure does
         // not depend on how fast the machine happened to be.
-        s.warm_up(Phase::Latency)?;
-        let before = AllocSample::now();
-        rt.block_on(client::drive(
+        let warm_up = Budget::Until(Instant::now() + plan.warm_up);
+        let a = workload::allocs_per_round_trip(
+            rt,
             &mut s.conns,
-            small,
-            Budget::Count(plan.alloc_round_trips),
-            &mut client::new_histogram(),
-        ))?;
-        let d = AllocSample::now().since(before);
-        let per_rtt = |x: u64| x as f64 / plan.alloc_round_trips as f64;
-        let params = [
+            Phase::Latency.spec(),
+            warm_up,
+            plan.alloc_round_trips,
+        )?;
+        let params = results::params(&[
             ("size_bytes", LATENCY_SIZE_BYTES.into()),
             ("kind", "binary".into()),
             ("round_trips", plan.alloc_round_trips.into()),
-        ];
-        let bench = format!("allocs/{LATENCY_SIZE_BYTES}B");
-        s.add_fixed(
+        ]);
+        let bench = format!("{GROUP}/{}/{}", stack.name, metrics_table::ALLOCS);
+        let allocator = Source::Allocator;
+        s.fixed.add(
             &bench,
+            stack,
             &params,
-            "server_allocs_per_rtt",
-            per_rtt(d.server_allocs),
-            "allocs",
+            &metrics::SERVER_ALLOCS_PER_RTT,
+            a.server_allocs_per_rtt,
+            allocator,
         );
-        s.add_fixed(
+        s.fixed.add(
             &bench,
+            stack,
             &params,
-            "server_alloc_bytes_per_rtt",
-            per_rtt(d.server_bytes),
-            "bytes",
+            &metrics::SERVER_ALLOC_BYTES_PER_RTT,
+            a.server_bytes_per_rtt,
+            allocator,
         );
         Ok(s)
-    }
-
-    fn add_fixed(
-        &mut self,
-        bench: &str,
-        params: &[(&str, serde_json::Value)],
-        metric: &str,
-        value: f64,
-        unit: &str,
-    ) {
-        let m = measurement(
-            self.stack,
-            self.plan.placement,
-            bench,
-            params,
-            metric,
-            value,
-            unit,
-            "allocator",
-        );
-        self.fixed.push(m);
     }
 
     fn server(&self) -> &ServerHandle {
@@ -377,32 +350,17 @@ impl<'rt> Session<'rt> {
     /// Runs the phase's messages for the warm-up time, unrecorded: caches
     /// fill and buffers grow to the phase's message size.
     fn warm_up(&mut self, phase: Phase) -> anyhow::Result<()> {
-        self.rt.block_on(client::drive(
-            &mut self.conns,
-            phase.spec(),
-            Budget::Until(Instant::now() + self.plan.warm_up),
-            &mut client::new_histogram(),
-        ))?;
+        let server = self.server.as_ref().expect("server runs until finish");
+        let budget = Budget::Until(Instant::now() + self.plan.warm_up);
+        workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server)?;
         Ok(())
     }
 
     /// One timed window of the phase.
     fn window(&mut self, phase: Phase) -> anyhow::Result<()> {
-        let mut hist = client::new_histogram();
-        let cpu_before = Cpu::now(self.server());
-        let stats = self.rt.block_on(client::drive(
-            &mut self.conns,
-            phase.spec(),
-            Budget::Until(Instant::now() + self.plan.window),
-            &mut hist,
-        ))?;
-        let cpu = Cpu::now(self.server()).since(cpu_before);
-        let w = Window {
-            round_trips: stats.round_trips,
-            elapsed: stats.elapsed,
-            hist,
-            cpu,
-        };
+        let server = self.server.as_ref().expect("server runs until finish");
+        let budget = Budget::Until(Instant::now() + self.plan.window);
+        let w = workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server)?;
         match phase {
             Phase::Latency => self.latency.push(w),
             Phase::Throughput => self.throughput.push(w),
@@ -412,7 +370,7 @@ impl<'rt> Session<'rt> {
 
     /// Closes the connection, stops the server and records every figure:
     /// the whole phase's figure as a measurement, each window's in
-    /// `file.windows`.
+    /// `file.windows`, keyed by phase and metric.
     fn finish(mut self, file: &mut RoundFile) -> anyhow::Result<()> {
         let closed = self
             .rt
@@ -423,225 +381,48 @@ impl<'rt> Session<'rt> {
         stopped?;
 
         let stack = self.stack;
-        let placement = self.plan.placement;
-        file.measurements.append(&mut self.fixed);
+        let mut rec = std::mem::replace(&mut self.fixed, Recorder::new(GROUP, ""));
         let windows = file.windows.entry(stack.name.to_string()).or_default();
-        let mut record = |bench: &str,
-                          params: &[(&str, serde_json::Value)],
-                          metric: &str,
-                          unit: &str,
-                          source: &str,
-                          whole: f64,
-                          per_window: Vec<f64>| {
-            file.measurements.push(measurement(
-                stack, placement, bench, params, metric, whole, unit, source,
-            ));
-            windows.insert(metric.to_string(), per_window);
-        };
-
-        if !self.latency.is_empty() {
-            let all = merge(&self.latency);
-            let bench = format!("latency/{LATENCY_SIZE_BYTES}B");
-            let params = [
-                ("size_bytes", LATENCY_SIZE_BYTES.into()),
-                ("kind", "binary".into()),
+        let phases = [
+            (
+                Phase::Latency,
+                metrics_table::LATENCY,
+                &self.latency,
+                LATENCY_FIGURES,
+            ),
+            (
+                Phase::Throughput,
+                metrics_table::THROUGHPUT,
+                &self.throughput,
+                THROUGHPUT_FIGURES,
+            ),
+        ];
+        for (phase, name, samples, figures) in phases {
+            let Some(first) = samples.first() else {
+                continue;
+            };
+            let mut all = Sample::empty(first.spec, first.conns, first.cpu.server_source);
+            for w in samples.iter() {
+                all.add(w);
+            }
+            let spec = phase.spec();
+            let params = results::params(&[
+                ("size_bytes", spec.size_bytes.into()),
+                ("kind", spec.kind.as_str().into()),
                 ("conns", 1.into()),
-                ("window", 1.into()),
-            ];
-            let each = |f: &dyn Fn(&Window) -> f64| self.latency.iter().map(f).collect::<Vec<_>>();
-            let mean_us = |w: &Window| w.per_round_trip(w.elapsed_ns()) / 1000.0;
-            let p50_us = |w: &Window| w.hist.value_at_quantile(0.5) as f64 / 1000.0;
-            let p99_us = |w: &Window| w.hist.value_at_quantile(0.99) as f64 / 1000.0;
-            let server_cpu = |w: &Window| w.per_round_trip(w.cpu.server_ns);
-            let client_cpu = |w: &Window| w.per_round_trip(w.cpu.client_ns);
-            let cpu_source = all.cpu.server_source;
-            record(
-                &bench,
-                &params,
-                "rtt_mean_us",
-                "us",
-                "wallclock",
-                mean_us(&all),
-                each(&mean_us),
-            );
-            record(
-                &bench,
-                &params,
-                "rtt_p50_us",
-                "us",
-                "histogram",
-                p50_us(&all),
-                each(&p50_us),
-            );
-            record(
-                &bench,
-                &params,
-                "rtt_p99_us",
-                "us",
-                "histogram",
-                p99_us(&all),
-                each(&p99_us),
-            );
-            record(
-                &bench,
-                &params,
-                "server_cpu_ns_per_rtt",
-                "ns",
-                cpu_source,
-                server_cpu(&all),
-                each(&server_cpu),
-            );
-            record(
-                &bench,
-                &params,
-                "client_cpu_ns_per_rtt",
-                "ns",
-                "schedstat",
-                client_cpu(&all),
-                each(&client_cpu),
-            );
+                ("window", spec.window.into()),
+            ]);
+            let bench = format!("{GROUP}/{}/{name}", stack.name);
+            rec.add_sample(&bench, stack, &params, &all, figures);
+            for &metric in figures {
+                let per_window = samples
+                    .iter()
+                    .map(|w| w.figure(metric).expect("round trips measure it").0)
+                    .collect();
+                windows.insert(metrics_table::key(name, metric.name), per_window);
+            }
         }
-        if !self.throughput.is_empty() {
-            let all = merge(&self.throughput);
-            let bench = "throughput/16KiB";
-            let params = [
-                ("size_bytes", THROUGHPUT_SIZE_BYTES.into()),
-                ("kind", "binary".into()),
-                ("conns", 1.into()),
-                ("window", THROUGHPUT_WINDOW.into()),
-            ];
-            let each =
-                |f: &dyn Fn(&Window) -> f64| self.throughput.iter().map(f).collect::<Vec<_>>();
-            let rate = |w: &Window| w.round_trips as f64 / w.elapsed.as_secs_f64().max(1e-9);
-            let server_cpu = |w: &Window| w.per_round_trip(w.cpu.server_ns);
-            let cpu_source = all.cpu.server_source;
-            record(
-                bench,
-                &params,
-                "msgs_per_s",
-                "msgs/s",
-                "wallclock",
-                rate(&all),
-                each(&rate),
-            );
-            record(
-                bench,
-                &params,
-                "server_cpu_ns_per_msg_16KiB",
-                "ns",
-                cpu_source,
-                server_cpu(&all),
-                each(&server_cpu),
-            );
-        }
+        file.measurements.extend(rec.into_measurements());
         Ok(())
-    }
-}
-
-/// All windows of a phase as one.
-fn merge(windows: &[Window]) -> Window {
-    let mut all = Window {
-        round_trips: 0,
-        elapsed: Duration::ZERO,
-        hist: client::new_histogram(),
-        cpu: Cpu {
-            server_ns: 0,
-            client_ns: 0,
-            server_source: windows[0].cpu.server_source,
-        },
-    };
-    for w in windows {
-        all.round_trips += w.round_trips;
-        all.elapsed += w.elapsed;
-        all.hist.add(&w.hist).expect("same bounds");
-        all.cpu.server_ns += w.cpu.server_ns;
-        all.cpu.client_ns += w.cpu.client_ns;
-    }
-    all
-}
-
-#[allow(clippy::too_many_arguments)]
-fn measurement(
-    stack: &StackInfo,
-    placement: Placement,
-    bench: &str,
-    params: &[(&str, serde_json::Value)],
-    metric: &str,
-    value: f64,
-    unit: &str,
-    source: &str,
-) -> Measurement {
-    Measurement {
-        group: GROUP.to_string(),
-        bench: format!("{GROUP}/{}/{bench}", stack.name),
-        stack: stack.name.to_string(),
-        stack_version: stack.package_version(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        metric: metric.to_string(),
-        value,
-        unit: unit.to_string(),
-        source: source.to_string(),
-        placement: placement.to_string(),
-        detail: None,
-    }
-}
-
-/// Opens `n` connections, lets each exchange one message, and returns the
-/// growth of the server's live heap divided by `n`.
-fn idle_heap_per_conn(
-    rt: &tokio::runtime::Runtime,
-    target: &Target,
-    n: usize,
-) -> anyhow::Result<f64> {
-    std::thread::sleep(IDLE_SETTLE);
-    let before = AllocSample::now();
-    let mut idle: Vec<Connection> = rt.block_on(client::connect_many(target, n))?;
-    rt.block_on(client::drive(
-        &mut idle,
-        Phase::Latency.spec(),
-        Budget::Count(IDLE_FIRST_MESSAGES),
-        &mut client::new_histogram(),
-    ))?;
-    std::thread::sleep(IDLE_SETTLE);
-    let grown = AllocSample::now().since(before);
-    rt.block_on(client::close_all(idle))?;
-    Ok(grown.server_live_bytes as f64 / n as f64)
-}
-
-/// CPU time of the server (its threads here, or its process) and of the
-/// client thread, in nanoseconds.
-#[derive(Debug, Clone, Copy)]
-struct Cpu {
-    server_ns: u64,
-    client_ns: u64,
-    server_source: &'static str,
-}
-
-impl Cpu {
-    fn now(server: &ServerHandle) -> Cpu {
-        let sample = CpuSample::now();
-        match server.pid {
-            Some(pid) => Cpu {
-                server_ns: process_cpu_ns(pid).unwrap_or(0),
-                client_ns: sample.client_ns,
-                server_source: "proc",
-            },
-            None => Cpu {
-                server_ns: sample.server_ns,
-                client_ns: sample.client_ns,
-                server_source: "schedstat",
-            },
-        }
-    }
-
-    fn since(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            server_ns: self.server_ns.saturating_sub(earlier.server_ns),
-            client_ns: self.client_ns.saturating_sub(earlier.client_ns),
-            server_source: self.server_source,
-        }
     }
 }

@@ -541,7 +541,7 @@ struct RoundsPlan<'a> {
 }
 
 struct Measured {
-    /// Keyed by (stack, metric).
+    /// Keyed by (stack, phase and metric: [`metrics::key_of`]).
     samples: BTreeMap<(String, String), Samples>,
     /// Each side's first run record.
     runs: [Option<RunInfo>; 2],
@@ -567,12 +567,18 @@ fn run_rounds(plan: &RoundsPlan<'_>, sides: &[SideRun<'_>; 2]) -> anyhow::Result
                 }
                 let windows = file.windows.get(stack.as_str());
                 for m in file.measurements.iter().filter(|m| &m.stack == stack) {
+                    // Older builds wrote other names, and their windows
+                    // under the name alone.
+                    let written = m.metric.clone();
+                    let mut m = m.clone();
+                    crate::results::upgrade_measurement(&mut m);
+                    let key = metrics::key_of(&m);
                     let e = measured
                         .samples
-                        .entry((stack.clone(), m.metric.clone()))
+                        .entry((stack.clone(), key.clone()))
                         .or_default();
                     let w = windows
-                        .and_then(|w| w.get(&m.metric))
+                        .and_then(|w| w.get(&key).or_else(|| w.get(&written)))
                         .cloned()
                         .unwrap_or_default();
                     if s == 0 {
@@ -743,9 +749,14 @@ pub fn markdown(r: &CompareReport) -> String {
         let how = match m.kind {
             metrics::Kind::Timing => "timing".to_string(),
             metrics::Kind::Exact { tolerance: 0.0 } => "exact".to_string(),
-            metrics::Kind::Exact { tolerance } => format!("exact within {tolerance} {}", m.unit),
+            metrics::Kind::Exact { tolerance } => format!("exact within {tolerance} {}", m.unit()),
         };
-        out.push_str(&format!("- `{}` ({how}): {}\n", m.name, m.what));
+        out.push_str(&format!(
+            "- `{}`, {} ({how}): {}\n",
+            m.name(),
+            m.phase,
+            m.what
+        ));
     }
     out.push_str(
         "\nRatio: head/base; for timings, the median over rounds of each round's median \

@@ -79,6 +79,9 @@ pub struct Judging {
 pub struct Row {
     pub stack: String,
     pub metric: String,
+    /// The phase of the quick set that measured it (latency/32B, ...).
+    #[serde(default)]
+    pub phase: String,
     pub unit: String,
     /// "timing" or "exact".
     pub kind: String,
@@ -108,8 +111,9 @@ pub fn judge(stack: &str, def: &MetricDef, samples: &Samples, how: &Judging) -> 
     let head_median = stats::median(&samples.head).unwrap_or(f64::NAN);
     let mut row = Row {
         stack: stack.to_string(),
-        metric: def.name.to_string(),
-        unit: def.unit.to_string(),
+        metric: def.name().to_string(),
+        phase: def.phase.to_string(),
+        unit: def.unit().to_string(),
         kind: match def.kind {
             Kind::Timing => "timing",
             Kind::Exact { .. } => "exact",
@@ -145,12 +149,12 @@ pub fn judge(stack: &str, def: &MetricDef, samples: &Samples, how: &Judging) -> 
             row.ratio = ratio;
             row.interval = interval;
             match interval {
-                Some(i) => row.verdict = stats::timing_verdict(i, def.better, how.threshold),
+                Some(i) => row.verdict = stats::timing_verdict(i, def.better(), how.threshold),
                 None => row.note = Some("no interval: a base value is zero".into()),
             }
         }
         Kind::Exact { tolerance } => {
-            row.verdict = stats::exact_verdict(base_median, head_median, def.better, tolerance);
+            row.verdict = stats::exact_verdict(base_median, head_median, def.better(), tolerance);
             let varied: Vec<String> = [("base", &samples.base), ("head", &samples.head)]
                 .into_iter()
                 .filter(|(_, v)| spread(v) > 0.0)
@@ -175,7 +179,7 @@ fn spread(xs: &[f64]) -> f64 {
 }
 
 /// Judges every metric of the table for every stack, in stack order then
-/// table order. `samples` is keyed by (stack, metric).
+/// table order. `samples` is keyed by (stack, [`MetricDef::key`]).
 pub fn judge_all(
     stacks: &[String],
     samples: &BTreeMap<(String, String), Samples>,
@@ -184,7 +188,7 @@ pub fn judge_all(
     let mut rows = Vec::new();
     for stack in stacks {
         for def in metrics::METRICS {
-            if let Some(s) = samples.get(&(stack.clone(), def.name.to_string())) {
+            if let Some(s) = samples.get(&(stack.clone(), def.key())) {
                 rows.push(judge(stack, def, s, how));
             }
         }
@@ -224,7 +228,11 @@ fn fmt_interval(row: &Row) -> String {
 
 fn cells(row: &Row) -> [String; 7] {
     [
-        format!("{} ({})", row.metric, row.unit),
+        if row.phase.is_empty() {
+            format!("{} ({})", row.metric, row.unit)
+        } else {
+            format!("{} ({}, {})", row.metric, row.unit, row.phase)
+        },
         row.stack.clone(),
         fmt_value(row.base),
         fmt_value(row.head),

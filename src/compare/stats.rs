@@ -163,13 +163,7 @@ pub fn paired_ratios(pairs: &[(f64, f64)]) -> Option<Vec<f64>> {
     pairs.iter().map(|&(b, h)| ratio(b, h)).collect()
 }
 
-/// Which way a metric gets better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Better {
-    Lower,
-    Higher,
-}
+pub use crate::metrics::Better;
 
 /// The outcome for one metric of one stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +202,8 @@ pub fn timing_verdict(interval: Interval, better: Better, threshold: f64) -> Ver
     let (lo, hi) = match better {
         Better::Lower => (interval.lo, interval.hi),
         Better::Higher => (1.0 / interval.hi, 1.0 / interval.lo),
+        // Neither worse nor better: nothing to judge.
+        Better::Neither => return Verdict::Inconclusive,
     };
     let worse = 1.0 + threshold;
     let better_bound = 1.0 / worse;
@@ -233,6 +229,7 @@ pub fn exact_verdict(base: f64, head: f64, better: Better, tolerance: f64) -> Ve
     let worse = match better {
         Better::Lower => diff > 0.0,
         Better::Higher => diff < 0.0,
+        Better::Neither => return Verdict::Inconclusive,
     };
     if worse {
         Verdict::Regression

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::alloc::AllocSample;
-use super::process::process_rss_bytes;
 use crate::client::{
     self, wire, Budget, ClientError, Connection, MessageSpec, PayloadKind, Target,
 };
@@ -203,23 +201,10 @@ pub async fn cycles(target: &Target, n: usize) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Where a server's memory is read: "allocator" (the counting allocator's
-/// server threads, in process) or "rss" (a child process's resident set).
-pub fn memory_source(server: &ServerHandle) -> &'static str {
-    match server.pid {
-        Some(_) => "rss",
-        None => "allocator",
-    }
-}
-
 /// The server's live heap (allocator) or resident set (child process).
 pub fn server_bytes(server: &ServerHandle) -> anyhow::Result<i64> {
-    match server.pid {
-        Some(pid) => process_rss_bytes(pid)
-            .map(|b| b as i64)
-            .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack)),
-        None => Ok(AllocSample::now().server_live_bytes),
-    }
+    super::server_memory(server.pid)
+        .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))
 }
 
 /// The reading once it has stopped moving (two polls alike), or the last

@@ -250,12 +250,7 @@ pub fn unit_label(unit: &str) -> &str {
     }
 }
 
-/// Whether a bigger figure is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Better {
-    Lower,
-    Higher,
-}
+pub use crate::metrics::Better;
 
 /// A figure that [`Pivot`] places in a cell.
 #[derive(Debug, Clone, Copy)]
@@ -427,6 +422,7 @@ pub fn times_worse(value: f64, reference: f64, better: Better) -> Option<f64> {
     let ratio = match better {
         Better::Lower => value / reference,
         Better::Higher => reference / value,
+        Better::Neither => return None,
     };
     (value > 0.0 && reference > 0.0 && ratio.is_finite()).then_some(ratio)
 }
@@ -448,6 +444,7 @@ pub fn row_ratios(pivot: &Pivot, row: usize, better: Better) -> BTreeMap<usize, 
     let best = match better {
         Better::Lower => contenders.map(|(_, v)| *v).min_by(f64::total_cmp),
         Better::Higher => contenders.map(|(_, v)| *v).max_by(f64::total_cmp),
+        Better::Neither => None,
     };
     values
         .iter()

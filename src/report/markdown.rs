@@ -11,10 +11,11 @@ use std::path::Path;
 use super::criterion::CriterionScan;
 use super::data::{
     cmp_groups, cmp_stacks, fmt_bytes, fmt_duration_ns, fmt_num, fmt_sig, fmt_value,
-    ordered_stacks, params_label, row_ratios, unit_label, Better, Cell, Pivot, FLOOR_STACK,
+    ordered_stacks, params_label, row_ratios, unit_label, Cell, Pivot, FLOOR_STACK,
 };
 use super::flamegraphs::FlamePlan;
 use super::plots::Plot;
+use crate::metrics::{self, Better, Metric, Source};
 use crate::results::{GroupResults, Measurement, ResultsFile, RunInfo};
 
 /// Everything the summary is made from.
@@ -49,161 +50,44 @@ fn group_blurb(group: &str) -> Option<&'static str> {
 /// What a source is, for the marks on figures that do not come from the
 /// same place as the rest of their table.
 fn source_meaning(source: &str) -> &'static str {
-    match source {
-        "allocator" => "the counting allocator in the bench process: exact bytes and allocations of in-process (Rust) servers",
-        "rss" => "resident set size of the server process from /proc: the whole process (interpreter included), in pages, not comparable one-to-one with allocator counts",
-        "proc" => "CPU time of the whole server process from /proc (clock-tick resolution)",
-        "schedstat" => "per-thread CPU time from the kernel's schedstat",
-        "histogram" => "an HDR histogram of every round trip the client timed",
-        "criterion" => "criterion's estimate",
-        "probe" => "a protocol probe's outcome",
-        "wallclock" => "wall-clock time over the whole measurement",
-        _ => "see the bench that wrote it",
-    }
+    Source::parse(source)
+        .map(Source::meaning)
+        .unwrap_or("see the bench that wrote it")
 }
-
-/// How a known metric reads and whether lower or higher is better.
-struct MetricInfo {
-    name: &'static str,
-    title: &'static str,
-    better: Better,
-}
-
-const METRICS: &[MetricInfo] = &[
-    MetricInfo {
-        name: "rtt_p50_us",
-        title: "median round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "rtt_p90_us",
-        title: "90th percentile round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "rtt_p99_us",
-        title: "99th percentile round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "rtt_p999_us",
-        title: "99.9th percentile round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "rtt_mean_us",
-        title: "mean round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "round_trips_per_s",
-        title: "round trips per second",
-        better: Better::Higher,
-    },
-    MetricInfo {
-        name: "mib_per_s",
-        title: "throughput",
-        better: Better::Higher,
-    },
-    MetricInfo {
-        name: "msgs_per_s",
-        title: "messages per second",
-        better: Better::Higher,
-    },
-    MetricInfo {
-        name: "handshakes_per_s",
-        title: "new connections per second",
-        better: Better::Higher,
-    },
-    MetricInfo {
-        name: "server_cpu_ns_per_msg",
-        title: "server CPU per message",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "client_cpu_ns_per_msg",
-        title: "client CPU per message",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "live_bytes_per_idle_conn",
-        title: "live bytes per idle connection",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "server_allocs_per_rtt",
-        title: "server allocations per round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "server_alloc_bytes_per_rtt",
-        title: "server bytes allocated per round trip",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "peak_live_bytes",
-        title: "peak live bytes",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "live_bytes_after_close_delta",
-        title: "live bytes left after closing",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "rtt_cv",
-        title: "round-trip variation (CV)",
-        better: Better::Lower,
-    },
-    MetricInfo {
-        name: "live_bytes_after_cycles_delta",
-        title: "live bytes left after the cycles",
-        better: Better::Lower,
-    },
-];
 
 /// Per group, the metrics that lead its section and get ratio tables.
-fn key_metrics(group: &str) -> &'static [&'static str] {
+fn key_metrics(group: &str) -> &'static [&'static Metric] {
     match group {
-        "latency" => &["rtt_p50_us", "rtt_p99_us"],
-        "throughput" => &["mib_per_s", "msgs_per_s"],
-        "scaling" => &["msgs_per_s", "rtt_p99_us", "handshakes_per_s"],
+        "latency" => &[&metrics::RTT_P50_US, &metrics::RTT_P99_US],
+        "throughput" => &[&metrics::MIB_PER_S, &metrics::MSGS_PER_S],
+        "scaling" => &[
+            &metrics::MSGS_PER_S,
+            &metrics::RTT_P99_US,
+            &metrics::HANDSHAKES_PER_S,
+        ],
         "memory" => &[
-            "live_bytes_per_idle_conn",
-            "server_alloc_bytes_per_rtt",
-            "server_allocs_per_rtt",
+            &metrics::LIVE_BYTES_PER_IDLE_CONN,
+            &metrics::SERVER_ALLOC_BYTES_PER_RTT,
+            &metrics::SERVER_ALLOCS_PER_RTT,
         ],
         _ => &[],
     }
 }
 
-fn metric_info(name: &str) -> Option<&'static MetricInfo> {
-    METRICS.iter().find(|m| m.name == name)
-}
-
-/// A guess for metrics this code does not know, from the unit in the name.
+/// Lower or higher is better, from the catalogue; `None` for metrics it
+/// lacks (an older file) or that are neither.
 fn better_of(name: &str) -> Option<Better> {
-    if let Some(info) = metric_info(name) {
-        return Some(info.better);
-    }
-    if name.ends_with("_per_s") {
-        Some(Better::Higher)
-    } else if ["_us", "_ns", "_bytes", "_allocs"]
-        .iter()
-        .any(|s| name.ends_with(s))
-    {
-        Some(Better::Lower)
-    } else {
-        None
-    }
+    metrics::find(name)
+        .map(|m| m.better)
+        .filter(|b| *b != Better::Neither)
 }
 
 /// Key metrics first, then the known ones in their order, then the rest by name.
 fn metric_order(group: &str, metric: &str) -> (usize, usize, String) {
     let keys = key_metrics(group);
-    match keys.iter().position(|k| *k == metric) {
+    match keys.iter().position(|k| k.name == metric) {
         Some(i) => (0, i, String::new()),
-        None => match METRICS.iter().position(|m| m.name == metric) {
+        None => match metrics::ALL.iter().position(|m| m.name == metric) {
             Some(i) => (1, i, String::new()),
             None => (2, 0, metric.to_string()),
         },
@@ -474,13 +358,13 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
         let skipped: Vec<&Measurement> = group
             .measurements
             .iter()
-            .filter(|m| m.metric == "skipped")
+            .filter(|m| m.metric == metrics::SKIPPED.name)
             .collect();
         let mut metrics: Vec<&str> = group
             .measurements
             .iter()
             .map(|m| m.metric.as_str())
-            .filter(|m| *m != "skipped")
+            .filter(|m| *m != metrics::SKIPPED.name)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -498,7 +382,7 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
                 .filter(|m| families.contains(bench_family(&m.bench)))
                 .collect();
             let pivot = Pivot::new(&values, &skipped_here);
-            let with_ratios = key_metrics(name).contains(&metric);
+            let with_ratios = key_metrics(name).iter().any(|k| k.name == metric);
             metric_table(out, metric, &pivot, with_ratios, marks, &mut used_marks);
         }
         if !skipped.is_empty() {
@@ -536,7 +420,7 @@ fn metric_table(
 ) {
     let unit = pivot.main_unit();
     let better = better_of(metric);
-    let title = metric_info(metric)
+    let title = metrics::find(metric)
         .map(|i| format!(": {}", i.title))
         .unwrap_or_default();
     let _ = writeln!(out, "#### `{metric}`{title}\n");
@@ -547,7 +431,7 @@ fn metric_table(
     match better {
         Some(Better::Lower) => caption.push("lower is better".into()),
         Some(Better::Higher) => caption.push("higher is better".into()),
-        None => {}
+        Some(Better::Neither) | None => {}
     }
     let main_source = pivot.main_source();
     if let Some(source) = &main_source {
@@ -647,10 +531,12 @@ fn fmt_sig_ratio(r: f64) -> String {
 fn conformance_table(out: &mut String, group: &GroupResults) {
     let stacks = ordered_stacks(group.measurements.iter().map(|m| m.stack.as_str()));
     // Cases keep the order the bench ran them in: it groups related cases.
-    let mut cases: Vec<&str> = Vec::new();
+    let case_of = |m: &Measurement| m.param("case").unwrap_or_default();
+    let mut cases: Vec<String> = Vec::new();
     for m in &group.measurements {
-        if !cases.contains(&m.metric.as_str()) {
-            cases.push(&m.metric);
+        let case = case_of(m);
+        if !cases.contains(&case) {
+            cases.push(case);
         }
     }
     text_table_header(out, "case", &stacks);
@@ -664,7 +550,7 @@ fn conformance_table(out: &mut String, group: &GroupResults) {
                 let Some(m) = group
                     .measurements
                     .iter()
-                    .find(|m| m.metric == *case && &m.stack == stack)
+                    .find(|m| case_of(m) == *case && &m.stack == stack)
                 else {
                     return "–".to_string();
                 };
