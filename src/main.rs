@@ -1,117 +1,20 @@
 //! The `wsbench` command: list the stacks, serve one, drive one, probe one,
 //! write the report, compare two commits.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use wsbench::client::{self, Budget, MessageSpec, PayloadKind, Target};
-use wsbench::placement::Placement;
-use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::{self, Host};
+use clap::Parser;
+use wsbench::client::{self, Budget, MessageSpec, Target};
+use wsbench::results::{GroupResults, Measurement};
+use wsbench::settings::ServerSettings;
+use wsbench::stacks::{self, Host, StackInfo};
 
-#[derive(Parser)]
-#[command(
-    name = "wsbench",
-    version,
-    about = "Benchmark WebSocket stacks with one verifying client"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Print every stack with its package version.
-    List,
-    /// Serve one stack's echo server until Ctrl-C or SIGTERM.
-    Serve {
-        #[arg(long)]
-        stack: String,
-        /// Address to listen on (the port 0 picks a free one).
-        #[arg(long, default_value = "127.0.0.1:9001")]
-        addr: SocketAddr,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Drive one stack (started in this process, or at --url) and print
-    /// msgs/s and round-trip percentiles.
-    Run {
-        /// Stack to start here; with --url, the name to report it under.
-        #[arg(long)]
-        stack: String,
-        /// Drive a server that is already running: ws://HOST:PORT/PATH or
-        /// tcp://HOST:PORT (raw-TCP echo).
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        conns: usize,
-        /// Payload bytes per message.
-        #[arg(long, default_value_t = 32)]
-        size: usize,
-        /// Messages in flight per connection.
-        #[arg(long, default_value_t = 1)]
-        window: usize,
-        /// binary or text.
-        #[arg(long, default_value = "binary")]
-        kind: String,
-        /// Seconds to measure.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Regenerate target-reports/ from target/wsbench/results.json.
-    Report,
-    /// Compare two commits on the quick measurement set, interleaved, and
-    /// exit 1 on a regression (0 without, 2 when it could not build or run).
-    Compare(wsbench::compare::CompareArgs),
-    /// One round of the quick measurement set, written as JSON (what
-    /// `compare` runs in each build).
-    #[command(hide = true)]
-    Measure(wsbench::compare::MeasureArgs),
-    /// Send malformed and abusive input to one stack and print what it does.
-    Probe {
-        #[arg(long)]
-        stack: String,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-}
-
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// Server worker threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
-    #[arg(long)]
-    placement: Option<String>,
-    /// suite, small-buffers or defaults.
-    #[arg(long, default_value = "suite")]
-    profile: String,
-}
-
-impl ServerArgs {
-    fn placement(&self) -> anyhow::Result<Placement> {
-        match &self.placement {
-            Some(p) => Placement::parse(p),
-            None => Placement::from_env(),
-        }
-    }
-
-    fn settings(&self, addr: SocketAddr) -> anyhow::Result<ServerSettings> {
-        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
-        Ok(ServerSettings {
-            addr,
-            threads: self.threads,
-            placement: self.placement()?,
-            profile: Profile::parse(&self.profile)?,
-        })
-    }
-}
+use cli::{Cli, Command, RunArgs};
 
 // Counts allocations so that `wsbench measure` can report them per round
 // trip; the cost is a few relaxed atomic additions per allocation.
@@ -133,43 +36,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stack,
             addr,
             server,
-        } => serve(&stack, server.settings(addr)?),
-        Command::Run {
-            stack,
-            url,
-            conns,
-            size,
-            window,
-            kind,
-            duration,
-            server,
-        } => {
-            anyhow::ensure!(conns >= 1, "--conns must be at least 1");
-            anyhow::ensure!(window >= 1, "--window must be at least 1");
-            anyhow::ensure!(
-                duration.is_finite() && duration > 0.0,
-                "--duration must be a positive number of seconds"
-            );
-            anyhow::ensure!(
-                size <= wsbench::settings::MAX_MESSAGE_BYTES,
-                "--size must be at most {} bytes (the suite's message limit)",
-                wsbench::settings::MAX_MESSAGE_BYTES
-            );
-            let spec = MessageSpec {
-                size_bytes: size,
-                kind: PayloadKind::parse(&kind)?,
-                window,
-            };
-            let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            drive(
-                &stack,
-                url.as_deref(),
-                conns,
-                spec,
-                Duration::from_secs_f64(duration),
-                settings,
-            )
-        }
+        } => serve(stack, server.settings(addr)?),
+        Command::Run(args) => run_stack(&args),
         Command::Report => {
             let summary = wsbench::report::generate(&wsbench::report::ReportOptions::defaults())?;
             println!("{summary}");
@@ -179,7 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Measure(args) => wsbench::compare::measure(&args),
         Command::Probe { stack, server } => {
             let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            let table = wsbench::probe::probe_stack(stacks::find(&stack)?, &settings)?;
+            let table = wsbench::probe::probe_stack(stack, &settings)?;
             print!("{}", wsbench::probe::format_table(&table));
             Ok(())
         }
@@ -213,8 +81,7 @@ fn list() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
-    let stack = stacks::find(name)?;
+fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<()> {
     let server = stack.start(&settings)?;
     let scheme = match server.protocol {
         stacks::Protocol::WebSocket => "ws",
@@ -246,27 +113,92 @@ fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
     server.shutdown()
 }
 
+/// What one `wsbench run` measured.
+struct RunOutcome {
+    stats: client::RunStats,
+    /// Round-trip times in nanoseconds.
+    hist: hdrhistogram::Histogram<u64>,
+    cpu: wsbench::measure::threads::CpuSample,
+    /// Where the server's CPU figure comes from, or `None` when the server
+    /// ran elsewhere (--url) and its CPU could not be read.
+    server_cpu_source: Option<&'static str>,
+}
+
+fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.conns >= 1, "--conns must be at least 1");
+    anyhow::ensure!(args.window >= 1, "--window must be at least 1");
+    anyhow::ensure!(
+        args.duration.is_finite() && args.duration > 0.0,
+        "--duration must be a positive number of seconds"
+    );
+    anyhow::ensure!(
+        args.size <= wsbench::settings::MAX_MESSAGE_BYTES,
+        "--size must be at most {} bytes (the suite's message limit)",
+        wsbench::settings::MAX_MESSAGE_BYTES
+    );
+    let spec = MessageSpec {
+        size_bytes: args.size,
+        kind: args.kind,
+        window: args.window,
+    };
+    let settings = args
+        .server
+        .settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    // Results go under the stack's name, or under the URL when only a URL
+    // says what is driven.
+    let name = match (args.stack, &args.url) {
+        (Some(stack), _) => stack.name.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => anyhow::bail!("run needs --stack, --url or both"),
+    };
+    let outcome = drive(
+        &name,
+        args.stack,
+        args.url.as_deref(),
+        args.conns,
+        spec,
+        Duration::from_secs_f64(args.duration),
+        &settings,
+    )?;
+    if args.json {
+        let records = run_records(args, &name, spec, &settings, &outcome);
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        print_summary(&name, args.conns, spec, &settings, &outcome);
+    }
+    Ok(())
+}
+
+/// Drives the stack at `url`, or starts `stack` here and drives it.
 fn drive(
     name: &str,
+    stack: Option<&'static StackInfo>,
     url: Option<&str>,
     conns: usize,
     spec: MessageSpec,
     duration: Duration,
-    settings: ServerSettings,
-) -> anyhow::Result<()> {
-    // With --url the server is elsewhere; otherwise start the named stack.
-    let (target, server) = match url {
-        Some(url) => (Target::from_url(url, name)?, None),
-        None => {
-            let server = stacks::find(name)?.start(&settings)?;
+    settings: &ServerSettings,
+) -> anyhow::Result<RunOutcome> {
+    let (target, server) = match (url, stack) {
+        (Some(url), _) => (Target::from_url(url, name)?, None),
+        (None, Some(stack)) => {
+            let server = stack.start(settings)?;
             (Target::of(&server), Some(server))
         }
+        (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
     let rt = client::client_runtime(settings.placement)?;
     let mut hist = client::new_histogram();
     // A server at --url is on another host: its CPU cannot be read here.
     let server_pid = server.as_ref().and_then(|s| s.pid);
-    let mut cpu = None;
+    let server_cpu_source = match (&server, stack) {
+        (Some(_), Some(stack)) => Some(match stack.host {
+            Host::InProcess => "schedstat",
+            Host::ChildProcess => "proc",
+        }),
+        _ => None,
+    };
+    let mut cpu = wsbench::measure::threads::CpuSample::default();
     let stats = rt.block_on(async {
         let mut conns = client::connect_many(&target, conns).await?;
         // A short warm-up fills caches and buffers before measuring.
@@ -286,14 +218,39 @@ fn drive(
             &mut hist,
         )
         .await?;
-        cpu = Some(wsbench::measure::cpu_now(server_pid).since(cpu_before));
+        cpu = wsbench::measure::cpu_now(server_pid).since(cpu_before);
         client::close_all(conns).await?;
         Ok::<_, client::ClientError>(stats)
     })?;
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    if let Some(server) = server {
+        server.shutdown()?;
+    }
+    Ok(RunOutcome {
+        stats,
+        hist,
+        cpu,
+        server_cpu_source,
+    })
+}
+
+/// Microseconds at quantile `q` of a histogram in nanoseconds.
+fn quantile_us(hist: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    hist.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn print_summary(
+    name: &str,
+    conns: usize,
+    spec: MessageSpec,
+    settings: &ServerSettings,
+    outcome: &RunOutcome,
+) {
+    let RunOutcome {
+        stats, hist, cpu, ..
+    } = outcome;
     println!(
         "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
-        target.stack,
+        name,
         conns,
         spec.size_bytes,
         spec.kind.as_str(),
@@ -306,13 +263,13 @@ fn drive(
         "  {:.0} msgs/s, {:.1} MiB/s echoed; round trip p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
         stats.round_trips_per_s(),
         stats.round_trips_per_s() * spec.size_bytes as f64 / (1024.0 * 1024.0),
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
+        quantile_us(hist, 0.5),
+        quantile_us(hist, 0.9),
+        quantile_us(hist, 0.99),
+        quantile_us(hist, 0.999),
         hist.max() as f64 / 1000.0
     );
-    if let (Some(cpu), Some(_)) = (cpu, &server) {
+    if outcome.server_cpu_source.is_some() {
         let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
         println!(
             "  CPU per message: server {:.0} ns, client {:.0} ns",
@@ -320,8 +277,79 @@ fn drive(
             per_msg(cpu.client_ns)
         );
     }
-    if let Some(server) = server {
-        server.shutdown()?;
+}
+
+/// The run as the records the benches write to results.json: one group,
+/// "run", with the machine's [`wsbench::results::RunInfo`].
+fn run_records(
+    args: &RunArgs,
+    name: &str,
+    spec: MessageSpec,
+    settings: &ServerSettings,
+    outcome: &RunOutcome,
+) -> GroupResults {
+    let run = wsbench::machine::run_info(settings.placement, settings.threads, false);
+    let mut params: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    params.insert("size_bytes".into(), spec.size_bytes.into());
+    params.insert("kind".into(), spec.kind.as_str().into());
+    params.insert("conns".into(), args.conns.into());
+    params.insert("window".into(), spec.window.into());
+    if let Some(url) = &args.url {
+        params.insert("url".into(), url.as_str().into());
     }
-    Ok(())
+    let measurement = |metric: &str, value: f64, unit: &str, source: &str| Measurement {
+        group: "run".into(),
+        bench: format!("run/{name}/{}/{}B", spec.kind.as_str(), spec.size_bytes),
+        stack: name.to_string(),
+        stack_version: match args.stack {
+            Some(stack) => stack.package_version(),
+            None => "unknown".into(),
+        },
+        params: params.clone(),
+        metric: metric.into(),
+        value,
+        unit: unit.into(),
+        source: source.into(),
+        placement: run.placement.clone(),
+        detail: None,
+    };
+    let RunOutcome {
+        stats, hist, cpu, ..
+    } = outcome;
+    let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
+    let msgs_per_s = stats.round_trips_per_s();
+    let mut measurements = vec![
+        measurement("msgs_per_s", msgs_per_s, "msgs/s", "wallclock"),
+        measurement(
+            "mib_per_s",
+            msgs_per_s * spec.size_bytes as f64 / (1024.0 * 1024.0),
+            "MiB/s",
+            "wallclock",
+        ),
+        measurement("rtt_p50_us", quantile_us(hist, 0.5), "us", "histogram"),
+        measurement("rtt_p90_us", quantile_us(hist, 0.9), "us", "histogram"),
+        measurement("rtt_p99_us", quantile_us(hist, 0.99), "us", "histogram"),
+        measurement("rtt_p999_us", quantile_us(hist, 0.999), "us", "histogram"),
+        measurement(
+            "client_cpu_ns_per_msg",
+            per_msg(cpu.client_ns),
+            "ns",
+            "schedstat",
+        ),
+    ];
+    if let Some(source) = outcome.server_cpu_source {
+        measurements.push(measurement(
+            "server_cpu_ns_per_msg",
+            per_msg(cpu.server_ns),
+            "ns",
+            source,
+        ));
+    }
+    measurements.push(measurement(
+        "round_trips_verified",
+        stats.round_trips as f64,
+        "msgs",
+        "client",
+    ));
+    GroupResults { run, measurements }
 }
