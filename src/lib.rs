@@ -8,6 +8,10 @@
 //!   every echo (length, content, order and count);
 //! - [`measure`]: what the benches read besides time (per-thread CPU,
 //!   allocations, RSS) and where threads run ([`placement`]);
+//! - [`workload`]: the workloads (round trips, idle connections,
+//!   allocations, handshakes), measured one way for every caller;
+//! - [`metrics`]: the one catalogue of what is measured (name, unit, which
+//!   way is better, title, sources);
 //! - [`results`] and [`report`]: the JSON record of a run and the files made
 //!   from it. Reports read results; they never measure.
 
@@ -15,9 +19,11 @@ pub mod client;
 pub mod compare;
 pub mod machine;
 pub mod measure;
+pub mod metrics;
 pub mod placement;
 pub mod probe;
 pub mod report;
 pub mod results;
 pub mod settings;
 pub mod stacks;
+pub mod workload;

@@ -12,8 +12,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout changes incompatibly; readers refuse other versions.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::metrics::{self, Metric, Source};
+use crate::stacks::StackInfo;
+use crate::workload::Sample;
+
+/// Bumped when the layout changes incompatibly; readers refuse other
+/// versions, except the ones [`upgrade`] knows how to read.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The whole results file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -65,7 +70,20 @@ fn unknown() -> String {
     "unknown".into()
 }
 
-/// One figure.
+/// A measurement's parameters: size_bytes, conns, window, kind, profile,
+/// case, ...
+pub type Params = BTreeMap<String, serde_json::Value>;
+
+/// Parameters from pairs.
+pub fn params(pairs: &[(&str, serde_json::Value)]) -> Params {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// One figure. Built only by [`Measurement::new`] (or read from a file),
+/// so its metric, unit and source are the catalogue's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Measurement {
     /// Benchmark group: latency, throughput, scaling, memory, cpu,
@@ -78,8 +96,8 @@ pub struct Measurement {
     pub stack_version: String,
     /// Parameters: size_bytes, conns, window, kind, profile, ...
     pub params: BTreeMap<String, serde_json::Value>,
-    /// What was measured, with its unit in the name where it helps:
-    /// rtt_p50_us, msgs_per_s, server_allocs_per_rtt, ...
+    /// What was measured: the name of a [`metrics`] entry (rtt_p50_us,
+    /// msgs_per_s, server_allocs_per_rtt, ...).
     pub metric: String,
     pub value: f64,
     /// Unit of `value`: us, ns, msgs/s, MiB/s, bytes, allocs, conns/s, ratio, bool.
@@ -93,6 +111,130 @@ pub struct Measurement {
     /// (conformance cases, skipped points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// What a measurement is of: everything but the figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub group: &'a str,
+    pub bench: &'a str,
+    pub stack: &'a StackInfo,
+    pub params: &'a Params,
+    pub placement: &'a str,
+}
+
+impl Measurement {
+    /// A figure of `metric` from `source`. A source the catalogue does not
+    /// allow for the metric is a bug in the caller, and panics.
+    pub fn new(subject: &Subject<'_>, metric: &'static Metric, value: f64, source: Source) -> Self {
+        assert!(
+            metric.allows(source),
+            "{}: metric {} cannot come from {}",
+            subject.bench,
+            metric.name,
+            source.as_str()
+        );
+        Measurement {
+            group: subject.group.to_string(),
+            bench: subject.bench.to_string(),
+            stack: subject.stack.name.to_string(),
+            stack_version: subject.stack.package_version(),
+            params: subject.params.clone(),
+            metric: metric.name.to_string(),
+            value,
+            unit: metric.unit.as_str().to_string(),
+            source: source.as_str().to_string(),
+            placement: subject.placement.to_string(),
+            detail: None,
+        }
+    }
+
+    /// The catalogue's definition of this figure's metric.
+    pub fn definition(&self) -> Option<&'static Metric> {
+        metrics::find(&self.metric)
+    }
+
+    /// A parameter as a string or a number's text.
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.params.get(key).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// Collects one group's measurements, each made through the catalogue.
+pub struct Recorder {
+    group: String,
+    placement: String,
+    measurements: Vec<Measurement>,
+}
+
+impl Recorder {
+    pub fn new(group: &str, placement: &str) -> Recorder {
+        Recorder {
+            group: group.to_string(),
+            placement: placement.to_string(),
+            measurements: Vec::new(),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Adds one figure; returns it so a caller can attach a detail.
+    pub fn add(
+        &mut self,
+        bench: &str,
+        stack: &StackInfo,
+        params: &Params,
+        metric: &'static Metric,
+        value: f64,
+        source: Source,
+    ) -> &mut Measurement {
+        let subject = Subject {
+            group: &self.group,
+            bench,
+            stack,
+            params,
+            placement: &self.placement,
+        };
+        self.measurements
+            .push(Measurement::new(&subject, metric, value, source));
+        self.measurements.last_mut().expect("just pushed")
+    }
+
+    /// Adds `metrics` as `sample` measured them. A metric that round trips
+    /// do not measure is a bug in the caller, and panics.
+    pub fn add_sample(
+        &mut self,
+        bench: &str,
+        stack: &StackInfo,
+        params: &Params,
+        sample: &Sample,
+        metrics: &[&'static Metric],
+    ) {
+        for &metric in metrics {
+            let (value, source) = sample
+                .figure(metric)
+                .unwrap_or_else(|| panic!("{bench}: round trips do not measure {}", metric.name));
+            self.add(bench, stack, params, metric, value, source);
+        }
+    }
+
+    /// Adds figures made elsewhere (the probe's table).
+    pub fn extend(&mut self, measurements: impl IntoIterator<Item = Measurement>) {
+        self.measurements.extend(measurements);
+    }
+
+    pub fn measurements(&self) -> &[Measurement] {
+        &self.measurements
+    }
+
+    pub fn into_measurements(self) -> Vec<Measurement> {
+        self.measurements
+    }
 }
 
 /// The default location: `$CARGO_TARGET_DIR/wsbench/results.json`, or
@@ -115,8 +257,11 @@ impl ResultsFile {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("no results at {}: run `cargo bench` first", path.display())
         })?;
-        let file: ResultsFile = serde_json::from_str(&text)
+        let mut file: ResultsFile = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a wsbench results file", path.display()))?;
+        if file.schema == 1 {
+            upgrade_v1(&mut file);
+        }
         if file.schema != SCHEMA_VERSION {
             anyhow::bail!(
                 "{} has schema {} but this wsbench reads schema {SCHEMA_VERSION}: rerun `cargo bench`",
@@ -154,6 +299,29 @@ impl ResultsFile {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(self)?;
         write_atomically(path, json.as_bytes())
+    }
+}
+
+/// Reads a schema 1 file as schema 2: probe outcomes were recorded under
+/// the case's name as the metric; now the metric is `conforms` and the
+/// case a parameter. Old metric names become the catalogue's.
+fn upgrade_v1(file: &mut ResultsFile) {
+    for group in file.groups.values_mut() {
+        for m in &mut group.measurements {
+            upgrade_measurement(m);
+        }
+    }
+    file.schema = 2;
+}
+
+/// Renames what older builds wrote to the catalogue's names (see
+/// [`metrics::legacy_name`]) and moves a probe case out of the name.
+pub fn upgrade_measurement(m: &mut Measurement) {
+    if let Some(now) = metrics::legacy_name(&m.metric) {
+        m.metric = now.name.to_string();
+    } else if m.source == Source::Probe.as_str() && metrics::find(&m.metric).is_none() {
+        let case = std::mem::replace(&mut m.metric, metrics::CONFORMS.name.to_string());
+        m.params.insert("case".into(), case.into());
     }
 }
 

@@ -30,6 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::client::Target;
+use crate::metrics::{self, Source};
 use crate::results::Measurement;
 use crate::settings::ServerSettings;
 use crate::stacks::{Protocol, StackInfo};
@@ -153,9 +154,10 @@ async fn not_applicable(target: &Target) -> Vec<ProbeRow> {
 }
 
 impl ProbeTable {
-    /// One `conformance` measurement per applicable case: value 1 when the
-    /// server conforms, 0 when not. Cases that do not apply (raw TCP) are
-    /// left out rather than scored 0.
+    /// One `conformance` measurement of [`metrics::CONFORMS`] per
+    /// applicable case (the case a parameter): value 1 when the server
+    /// conforms, 0 when not. Cases that do not apply (raw TCP) are left out
+    /// rather than scored 0.
     pub fn to_measurements(&self, placement: &str) -> Vec<Measurement> {
         self.rows
             .iter()
@@ -165,11 +167,14 @@ impl ProbeTable {
                 bench: format!("conformance/{}/{}", self.stack, row.case),
                 stack: self.stack.clone(),
                 stack_version: self.stack_version.clone(),
-                params: BTreeMap::from([("expected".to_string(), row.expected.into())]),
-                metric: row.case.into(),
+                params: BTreeMap::from([
+                    ("case".to_string(), row.case.into()),
+                    ("expected".to_string(), row.expected.into()),
+                ]),
+                metric: metrics::CONFORMS.name.into(),
                 value: if row.conforms { 1.0 } else { 0.0 },
-                unit: "bool".into(),
-                source: "probe".into(),
+                unit: metrics::CONFORMS.unit.as_str().into(),
+                source: Source::Probe.as_str().into(),
                 placement: placement.into(),
                 detail: Some(format!(
                     "{}{}",

@@ -1,0 +1,410 @@
+//! The one catalogue of metrics: every quantity wsbench records is defined
+//! here once, with its name, unit, which way is better, a title for reports
+//! and the sources it may come from. Benches, `wsbench measure`/`compare`,
+//! the report and the discussion expander all read these definitions; a
+//! [`Measurement`](crate::results::Measurement) can only be built from one
+//! of them, so no figure is recorded under a name this table lacks.
+//!
+//! Parameters (message size, connection count, placement, profile, probe
+//! case) stay parameters of a measurement; they are never part of a name.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way a metric improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Better {
+    Lower,
+    Higher,
+    /// An outcome or a count that is neither better nor worse (a probe
+    /// verdict, the number of echoes verified, a tolerance).
+    Neither,
+}
+
+/// The unit of a metric's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Microseconds,
+    Nanoseconds,
+    MsgsPerS,
+    MibPerS,
+    ConnsPerS,
+    Bytes,
+    Allocs,
+    Msgs,
+    Ratio,
+    Bool,
+}
+
+impl Unit {
+    /// As written in results.json ("us", "msgs/s", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Microseconds => "us",
+            Unit::Nanoseconds => "ns",
+            Unit::MsgsPerS => "msgs/s",
+            Unit::MibPerS => "MiB/s",
+            Unit::ConnsPerS => "conns/s",
+            Unit::Bytes => "bytes",
+            Unit::Allocs => "allocs",
+            Unit::Msgs => "msgs",
+            Unit::Ratio => "ratio",
+            Unit::Bool => "bool",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Unit> {
+        UNITS.iter().copied().find(|u| u.as_str() == s)
+    }
+}
+
+const UNITS: &[Unit] = &[
+    Unit::Microseconds,
+    Unit::Nanoseconds,
+    Unit::MsgsPerS,
+    Unit::MibPerS,
+    Unit::ConnsPerS,
+    Unit::Bytes,
+    Unit::Allocs,
+    Unit::Msgs,
+    Unit::Ratio,
+    Unit::Bool,
+];
+
+/// Where a figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Wall-clock time over the whole measurement.
+    Wallclock,
+    /// The client's HDR histogram of every round trip it timed.
+    Histogram,
+    /// Per-thread CPU clocks (`/proc/.../schedstat`) of this process.
+    Schedstat,
+    /// CPU time of a server process from `/proc/<pid>/stat`.
+    Proc,
+    /// The counting allocator of this process.
+    Allocator,
+    /// Resident set size of a server process, from `/proc`.
+    Rss,
+    /// The client's own count of verified echoes.
+    Client,
+    /// A protocol probe's outcome.
+    Probe,
+    /// The harness itself (a point it skipped, a tolerance it set).
+    Harness,
+}
+
+impl Source {
+    /// As written in results.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Wallclock => "wallclock",
+            Source::Histogram => "histogram",
+            Source::Schedstat => "schedstat",
+            Source::Proc => "proc",
+            Source::Allocator => "allocator",
+            Source::Rss => "rss",
+            Source::Client => "client",
+            Source::Probe => "probe",
+            Source::Harness => "harness",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        SOURCES.iter().copied().find(|x| x.as_str() == s)
+    }
+
+    /// What the source is, for the report's notes on marked figures.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Source::Allocator => "the counting allocator in the bench process: exact bytes and allocations of in-process (Rust) servers",
+            Source::Rss => "resident set size of the server process from /proc: the whole process (interpreter included), in pages, not comparable one-to-one with allocator counts",
+            Source::Proc => "CPU time of the whole server process from /proc (clock-tick resolution)",
+            Source::Schedstat => "per-thread CPU time from the kernel's schedstat",
+            Source::Histogram => "an HDR histogram of every round trip the client timed",
+            Source::Probe => "a protocol probe's outcome",
+            Source::Wallclock => "wall-clock time over the whole measurement",
+            Source::Client => "the client's count of echoes it verified",
+            Source::Harness => "set or decided by the harness, not measured",
+        }
+    }
+}
+
+const SOURCES: &[Source] = &[
+    Source::Wallclock,
+    Source::Histogram,
+    Source::Schedstat,
+    Source::Proc,
+    Source::Allocator,
+    Source::Rss,
+    Source::Client,
+    Source::Probe,
+    Source::Harness,
+];
+
+/// One metric's definition.
+#[derive(Debug, PartialEq)]
+pub struct Metric {
+    /// As written in results.json; carries its unit where it helps.
+    pub name: &'static str,
+    pub unit: Unit,
+    pub better: Better,
+    /// A few words for table headings and plot titles.
+    pub title: &'static str,
+    /// The sources a figure of this metric may come from; the first is
+    /// the one for in-process stacks.
+    pub sources: &'static [Source],
+}
+
+impl Metric {
+    /// Whether `source` is one this metric may come from.
+    pub fn allows(&self, source: Source) -> bool {
+        self.sources.contains(&source)
+    }
+}
+
+const CPU: &[Source] = &[Source::Schedstat, Source::Proc];
+const MEMORY: &[Source] = &[Source::Allocator, Source::Rss];
+
+pub const RTT_MEAN_US: Metric = Metric {
+    name: "rtt_mean_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "mean round trip",
+    sources: &[Source::Wallclock],
+};
+pub const RTT_P50_US: Metric = Metric {
+    name: "rtt_p50_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "median round trip",
+    sources: &[Source::Histogram],
+};
+pub const RTT_P90_US: Metric = Metric {
+    name: "rtt_p90_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "90th percentile round trip",
+    sources: &[Source::Histogram],
+};
+pub const RTT_P99_US: Metric = Metric {
+    name: "rtt_p99_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "99th percentile round trip",
+    sources: &[Source::Histogram],
+};
+pub const RTT_P999_US: Metric = Metric {
+    name: "rtt_p999_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "99.9th percentile round trip",
+    sources: &[Source::Histogram],
+};
+pub const ROUND_TRIPS_PER_S: Metric = Metric {
+    name: "round_trips_per_s",
+    unit: Unit::MsgsPerS,
+    better: Better::Higher,
+    title: "round trips per second",
+    sources: &[Source::Wallclock],
+};
+pub const MSGS_PER_S: Metric = Metric {
+    name: "msgs_per_s",
+    unit: Unit::MsgsPerS,
+    better: Better::Higher,
+    title: "messages per second",
+    sources: &[Source::Wallclock],
+};
+pub const MIB_PER_S: Metric = Metric {
+    name: "mib_per_s",
+    unit: Unit::MibPerS,
+    better: Better::Higher,
+    title: "throughput",
+    sources: &[Source::Wallclock],
+};
+pub const HANDSHAKES_PER_S: Metric = Metric {
+    name: "handshakes_per_s",
+    unit: Unit::ConnsPerS,
+    better: Better::Higher,
+    title: "new connections per second",
+    sources: &[Source::Wallclock],
+};
+pub const SERVER_CPU_NS_PER_MSG: Metric = Metric {
+    name: "server_cpu_ns_per_msg",
+    unit: Unit::Nanoseconds,
+    better: Better::Lower,
+    title: "server CPU per message",
+    sources: CPU,
+};
+pub const CLIENT_CPU_NS_PER_MSG: Metric = Metric {
+    name: "client_cpu_ns_per_msg",
+    unit: Unit::Nanoseconds,
+    better: Better::Lower,
+    title: "client CPU per message",
+    sources: &[Source::Schedstat],
+};
+pub const ROUND_TRIPS_VERIFIED: Metric = Metric {
+    name: "round_trips_verified",
+    unit: Unit::Msgs,
+    better: Better::Neither,
+    title: "echoes verified",
+    sources: &[Source::Client],
+};
+pub const LIVE_BYTES_PER_IDLE_CONN: Metric = Metric {
+    name: "live_bytes_per_idle_conn",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "live bytes per idle connection",
+    sources: MEMORY,
+};
+pub const LIVE_BYTES_AFTER_CLOSE_DELTA: Metric = Metric {
+    name: "live_bytes_after_close_delta",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "live bytes left after closing",
+    sources: MEMORY,
+};
+pub const SERVER_ALLOCS_PER_RTT: Metric = Metric {
+    name: "server_allocs_per_rtt",
+    unit: Unit::Allocs,
+    better: Better::Lower,
+    title: "server allocations per round trip",
+    sources: &[Source::Allocator],
+};
+pub const SERVER_ALLOC_BYTES_PER_RTT: Metric = Metric {
+    name: "server_alloc_bytes_per_rtt",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "server bytes allocated per round trip",
+    sources: &[Source::Allocator],
+};
+pub const CLIENT_ALLOCS_PER_RTT: Metric = Metric {
+    name: "client_allocs_per_rtt",
+    unit: Unit::Allocs,
+    better: Better::Lower,
+    title: "client allocations per round trip",
+    sources: &[Source::Allocator],
+};
+pub const PEAK_LIVE_BYTES: Metric = Metric {
+    name: "peak_live_bytes",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "peak live bytes",
+    sources: MEMORY,
+};
+pub const RTT_CV: Metric = Metric {
+    name: "rtt_cv",
+    unit: Unit::Ratio,
+    better: Better::Lower,
+    title: "round-trip variation (CV)",
+    sources: &[Source::Wallclock],
+};
+pub const LIVE_BYTES_AFTER_CYCLES_DELTA: Metric = Metric {
+    name: "live_bytes_after_cycles_delta",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "live bytes left after the cycles",
+    sources: MEMORY,
+};
+pub const LIVE_BYTES_PER_CYCLE: Metric = Metric {
+    name: "live_bytes_per_cycle",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "live bytes left per cycle",
+    sources: MEMORY,
+};
+pub const LIVE_BYTES_TOLERANCE: Metric = Metric {
+    name: "live_bytes_tolerance",
+    unit: Unit::Bytes,
+    better: Better::Neither,
+    title: "leak tolerance",
+    sources: &[Source::Harness],
+};
+/// A probe case's outcome: 1 when the stack did what RFC 6455 asks. The
+/// case is the parameter `case`; what the stack did is the detail.
+pub const CONFORMS: Metric = Metric {
+    name: "conforms",
+    unit: Unit::Bool,
+    better: Better::Higher,
+    title: "behaves as RFC 6455 asks",
+    sources: &[Source::Probe],
+};
+/// A point the harness could not measure here; the reason is the detail.
+pub const SKIPPED: Metric = Metric {
+    name: "skipped",
+    unit: Unit::Bool,
+    better: Better::Neither,
+    title: "skipped",
+    sources: &[Source::Harness],
+};
+
+/// Every metric, in the order reports list them.
+pub const ALL: &[&Metric] = &[
+    &RTT_MEAN_US,
+    &RTT_P50_US,
+    &RTT_P90_US,
+    &RTT_P99_US,
+    &RTT_P999_US,
+    &ROUND_TRIPS_PER_S,
+    &MSGS_PER_S,
+    &MIB_PER_S,
+    &HANDSHAKES_PER_S,
+    &SERVER_CPU_NS_PER_MSG,
+    &CLIENT_CPU_NS_PER_MSG,
+    &ROUND_TRIPS_VERIFIED,
+    &LIVE_BYTES_PER_IDLE_CONN,
+    &LIVE_BYTES_AFTER_CLOSE_DELTA,
+    &SERVER_ALLOCS_PER_RTT,
+    &SERVER_ALLOC_BYTES_PER_RTT,
+    &CLIENT_ALLOCS_PER_RTT,
+    &PEAK_LIVE_BYTES,
+    &RTT_CV,
+    &LIVE_BYTES_AFTER_CYCLES_DELTA,
+    &LIVE_BYTES_PER_CYCLE,
+    &LIVE_BYTES_TOLERANCE,
+    &CONFORMS,
+    &SKIPPED,
+];
+
+/// The definition of a metric by its name.
+pub fn find(name: &str) -> Option<&'static Metric> {
+    ALL.iter().copied().find(|m| m.name == name)
+}
+
+/// Names that older builds wrote, and what they are now. `wsbench compare`
+/// reads round files of older builds, and `report` older results files.
+pub fn legacy_name(name: &str) -> Option<&'static Metric> {
+    match name {
+        "server_cpu_ns_per_rtt" | "server_cpu_ns_per_msg_16KiB" => Some(&SERVER_CPU_NS_PER_MSG),
+        "client_cpu_ns_per_rtt" => Some(&CLIENT_CPU_NS_PER_MSG),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for (i, m) in ALL.iter().enumerate() {
+            assert!(
+                ALL[i + 1..].iter().all(|n| n.name != m.name),
+                "{} twice",
+                m.name
+            );
+            assert_eq!(find(m.name), Some(*m));
+            assert!(!m.sources.is_empty(), "{} has no source", m.name);
+        }
+    }
+
+    #[test]
+    fn units_and_sources_round_trip() {
+        for u in UNITS {
+            assert_eq!(Unit::parse(u.as_str()), Some(*u));
+        }
+        for s in SOURCES {
+            assert_eq!(Source::parse(s.as_str()), Some(*s));
+        }
+    }
+}

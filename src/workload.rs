@@ -1,0 +1,313 @@
+//! The workloads, measured the one way every caller uses: the benches,
+//! `wsbench run` and `wsbench measure`/`compare` all call these, so a
+//! figure means the same wherever it was made.
+//!
+//! - [`round_trips`]: verified round trips on open connections, with the
+//!   server's and the client's CPU and allocations over exactly that
+//!   stretch ([`Sample`]); the latency, throughput and scaling figures;
+//! - [`idle_heap`]: what an idle connection costs the server;
+//! - [`allocs_per_round_trip`]: heap allocations per round trip;
+//! - [`handshakes`]: new connections per second;
+//! - the leak check's cycles are in [`crate::measure::leak`].
+//!
+//! A [`Sample`] knows which catalogue metrics it yields
+//! ([`Sample::figure`]); recording them is [`crate::results::Recorder`]'s.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::client::{self, Budget, ClientError, Connection, MessageSpec, PayloadKind, Target};
+use crate::measure::alloc::AllocSample;
+use crate::measure::{self, Cpu};
+use crate::metrics::{self, Metric, Source};
+use crate::stacks::ServerHandle;
+
+/// One measured stretch of round trips, or several added together.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub spec: MessageSpec,
+    /// Connections the round trips ran on.
+    pub conns: usize,
+    /// Round trips completed and verified.
+    pub round_trips: u64,
+    pub elapsed: Duration,
+    /// Every round trip's time, in nanoseconds.
+    pub hist: Histogram<u64>,
+    pub cpu: Cpu,
+    pub alloc: AllocSample,
+}
+
+impl Sample {
+    /// Nothing yet, for round trips of `spec` on `conns` connections to a
+    /// server whose CPU comes from `server_source`.
+    pub fn empty(spec: MessageSpec, conns: usize, server_source: Source) -> Sample {
+        Sample {
+            spec,
+            conns,
+            round_trips: 0,
+            elapsed: Duration::ZERO,
+            hist: client::new_histogram(),
+            cpu: Cpu::zero(server_source),
+            alloc: AllocSample::default(),
+        }
+    }
+
+    /// Adds another stretch of the same workload.
+    pub fn add(&mut self, other: &Sample) {
+        self.round_trips += other.round_trips;
+        self.elapsed += other.elapsed;
+        self.hist
+            .add(&other.hist)
+            .expect("histograms of one client have the same bounds");
+        self.cpu.add(other.cpu);
+        self.alloc.server_allocs += other.alloc.server_allocs;
+        self.alloc.server_bytes += other.alloc.server_bytes;
+        self.alloc.client_allocs += other.alloc.client_allocs;
+        self.alloc.client_bytes += other.alloc.client_bytes;
+    }
+
+    /// `total` divided by the round trips.
+    pub fn per_msg(&self, total: u64) -> f64 {
+        total as f64 / self.round_trips.max(1) as f64
+    }
+
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn msgs_per_s(&self) -> f64 {
+        self.round_trips as f64 / self.elapsed.as_secs_f64().max(1e-12)
+    }
+
+    /// Wall-clock time per round trip. With one connection and one message
+    /// in flight this is the mean round trip; otherwise it is the inverse
+    /// of the rate.
+    pub fn rtt_mean_us(&self) -> f64 {
+        self.elapsed.as_secs_f64() * 1e6 / self.round_trips.max(1) as f64
+    }
+
+    /// The value and source of `metric` in this sample, or `None` for a
+    /// metric round trips do not measure.
+    pub fn figure(&self, metric: &Metric) -> Option<(f64, Source)> {
+        let m = metric.name;
+        let histogram = |q: f64| Some((self.quantile_us(q), Source::Histogram));
+        if m == metrics::RTT_MEAN_US.name {
+            Some((self.rtt_mean_us(), Source::Wallclock))
+        } else if m == metrics::RTT_P50_US.name {
+            histogram(0.5)
+        } else if m == metrics::RTT_P90_US.name {
+            histogram(0.9)
+        } else if m == metrics::RTT_P99_US.name {
+            histogram(0.99)
+        } else if m == metrics::RTT_P999_US.name {
+            histogram(0.999)
+        } else if m == metrics::ROUND_TRIPS_PER_S.name || m == metrics::MSGS_PER_S.name {
+            Some((self.msgs_per_s(), Source::Wallclock))
+        } else if m == metrics::MIB_PER_S.name {
+            let mib = self.msgs_per_s() * self.spec.size_bytes as f64 / (1u64 << 20) as f64;
+            Some((mib, Source::Wallclock))
+        } else if m == metrics::SERVER_CPU_NS_PER_MSG.name {
+            Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
+        } else if m == metrics::CLIENT_CPU_NS_PER_MSG.name {
+            Some((self.per_msg(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::ROUND_TRIPS_VERIFIED.name {
+            Some((self.round_trips as f64, Source::Client))
+        } else {
+            None
+        }
+    }
+}
+
+/// Runs verified round trips of `spec` on `conns` for `budget`, and reads
+/// the server's and the client's CPU and allocations around exactly that.
+pub fn round_trips(
+    rt: &tokio::runtime::Runtime,
+    conns: &mut [Connection],
+    spec: MessageSpec,
+    budget: Budget,
+    server: &ServerHandle,
+) -> Result<Sample, ClientError> {
+    let mut hist = client::new_histogram();
+    let cpu_before = Cpu::now(server.pid);
+    let alloc_before = AllocSample::now();
+    let stats = rt.block_on(client::drive(conns, spec, budget, &mut hist))?;
+    let cpu = Cpu::now(server.pid).since(cpu_before);
+    let alloc = AllocSample::now().since(alloc_before);
+    Ok(Sample {
+        spec,
+        conns: conns.len(),
+        round_trips: stats.round_trips,
+        elapsed: stats.elapsed,
+        hist,
+        cpu,
+        alloc,
+    })
+}
+
+/// The message every idle connection sends once, so buffers that grow on
+/// first use are counted, and the one the warm connection repeats.
+pub const SMALL: MessageSpec = MessageSpec {
+    size_bytes: 32,
+    kind: PayloadKind::Binary,
+    window: 1,
+};
+
+/// Time the server gets to finish handling connections' messages (or
+/// their opening) before its memory is read.
+const IDLE_SETTLE: Duration = Duration::from_millis(200);
+/// How long the server gets to release what closed connections held.
+const CLOSE_SETTLE: Duration = Duration::from_secs(3);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What idle connections cost a server.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleHeap {
+    /// Growth of the server's memory divided by the connections.
+    pub per_conn_bytes: f64,
+    /// What stayed after they closed, against before they opened (only
+    /// when asked to wait for it).
+    pub after_close_delta_bytes: Option<f64>,
+    pub source: Source,
+    /// Connections on which the server accepted permessage-deflate (when
+    /// it was offered).
+    pub deflate_accepted: usize,
+}
+
+/// How the idle connections open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleOpening {
+    /// Each sends one [`SMALL`] message, verified.
+    OneMessage,
+    /// Each offers permessage-deflate, as browsers do, and only completes
+    /// the handshake (this client does not compress, so it sends nothing).
+    OfferDeflate,
+}
+
+/// Opens `n` connections to `server` and reads what they cost it. A warm
+/// connection first makes the server build its lazily made state (runtime
+/// buffers, caches), which is not charged to the idle connections.
+pub fn idle_heap(
+    rt: &tokio::runtime::Runtime,
+    server: &ServerHandle,
+    n: usize,
+    opening: IdleOpening,
+    wait_for_close: bool,
+) -> anyhow::Result<IdleHeap> {
+    let target = Target::of(server);
+    let source = measure::memory_source(server.pid);
+    let read = || {
+        measure::server_memory(server.pid)
+            .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))
+    };
+    let mut warm = rt.block_on(client::connect_many(&target, 1))?;
+    if opening == IdleOpening::OneMessage {
+        rt.block_on(client::drive(
+            &mut warm,
+            SMALL,
+            Budget::Count(10),
+            &mut client::new_histogram(),
+        ))?;
+    }
+    std::thread::sleep(IDLE_SETTLE);
+    let before = read()?;
+
+    let conns = match opening {
+        IdleOpening::OneMessage => {
+            let mut conns = rt.block_on(client::connect_many(&target, n))?;
+            rt.block_on(client::drive(
+                &mut conns,
+                SMALL,
+                Budget::Count(1),
+                &mut client::new_histogram(),
+            ))?;
+            conns
+        }
+        IdleOpening::OfferDeflate => rt.block_on(open_offering_deflate(&target, n))?,
+    };
+    std::thread::sleep(IDLE_SETTLE);
+    let with_conns = read()?;
+    let deflate_accepted = conns.iter().filter(|c| c.deflate_negotiated()).count();
+    rt.block_on(client::close_all_handshake(conns))?;
+
+    let after_close_delta_bytes = if wait_for_close {
+        let deadline = Instant::now() + CLOSE_SETTLE;
+        let mut after = read()?;
+        while after > before && Instant::now() < deadline {
+            std::thread::sleep(POLL_INTERVAL);
+            after = read()?;
+        }
+        Some((after - before) as f64)
+    } else {
+        None
+    };
+    rt.block_on(client::close_all_handshake(warm))?;
+    Ok(IdleHeap {
+        per_conn_bytes: (with_conns - before) as f64 / n as f64,
+        after_close_delta_bytes,
+        source,
+        deflate_accepted,
+    })
+}
+
+async fn open_offering_deflate(
+    target: &Target,
+    n: usize,
+) -> Result<Vec<Connection>, ClientError> {
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n {
+        let batch = client::CONNECT_CONCURRENCY.min(n - conns.len());
+        let opened = futures_util::future::join_all(
+            (0..batch).map(|_| Connection::open_offering_deflate(target)),
+        )
+        .await;
+        for c in opened {
+            conns.push(c?);
+        }
+    }
+    Ok(conns)
+}
+
+/// Server (and client) allocations per round trip.
+#[derive(Debug, Clone, Copy)]
+pub struct Allocs {
+    pub round_trips: u64,
+    pub server_allocs_per_rtt: f64,
+    pub server_bytes_per_rtt: f64,
+    pub client_allocs_per_rtt: f64,
+}
+
+/// Allocations over a fixed count of round trips, after `warm_up` (buffers
+/// grow to the message size once), so the figure does not depend on how
+/// fast the machine happened to be.
+pub fn allocs_per_round_trip(
+    rt: &tokio::runtime::Runtime,
+    conns: &mut [Connection],
+    spec: MessageSpec,
+    warm_up: Budget,
+    count: u64,
+) -> Result<Allocs, ClientError> {
+    let mut hist = client::new_histogram();
+    rt.block_on(client::drive(conns, spec, warm_up, &mut hist))?;
+    let before = AllocSample::now();
+    rt.block_on(client::drive(conns, spec, Budget::Count(count), &mut hist))?;
+    let d = AllocSample::now().since(before);
+    let per = |x: u64| x as f64 / count.max(1) as f64;
+    Ok(Allocs {
+        round_trips: count,
+        server_allocs_per_rtt: per(d.server_allocs),
+        server_bytes_per_rtt: per(d.server_bytes),
+        client_allocs_per_rtt: per(d.client_allocs),
+    })
+}
+
+/// Opens `n` connections one after another (TCP connect plus the upgrade)
+/// and resets each at once, so neither descriptors nor TIME_WAIT ports pile
+/// up; returns the time it took. The reset is one system call inside it.
+pub async fn handshakes(target: &Target, n: u64) -> Result<Duration, ClientError> {
+    let started = Instant::now();
+    for _ in 0..n {
+        Connection::open(target).await?.abort();
+    }
+    Ok(started.elapsed())
+}
