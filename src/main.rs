@@ -1,16 +1,18 @@
 //! The `wsbench` command: list the stacks, serve one, drive one, probe one,
 //! write the report, compare two commits.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use wsbench::client::{self, Budget, MessageSpec, Target};
-use wsbench::results::{GroupResults, Measurement};
+use wsbench::measure::Cpu;
+use wsbench::metrics::{self, Metric, Source};
+use wsbench::results::{self, GroupResults, Measurement};
 use wsbench::settings::ServerSettings;
 use wsbench::stacks::{self, Host, StackInfo};
+use wsbench::workload::{self, Sample};
 
 mod cli;
 
@@ -113,17 +115,6 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
     server.shutdown()
 }
 
-/// What one `wsbench run` measured.
-struct RunOutcome {
-    stats: client::RunStats,
-    /// Round-trip times in nanoseconds.
-    hist: hdrhistogram::Histogram<u64>,
-    cpu: wsbench::measure::threads::CpuSample,
-    /// Where the server's CPU figure comes from, or `None` when the server
-    /// ran elsewhere (--url) and its CPU could not be read.
-    server_cpu_source: Option<&'static str>,
-}
-
 fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.conns >= 1, "--conns must be at least 1");
     anyhow::ensure!(args.window >= 1, "--window must be at least 1");
@@ -161,12 +152,33 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         &settings,
     )?;
     if args.json {
-        let records = run_records(args, &name, spec, &settings, &outcome);
+        let records = run_records(args, &name, &settings, &outcome);
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        print_summary(&name, args.conns, spec, &settings, &outcome);
+        print_summary(&name, &settings, &outcome);
     }
     Ok(())
+}
+
+/// The metrics a run reports, in this order; the server's CPU only when
+/// the server ran here.
+const RUN_METRICS: &[&Metric] = &[
+    &metrics::MSGS_PER_S,
+    &metrics::MIB_PER_S,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P90_US,
+    &metrics::RTT_P99_US,
+    &metrics::RTT_P999_US,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
+/// What one `wsbench run` measured.
+struct RunOutcome {
+    sample: Sample,
+    /// False when the server ran elsewhere (--url): its CPU is not known.
+    server_here: bool,
 }
 
 /// Drives the stack at `url`, or starts `stack` here and drives it.
@@ -188,93 +200,71 @@ fn drive(
         (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
     let rt = client::client_runtime(settings.placement)?;
-    let mut hist = client::new_histogram();
-    // A server at --url is on another host: its CPU cannot be read here.
-    let server_pid = server.as_ref().and_then(|s| s.pid);
-    let server_cpu_source = match (&server, stack) {
-        (Some(_), Some(stack)) => Some(match stack.host {
-            Host::InProcess => "schedstat",
-            Host::ChildProcess => "proc",
-        }),
-        _ => None,
+    let mut conns = rt.block_on(client::connect_many(&target, conns))?;
+    // A short warm-up fills caches and buffers before measuring.
+    let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
+    rt.block_on(client::drive(
+        &mut conns,
+        spec,
+        Budget::Until(warmup_until),
+        &mut client::new_histogram(),
+    ))?;
+    let budget = Budget::Until(Instant::now() + duration);
+    let sample = match &server {
+        Some(server) => workload::round_trips(&rt, &mut conns, spec, budget, server)?,
+        // A server at --url is on another host: only the client's CPU can
+        // be read here.
+        None => {
+            let mut hist = client::new_histogram();
+            let cpu_before = Cpu::now(None);
+            let stats = rt.block_on(client::drive(&mut conns, spec, budget, &mut hist))?;
+            let mut sample = Sample::empty(spec, conns.len(), Source::Schedstat);
+            sample.round_trips = stats.round_trips;
+            sample.elapsed = stats.elapsed;
+            sample.hist = hist;
+            sample.cpu = Cpu::now(None).since(cpu_before);
+            sample
+        }
     };
-    let mut cpu = wsbench::measure::threads::CpuSample::default();
-    let stats = rt.block_on(async {
-        let mut conns = client::connect_many(&target, conns).await?;
-        // A short warm-up fills caches and buffers before measuring.
-        let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
-        client::drive(
-            &mut conns,
-            spec,
-            Budget::Until(warmup_until),
-            &mut client::new_histogram(),
-        )
-        .await?;
-        let cpu_before = wsbench::measure::cpu_now(server_pid);
-        let stats = client::drive(
-            &mut conns,
-            spec,
-            Budget::Until(Instant::now() + duration),
-            &mut hist,
-        )
-        .await?;
-        cpu = wsbench::measure::cpu_now(server_pid).since(cpu_before);
-        client::close_all(conns).await?;
-        Ok::<_, client::ClientError>(stats)
-    })?;
+    rt.block_on(client::close_all(conns))?;
+    let server_here = server.is_some();
     if let Some(server) = server {
         server.shutdown()?;
     }
     Ok(RunOutcome {
-        stats,
-        hist,
-        cpu,
-        server_cpu_source,
+        sample,
+        server_here,
     })
 }
 
-/// Microseconds at quantile `q` of a histogram in nanoseconds.
-fn quantile_us(hist: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
-    hist.value_at_quantile(q) as f64 / 1000.0
-}
-
-fn print_summary(
-    name: &str,
-    conns: usize,
-    spec: MessageSpec,
-    settings: &ServerSettings,
-    outcome: &RunOutcome,
-) {
-    let RunOutcome {
-        stats, hist, cpu, ..
-    } = outcome;
+fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
+    let s = &outcome.sample;
     println!(
         "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
         name,
-        conns,
-        spec.size_bytes,
-        spec.kind.as_str(),
-        spec.window,
+        s.conns,
+        s.spec.size_bytes,
+        s.spec.kind.as_str(),
+        s.spec.window,
         settings.placement,
-        stats.round_trips,
-        stats.elapsed.as_secs_f64()
+        s.round_trips,
+        s.elapsed.as_secs_f64()
     );
     println!(
         "  {:.0} msgs/s, {:.1} MiB/s echoed; round trip p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
-        stats.round_trips_per_s(),
-        stats.round_trips_per_s() * spec.size_bytes as f64 / (1024.0 * 1024.0),
-        quantile_us(hist, 0.5),
-        quantile_us(hist, 0.9),
-        quantile_us(hist, 0.99),
-        quantile_us(hist, 0.999),
-        hist.max() as f64 / 1000.0
+        s.msgs_per_s(),
+        s.msgs_per_s() * s.spec.size_bytes as f64 / (1024.0 * 1024.0),
+        s.quantile_us(0.5),
+        s.quantile_us(0.9),
+        s.quantile_us(0.99),
+        s.quantile_us(0.999),
+        s.hist.max() as f64 / 1000.0
     );
-    if outcome.server_cpu_source.is_some() {
-        let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
+    if outcome.server_here {
         println!(
             "  CPU per message: server {:.0} ns, client {:.0} ns",
-            per_msg(cpu.server_ns),
-            per_msg(cpu.client_ns)
+            s.per_msg(s.cpu.server_ns),
+            s.per_msg(s.cpu.client_ns)
         );
     }
 }
@@ -284,72 +274,50 @@ fn print_summary(
 fn run_records(
     args: &RunArgs,
     name: &str,
-    spec: MessageSpec,
     settings: &ServerSettings,
     outcome: &RunOutcome,
 ) -> GroupResults {
     let run = wsbench::machine::run_info(settings.placement, settings.threads, false);
-    let mut params: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    params.insert("size_bytes".into(), spec.size_bytes.into());
-    params.insert("kind".into(), spec.kind.as_str().into());
-    params.insert("conns".into(), args.conns.into());
-    params.insert("window".into(), spec.window.into());
+    let s = &outcome.sample;
+    let mut params = results::params(&[
+        ("size_bytes", s.spec.size_bytes.into()),
+        ("kind", s.spec.kind.as_str().into()),
+        ("conns", s.conns.into()),
+        ("window", s.spec.window.into()),
+    ]);
     if let Some(url) = &args.url {
         params.insert("url".into(), url.as_str().into());
     }
-    let measurement = |metric: &str, value: f64, unit: &str, source: &str| Measurement {
-        group: "run".into(),
-        bench: format!("run/{name}/{}/{}B", spec.kind.as_str(), spec.size_bytes),
-        stack: name.to_string(),
-        stack_version: match args.stack {
-            Some(stack) => stack.package_version(),
-            None => "unknown".into(),
-        },
-        params: params.clone(),
-        metric: metric.into(),
-        value,
-        unit: unit.into(),
-        source: source.into(),
-        placement: run.placement.clone(),
-        detail: None,
+    let bench = format!("run/{name}/{}/{}B", s.spec.kind.as_str(), s.spec.size_bytes);
+    let version = match args.stack {
+        Some(stack) => stack.package_version(),
+        None => "unknown".to_string(),
     };
-    let RunOutcome {
-        stats, hist, cpu, ..
-    } = outcome;
-    let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
-    let msgs_per_s = stats.round_trips_per_s();
-    let mut measurements = vec![
-        measurement("msgs_per_s", msgs_per_s, "msgs/s", "wallclock"),
-        measurement(
-            "mib_per_s",
-            msgs_per_s * spec.size_bytes as f64 / (1024.0 * 1024.0),
-            "MiB/s",
-            "wallclock",
-        ),
-        measurement("rtt_p50_us", quantile_us(hist, 0.5), "us", "histogram"),
-        measurement("rtt_p90_us", quantile_us(hist, 0.9), "us", "histogram"),
-        measurement("rtt_p99_us", quantile_us(hist, 0.99), "us", "histogram"),
-        measurement("rtt_p999_us", quantile_us(hist, 0.999), "us", "histogram"),
-        measurement(
-            "client_cpu_ns_per_msg",
-            per_msg(cpu.client_ns),
-            "ns",
-            "schedstat",
-        ),
-    ];
-    if let Some(source) = outcome.server_cpu_source {
-        measurements.push(measurement(
-            "server_cpu_ns_per_msg",
-            per_msg(cpu.server_ns),
-            "ns",
-            source,
-        ));
-    }
-    measurements.push(measurement(
-        "round_trips_verified",
-        stats.round_trips as f64,
-        "msgs",
-        "client",
-    ));
+    let measurements = RUN_METRICS
+        .iter()
+        .filter(|m| outcome.server_here || m.name != metrics::SERVER_CPU_NS_PER_MSG.name)
+        .map(|&metric| {
+            let (value, source) = s
+                .figure(metric)
+                .expect("round trips measure every metric of RUN_METRICS");
+            // Not `Measurement::new`, which takes a row of STACKS: a server
+            // at --url need be none of them. The catalogue still decides
+            // the metric's name, unit and sources.
+            assert!(metric.allows(source), "{} from {source:?}", metric.name);
+            Measurement {
+                group: "run".into(),
+                bench: bench.clone(),
+                stack: name.to_string(),
+                stack_version: version.clone(),
+                params: params.clone(),
+                metric: metric.name.into(),
+                value,
+                unit: metric.unit.as_str().into(),
+                source: source.as_str().into(),
+                placement: run.placement.clone(),
+                detail: None,
+            }
+        })
+        .collect();
     GroupResults { run, measurements }
 }
