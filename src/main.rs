@@ -5,113 +5,18 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use wsbench::client::{self, Budget, MessageSpec, PayloadKind, Target};
-use wsbench::placement::Placement;
-use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::{self, Host};
+use clap::Parser;
+use wsbench::client::{self, Budget, MessageSpec, Target};
+use wsbench::measure::Cpu;
+use wsbench::metrics::{self, Metric, Source};
+use wsbench::results::{self, GroupResults, Measurement};
+use wsbench::settings::ServerSettings;
+use wsbench::stacks::{self, Host, StackInfo};
+use wsbench::workload::{self, Sample};
 
-#[derive(Parser)]
-#[command(
-    name = "wsbench",
-    version,
-    about = "Benchmark WebSocket stacks with one verifying client"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Print every stack with its package version.
-    List,
-    /// Serve one stack's echo server until Ctrl-C or SIGTERM.
-    Serve {
-        #[arg(long)]
-        stack: String,
-        /// Address to listen on (the port 0 picks a free one).
-        #[arg(long, default_value = "127.0.0.1:9001")]
-        addr: SocketAddr,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Drive one stack (started in this process, or at --url) and print
-    /// msgs/s and round-trip percentiles.
-    Run {
-        /// Stack to start here; with --url, the name to report it under.
-        #[arg(long)]
-        stack: String,
-        /// Drive a server that is already running: ws://HOST:PORT/PATH or
-        /// tcp://HOST:PORT (raw-TCP echo).
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        conns: usize,
-        /// Payload bytes per message.
-        #[arg(long, default_value_t = 32)]
-        size: usize,
-        /// Messages in flight per connection.
-        #[arg(long, default_value_t = 1)]
-        window: usize,
-        /// binary or text.
-        #[arg(long, default_value = "binary")]
-        kind: String,
-        /// Seconds to measure.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Regenerate target-reports/ from target/wsbench/results.json.
-    Report,
-    /// Compare two commits on the quick measurement set, interleaved, and
-    /// exit 1 on a regression (0 without, 2 when it could not build or run).
-    Compare(wsbench::compare::CompareArgs),
-    /// One round of the quick measurement set, written as JSON (what
-    /// `compare` runs in each build).
-    #[command(hide = true)]
-    Measure(wsbench::compare::MeasureArgs),
-    /// Send malformed and abusive input to one stack and print what it does.
-    Probe {
-        #[arg(long)]
-        stack: String,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-}
-
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// Server worker threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
-    #[arg(long)]
-    placement: Option<String>,
-    /// suite, small-buffers or defaults.
-    #[arg(long, default_value = "suite")]
-    profile: String,
-}
-
-impl ServerArgs {
-    fn placement(&self) -> anyhow::Result<Placement> {
-        match &self.placement {
-            Some(p) => Placement::parse(p),
-            None => Placement::from_env(),
-        }
-    }
-
-    fn settings(&self, addr: SocketAddr) -> anyhow::Result<ServerSettings> {
-        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
-        Ok(ServerSettings {
-            addr,
-            threads: self.threads,
-            placement: self.placement()?,
-            profile: Profile::parse(&self.profile)?,
-        })
-    }
-}
+use cli::{Cli, Command, RunArgs};
 
 // Counts allocations so that `wsbench measure` can report them per round
 // trip; the cost is a few relaxed atomic additions per allocation.
@@ -133,43 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stack,
             addr,
             server,
-        } => serve(&stack, server.settings(addr)?),
-        Command::Run {
-            stack,
-            url,
-            conns,
-            size,
-            window,
-            kind,
-            duration,
-            server,
-        } => {
-            anyhow::ensure!(conns >= 1, "--conns must be at least 1");
-            anyhow::ensure!(window >= 1, "--window must be at least 1");
-            anyhow::ensure!(
-                duration.is_finite() && duration > 0.0,
-                "--duration must be a positive number of seconds"
-            );
-            anyhow::ensure!(
-                size <= wsbench::settings::MAX_MESSAGE_BYTES,
-                "--size must be at most {} bytes (the suite's message limit)",
-                wsbench::settings::MAX_MESSAGE_BYTES
-            );
-            let spec = MessageSpec {
-                size_bytes: size,
-                kind: PayloadKind::parse(&kind)?,
-                window,
-            };
-            let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            drive(
-                &stack,
-                url.as_deref(),
-                conns,
-                spec,
-                Duration::from_secs_f64(duration),
-                settings,
-            )
-        }
+        } => serve(stack, server.settings(addr)?),
+        Command::Run(args) => run_stack(&args),
         Command::Report => {
             let summary = wsbench::report::generate(&wsbench::report::ReportOptions::defaults())?;
             println!("{summary}");
@@ -179,7 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Measure(args) => wsbench::compare::measure(&args),
         Command::Probe { stack, server } => {
             let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            let table = wsbench::probe::probe_stack(stacks::find(&stack)?, &settings)?;
+            let table = wsbench::probe::probe_stack(stack, &settings)?;
             print!("{}", wsbench::probe::format_table(&table));
             Ok(())
         }
@@ -213,8 +83,7 @@ fn list() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
-    let stack = stacks::find(name)?;
+fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<()> {
     let server = stack.start(&settings)?;
     let scheme = match server.protocol {
         stacks::Protocol::WebSocket => "ws",
@@ -246,82 +115,209 @@ fn serve(name: &str, settings: ServerSettings) -> anyhow::Result<()> {
     server.shutdown()
 }
 
+fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.conns >= 1, "--conns must be at least 1");
+    anyhow::ensure!(args.window >= 1, "--window must be at least 1");
+    anyhow::ensure!(
+        args.duration.is_finite() && args.duration > 0.0,
+        "--duration must be a positive number of seconds"
+    );
+    anyhow::ensure!(
+        args.size <= wsbench::settings::MAX_MESSAGE_BYTES,
+        "--size must be at most {} bytes (the suite's message limit)",
+        wsbench::settings::MAX_MESSAGE_BYTES
+    );
+    let spec = MessageSpec {
+        size_bytes: args.size,
+        kind: args.kind,
+        window: args.window,
+    };
+    let settings = args
+        .server
+        .settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    // Results go under the stack's name, or under the URL when only a URL
+    // says what is driven.
+    let name = match (args.stack, &args.url) {
+        (Some(stack), _) => stack.name.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => anyhow::bail!("run needs --stack, --url or both"),
+    };
+    let outcome = drive(
+        &name,
+        args.stack,
+        args.url.as_deref(),
+        args.conns,
+        spec,
+        Duration::from_secs_f64(args.duration),
+        &settings,
+    )?;
+    if args.json {
+        let records = run_records(args, &name, &settings, &outcome);
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        print_summary(&name, &settings, &outcome);
+    }
+    Ok(())
+}
+
+/// The metrics a run reports, in this order; the server's CPU only when
+/// the server ran here.
+const RUN_METRICS: &[&Metric] = &[
+    &metrics::MSGS_PER_S,
+    &metrics::MIB_PER_S,
+    &metrics::RTT_P50_US,
+    &metrics::RTT_P90_US,
+    &metrics::RTT_P99_US,
+    &metrics::RTT_P999_US,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
+/// What one `wsbench run` measured.
+struct RunOutcome {
+    sample: Sample,
+    /// False when the server ran elsewhere (--url): its CPU is not known.
+    server_here: bool,
+}
+
+/// Drives the stack at `url`, or starts `stack` here and drives it.
 fn drive(
     name: &str,
+    stack: Option<&'static StackInfo>,
     url: Option<&str>,
     conns: usize,
     spec: MessageSpec,
     duration: Duration,
-    settings: ServerSettings,
-) -> anyhow::Result<()> {
-    // With --url the server is elsewhere; otherwise start the named stack.
-    let (target, server) = match url {
-        Some(url) => (Target::from_url(url, name)?, None),
-        None => {
-            let server = stacks::find(name)?.start(&settings)?;
+    settings: &ServerSettings,
+) -> anyhow::Result<RunOutcome> {
+    let (target, server) = match (url, stack) {
+        (Some(url), _) => (Target::from_url(url, name)?, None),
+        (None, Some(stack)) => {
+            let server = stack.start(settings)?;
             (Target::of(&server), Some(server))
         }
+        (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
     let rt = client::client_runtime(settings.placement)?;
-    let mut hist = client::new_histogram();
-    // A server at --url is on another host: its CPU cannot be read here.
-    let server_pid = server.as_ref().and_then(|s| s.pid);
-    let mut cpu = None;
-    let stats = rt.block_on(async {
-        let mut conns = client::connect_many(&target, conns).await?;
-        // A short warm-up fills caches and buffers before measuring.
-        let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
-        client::drive(
-            &mut conns,
-            spec,
-            Budget::Until(warmup_until),
-            &mut client::new_histogram(),
-        )
-        .await?;
-        let cpu_before = wsbench::measure::cpu_now(server_pid);
-        let stats = client::drive(
-            &mut conns,
-            spec,
-            Budget::Until(Instant::now() + duration),
-            &mut hist,
-        )
-        .await?;
-        cpu = Some(wsbench::measure::cpu_now(server_pid).since(cpu_before));
-        client::close_all(conns).await?;
-        Ok::<_, client::ClientError>(stats)
-    })?;
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
-        target.stack,
-        conns,
-        spec.size_bytes,
-        spec.kind.as_str(),
-        spec.window,
-        settings.placement,
-        stats.round_trips,
-        stats.elapsed.as_secs_f64()
-    );
-    println!(
-        "  {:.0} msgs/s, {:.1} MiB/s echoed; round trip p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
-        stats.round_trips_per_s(),
-        stats.round_trips_per_s() * spec.size_bytes as f64 / (1024.0 * 1024.0),
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        hist.max() as f64 / 1000.0
-    );
-    if let (Some(cpu), Some(_)) = (cpu, &server) {
-        let per_msg = |ns: u64| ns as f64 / stats.round_trips.max(1) as f64;
-        println!(
-            "  CPU per message: server {:.0} ns, client {:.0} ns",
-            per_msg(cpu.server_ns),
-            per_msg(cpu.client_ns)
-        );
-    }
+    let mut conns = rt.block_on(client::connect_many(&target, conns))?;
+    // A short warm-up fills caches and buffers before measuring.
+    let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
+    rt.block_on(client::drive(
+        &mut conns,
+        spec,
+        Budget::Until(warmup_until),
+        &mut client::new_histogram(),
+    ))?;
+    let budget = Budget::Until(Instant::now() + duration);
+    let sample = match &server {
+        Some(server) => workload::round_trips(&rt, &mut conns, spec, budget, server)?,
+        // A server at --url is on another host: only the client's CPU can
+        // be read here.
+        None => {
+            let mut hist = client::new_histogram();
+            let cpu_before = Cpu::now(None);
+            let stats = rt.block_on(client::drive(&mut conns, spec, budget, &mut hist))?;
+            let mut sample = Sample::empty(spec, conns.len(), Source::Schedstat);
+            sample.round_trips = stats.round_trips;
+            sample.elapsed = stats.elapsed;
+            sample.hist = hist;
+            sample.cpu = Cpu::now(None).since(cpu_before);
+            sample
+        }
+    };
+    rt.block_on(client::close_all(conns))?;
+    let server_here = server.is_some();
     if let Some(server) = server {
         server.shutdown()?;
     }
-    Ok(())
+    Ok(RunOutcome {
+        sample,
+        server_here,
+    })
+}
+
+fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
+    let s = &outcome.sample;
+    println!(
+        "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
+        name,
+        s.conns,
+        s.spec.size_bytes,
+        s.spec.kind.as_str(),
+        s.spec.window,
+        settings.placement,
+        s.round_trips,
+        s.elapsed.as_secs_f64()
+    );
+    println!(
+        "  {:.0} msgs/s, {:.1} MiB/s echoed; round trip p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+        s.msgs_per_s(),
+        s.msgs_per_s() * s.spec.size_bytes as f64 / (1024.0 * 1024.0),
+        s.quantile_us(0.5),
+        s.quantile_us(0.9),
+        s.quantile_us(0.99),
+        s.quantile_us(0.999),
+        s.hist.max() as f64 / 1000.0
+    );
+    if outcome.server_here {
+        println!(
+            "  CPU per message: server {:.0} ns, client {:.0} ns",
+            s.per_msg(s.cpu.server_ns),
+            s.per_msg(s.cpu.client_ns)
+        );
+    }
+}
+
+/// The run as the records the benches write to results.json: one group,
+/// "run", with the machine's [`wsbench::results::RunInfo`].
+fn run_records(
+    args: &RunArgs,
+    name: &str,
+    settings: &ServerSettings,
+    outcome: &RunOutcome,
+) -> GroupResults {
+    let run = wsbench::machine::run_info(settings.placement, settings.threads, false);
+    let s = &outcome.sample;
+    let mut params = results::params(&[
+        ("size_bytes", s.spec.size_bytes.into()),
+        ("kind", s.spec.kind.as_str().into()),
+        ("conns", s.conns.into()),
+        ("window", s.spec.window.into()),
+    ]);
+    if let Some(url) = &args.url {
+        params.insert("url".into(), url.as_str().into());
+    }
+    let bench = format!("run/{name}/{}/{}B", s.spec.kind.as_str(), s.spec.size_bytes);
+    let version = match args.stack {
+        Some(stack) => stack.package_version(),
+        None => "unknown".to_string(),
+    };
+    let measurements = RUN_METRICS
+        .iter()
+        .filter(|m| outcome.server_here || m.name != metrics::SERVER_CPU_NS_PER_MSG.name)
+        .map(|&metric| {
+            let (value, source) = s
+                .figure(metric)
+                .expect("round trips measure every metric of RUN_METRICS");
+            // Not `Measurement::new`, which takes a row of STACKS: a server
+            // at --url need be none of them. The catalogue still decides
+            // the metric's name, unit and sources.
+            assert!(metric.allows(source), "{} from {source:?}", metric.name);
+            Measurement {
+                group: "run".into(),
+                bench: bench.clone(),
+                stack: name.to_string(),
+                stack_version: version.clone(),
+                params: params.clone(),
+                metric: metric.name.into(),
+                value,
+                unit: metric.unit.as_str().into(),
+                source: source.as_str().into(),
+                placement: run.placement.clone(),
+                detail: None,
+            }
+        })
+        .collect();
+    GroupResults { run, measurements }
 }

@@ -11,17 +11,20 @@ use std::fmt;
 /// Environment variable that selects the placement.
 pub const PLACEMENT_ENV: &str = "WSBENCH_PLACEMENT";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
 pub enum Placement {
     /// Client and server threads all pinned to CPU 0: no cross-core
     /// wake-ups; client and server share one core's time. The reference
     /// placement, chosen because it gave the most stable round trips (the
     /// `placement` benchmark measures this on every full run).
     #[default]
+    #[value(help = "client and server threads all on CPU 0 (the reference)")]
     SameCore,
     /// Client threads on CPU 0, server threads on CPU 1.
+    #[value(help = "client threads on CPU 0, server threads on CPU 1")]
     SplitCores,
     /// No pinning: the scheduler decides.
+    #[value(help = "no pinning: the scheduler decides")]
     Unpinned,
 }
 
@@ -163,5 +166,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("same-core"));
+    }
+
+    #[test]
+    fn command_line_names_are_the_parse_names() {
+        use clap::ValueEnum;
+        for p in Placement::ALL {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
+        }
+        assert_eq!(Placement::value_variants(), &Placement::ALL[..]);
     }
 }

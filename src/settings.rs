@@ -18,18 +18,23 @@ pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 pub const SMALL_READ_BUFFER_BYTES: usize = 4 << 10;
 
 /// Which configuration a server runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
     /// The suite's settings: TCP_NODELAY on, compression off, message and
     /// frame limits at [`MAX_MESSAGE_BYTES`], buffers at the stack's default.
+    #[value(help = "TCP_NODELAY, no compression, raised message limits, default buffers")]
     Suite,
     /// The suite's settings with the read buffer shrunk to
     /// [`SMALL_READ_BUFFER_BYTES`] where the stack allows it. Used to show
     /// what buffer defaults cost per idle connection.
+    #[value(help = "suite, with a small read buffer where the stack allows it")]
     SmallBuffers,
     /// The stack's own defaults, untouched (compression included where the
     /// stack turns it on by default). Only the memory benchmark uses it.
+    #[value(help = "the stack's own defaults, untouched")]
     Defaults,
 }
 
@@ -83,5 +88,20 @@ impl Default for ServerSettings {
             placement: Placement::from_env().unwrap_or_default(),
             profile: Profile::Suite,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_names_are_the_parse_names() {
+        use clap::ValueEnum;
+        for p in Profile::ALL {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
+            assert_eq!(Profile::parse(p.as_str()).unwrap(), p);
+        }
+        assert_eq!(Profile::value_variants(), &Profile::ALL[..]);
     }
 }

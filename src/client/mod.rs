@@ -45,7 +45,7 @@ pub const CONNECT_CONCURRENCY: usize = 64;
 
 /// Text or binary messages. Text payloads are ASCII, so servers that
 /// validate UTF-8 do so on every byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum PayloadKind {
     Binary,
     Text,

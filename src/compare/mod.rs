@@ -68,9 +68,10 @@ pub struct CompareArgs {
     /// Also measure the Python stacks (timings only).
     #[arg(long)]
     pub python: bool,
-    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
-    #[arg(long)]
-    pub placement: Option<String>,
+    /// Where client and server threads run (default: $WSBENCH_PLACEMENT or
+    /// same-core).
+    #[arg(long, value_enum)]
+    pub placement: Option<Placement>,
     /// Milliseconds of one timed window.
     #[arg(long, default_value_t = 100)]
     pub window_ms: u64,
@@ -121,9 +122,10 @@ pub struct MeasureArgs {
     /// Also measure the Python stacks (timings only) when no --stacks is given.
     #[arg(long)]
     pub python: bool,
-    /// same-core, split-cores or unpinned (default: $WSBENCH_PLACEMENT or same-core).
-    #[arg(long)]
-    pub placement: Option<String>,
+    /// Where client and server threads run (default: $WSBENCH_PLACEMENT or
+    /// same-core).
+    #[arg(long, value_enum)]
+    pub placement: Option<Placement>,
     /// Milliseconds of one timed window.
     #[arg(long, default_value_t = 100)]
     pub window_ms: u64,
@@ -153,8 +155,8 @@ pub fn measure(args: &MeasureArgs) -> anyhow::Result<()> {
         "--alloc-round-trips must be at least 1"
     );
     anyhow::ensure!(args.idle_conns >= 1, "--idle-conns must be at least 1");
-    let placement = match &args.placement {
-        Some(p) => Placement::parse(p)?,
+    let placement = match args.placement {
+        Some(p) => p,
         None => Placement::from_env()?,
     };
     let plan = measure::Plan {
@@ -264,8 +266,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
     );
     anyhow::ensure!(args.window_ms >= 1, "--window-ms must be at least 1");
     anyhow::ensure!(args.windows >= 1, "--windows must be at least 1");
-    let placement = match &args.placement {
-        Some(p) => Placement::parse(p)?,
+    let placement = match args.placement {
+        Some(p) => p,
         None => Placement::from_env()?,
     };
 

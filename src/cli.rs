@@ -1,0 +1,138 @@
+//! The command line: every subcommand and flag, as types.
+//!
+//! Placements, payload kinds and profiles are clap value enums, and stacks
+//! are parsed against [`STACKS`], so `--help` lists the valid values and a
+//! typo is refused with them; nothing past this module parses a string.
+
+use std::net::SocketAddr;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgGroup, Parser, Subcommand};
+use wsbench::client::PayloadKind;
+use wsbench::placement::Placement;
+use wsbench::settings::{Profile, ServerSettings};
+use wsbench::stacks::{self, StackInfo, STACKS};
+
+#[derive(Parser)]
+#[command(
+    name = "wsbench",
+    version,
+    about = "Benchmark WebSocket stacks with one verifying client"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print every stack with its package version.
+    List,
+    /// Serve one stack's echo server until Ctrl-C or SIGTERM.
+    Serve {
+        /// Stack to serve.
+        #[arg(long, value_parser = stack_parser())]
+        stack: &'static StackInfo,
+        /// Address to listen on (the port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Drive one stack (started in this process, or at --url) and print
+    /// msgs/s and round-trip percentiles.
+    Run(RunArgs),
+    /// Regenerate target-reports/ from target/wsbench/results.json.
+    Report,
+    /// Compare two commits on the quick measurement set, interleaved, and
+    /// exit 1 on a regression (0 without, 2 when it could not build or run).
+    Compare(wsbench::compare::CompareArgs),
+    /// One round of the quick measurement set, written as JSON (what
+    /// `compare` runs in each build).
+    #[command(hide = true)]
+    Measure(wsbench::compare::MeasureArgs),
+    /// Send malformed and abusive input to one stack and print what it does.
+    Probe {
+        /// Stack to probe.
+        #[arg(long, value_parser = stack_parser())]
+        stack: &'static StackInfo,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(group(ArgGroup::new("driven").args(["stack", "url"]).required(true).multiple(true)))]
+pub struct RunArgs {
+    /// Stack to start here; with --url, the stack serving there, whose name
+    /// and version the result then carries (without it, the result is named
+    /// after the URL as given).
+    #[arg(long, value_parser = stack_parser())]
+    pub stack: Option<&'static StackInfo>,
+    /// Drive a server that is already running: ws://HOST:PORT/PATH or
+    /// tcp://HOST:PORT (raw-TCP echo).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Message kind.
+    #[arg(long, value_enum, default_value_t = PayloadKind::Binary)]
+    pub kind: PayloadKind,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Print the result as JSON, the records the benches write to
+    /// results.json (one group, "run"), instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Server worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Where client and server threads run (default: $WSBENCH_PLACEMENT or
+    /// same-core).
+    #[arg(long, value_enum)]
+    pub placement: Option<Placement>,
+    /// Server configuration.
+    #[arg(long, value_enum, default_value_t = Profile::Suite)]
+    pub profile: Profile,
+}
+
+impl ServerArgs {
+    pub fn placement(&self) -> anyhow::Result<Placement> {
+        match self.placement {
+            Some(p) => Ok(p),
+            None => Placement::from_env(),
+        }
+    }
+
+    pub fn settings(&self, addr: SocketAddr) -> anyhow::Result<ServerSettings> {
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        Ok(ServerSettings {
+            addr,
+            threads: self.threads,
+            placement: self.placement()?,
+            profile: self.profile,
+        })
+    }
+}
+
+/// Parses a stack name into its row of [`STACKS`]; the possible values are
+/// the table's names, so help lists them and a typo is refused with them.
+pub fn stack_parser() -> impl TypedValueParser<Value = &'static StackInfo> {
+    PossibleValuesParser::new(STACKS.iter().map(|s| s.name)).map(|name| {
+        // The possible values are exactly the table's names.
+        stacks::find(&name).expect("a possible value is a stack in STACKS")
+    })
+}
