@@ -810,7 +810,13 @@ mod tests {
         // from the header.
         let big = Template::new(RECV_BUFFER_BYTES + 1);
         let mut header = Vec::new();
-        wire::push_header(&mut header, true, wire::OP_BINARY, RECV_BUFFER_BYTES + 2, None);
+        wire::push_header(
+            &mut header,
+            true,
+            wire::OP_BINARY,
+            RECV_BUFFER_BYTES + 2,
+            None,
+        );
         assert!(matches!(
             check_over(&big, Protocol::WebSocket, 0, &header, 64).0,
             Err(ErrorKind::Length { .. })

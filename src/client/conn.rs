@@ -52,6 +52,9 @@ fn set_recv_socket_buffer(socket: &TcpSocket) -> io::Result<()> {
     socket.set_recv_buffer_size(bytes as u32)
 }
 
+/// One connection to a stack: its socket, the messages prepared for the
+/// current spec, the received bytes not yet checked, and the sequence
+/// numbers sent and verified.
 pub struct Connection {
     pub(super) stack: String,
     pub(super) protocol: Protocol,
