@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
+use wsbench::client::wire::{OP_BINARY, OP_TEXT};
+use wsbench::client::{
+    self, Budget, ClientError, Connection, ErrorKind, MessageSpec, PayloadKind, Target,
+};
 use wsbench::stacks::Protocol;
 
 #[derive(Clone, Copy)]
@@ -92,8 +95,12 @@ const WAYS: [(usize, usize); 4] = [(64, 1), (64, 4), (200_000, 1), (200_000, 3)]
 
 /// Runs 10 round trips of `size_bytes` with `window` in flight against a
 /// misbehaving server, both through the runtime and blocking, and returns
-/// the two errors.
-fn errors_against(how: Misbehaviour, size_bytes: usize, window: usize) -> Vec<String> {
+/// the two errors, each with a line that says how it came.
+fn errors_against(
+    how: Misbehaviour,
+    size_bytes: usize,
+    window: usize,
+) -> Vec<(String, ClientError)> {
     [false, true]
         .into_iter()
         .map(|blocking| {
@@ -132,25 +139,26 @@ fn errors_against(how: Misbehaviour, size_bytes: usize, window: usize) -> Vec<St
                     .expect("the client must give up on its own, well before 30 s")
                     .map(|_| ())
                 };
-                let err = r
-                    .expect_err("a misbehaving server must fail the run")
-                    .to_string();
+                let err = r.expect_err("a misbehaving server must fail the run");
+                assert_eq!(err.stack, "misbehaving-test-server", "{err}");
                 assert!(
-                    err.contains("misbehaving-test-server"),
-                    "the error names the stack: {err}"
+                    err.to_string()
+                        .starts_with("stack misbehaving-test-server: "),
+                    "the message names the stack: {err}"
                 );
                 assert!(started.elapsed() < Duration::from_secs(20), "{err}");
-                format!("{size_bytes} B, window {window}, blocking {blocking}: {err}")
+                let how = format!("{size_bytes} B, window {window}, blocking {blocking}: {err}");
+                (how, err)
             })
         })
         .collect()
 }
 
 /// Every way of waiting against a misbehaving server, each error checked.
-fn each_way(how: Misbehaviour, ways: &[(usize, usize)], check: impl Fn(&str, usize) -> bool) {
+fn each_way(how: Misbehaviour, ways: &[(usize, usize)], check: impl Fn(&ErrorKind, usize) -> bool) {
     for &(size, window) in ways {
-        for err in errors_against(how, size, window) {
-            assert!(check(&err, size), "{err}");
+        for (how, err) in errors_against(how, size, window) {
+            assert!(check(&err.kind, size), "{how} ({:?})", err.kind);
         }
     }
 }
@@ -158,14 +166,15 @@ fn each_way(how: Misbehaviour, ways: &[(usize, usize)], check: impl Fn(&str, usi
 #[test]
 fn corrupted_echo_is_rejected() {
     each_way(Misbehaviour::Corrupt, &WAYS, |err, _| {
-        err.contains("differs")
+        matches!(err, ErrorKind::Differs { .. })
     });
 }
 
 #[test]
 fn truncated_echo_is_rejected() {
     each_way(Misbehaviour::Truncate, &WAYS, |err, size| {
-        err.contains(&format!("{} bytes, sent {size}", size - 1))
+        matches!(err, ErrorKind::Length { got_bytes, sent_bytes, .. }
+            if *got_bytes == size as u64 - 1 && *sent_bytes == size as u64)
     });
 }
 
@@ -174,27 +183,37 @@ fn dropped_echo_is_caught() {
     // With a window, the next echo arrives in place of the dropped one;
     // with one message in flight, nothing arrives.
     each_way(Misbehaviour::Drop, &WAYS, |err, _| {
-        err.contains("dropped, repeated or reordered") || err.contains("stalled")
+        matches!(
+            err,
+            ErrorKind::OutOfOrder { .. } | ErrorKind::Stalled { .. }
+        )
     });
 }
 
 #[test]
 fn echo_of_the_wrong_kind_is_rejected() {
     each_way(Misbehaviour::WrongKind, &WAYS, |err, _| {
-        err.contains("opcode")
+        matches!(
+            err,
+            ErrorKind::WrongKind {
+                got_opcode: OP_TEXT,
+                sent_opcode: OP_BINARY,
+                ..
+            }
+        )
     });
 }
 
 #[test]
 fn stalled_server_is_reported_within_the_stall_timeout() {
-    each_way(Misbehaviour::Stall, &WAYS, |err, _| err.contains("stalled"));
+    each_way(Misbehaviour::Stall, &WAYS, |err, _| {
+        matches!(err, ErrorKind::Stalled { .. })
+    });
 }
 
 #[test]
 fn dead_server_is_reported() {
-    each_way(Misbehaviour::Die, &WAYS, |err, _| {
-        err.contains("closed") || err.contains("reset") || err.contains("sending")
-    });
+    each_way(Misbehaviour::Die, &WAYS, |err, _| err.is_disconnect());
 }
 
 #[test]
@@ -218,9 +237,10 @@ fn refused_connection_names_the_stack() {
     let err = rt
         .block_on(Connection::open(&target))
         .err()
-        .expect("nothing listens there")
-        .to_string();
-    assert!(err.starts_with("stack nobody:"), "{err}");
+        .expect("nothing listens there");
+    assert_eq!(err.stack, "nobody");
+    assert!(matches!(err.kind, ErrorKind::Connect { .. }), "{err}");
+    assert!(err.to_string().starts_with("stack nobody:"), "{err}");
 }
 
 #[test]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
+use wsbench::client::{
+    self, Budget, ClientError, Connection, ErrorKind, MessageSpec, PayloadKind, Target,
+};
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Measurement, ResultsFile, RunInfo};
 use wsbench::settings::{Profile, ServerSettings};
@@ -83,7 +85,7 @@ async fn open(target: &Target) -> Vec<Connection> {
 /// that ends the run, when it came and how many round trips were verified
 /// before it (from the histogram, which keeps them on error). Panics if the
 /// run ends without an error or does not end within 60 s.
-async fn run_until_error(conns: &mut [Connection]) -> (String, Instant, u64) {
+async fn run_until_error(conns: &mut [Connection]) -> (ClientError, Instant, u64) {
     let mut hist = client::new_histogram();
     let run = client::drive(
         conns,
@@ -95,7 +97,7 @@ async fn run_until_error(conns: &mut [Connection]) -> (String, Instant, u64) {
         .await
         .expect("the client must give up on its own, well within 60 s");
     let err = result.expect_err("the run must fail when its server fails");
-    (err.to_string(), Instant::now(), hist.len())
+    (err, Instant::now(), hist.len())
 }
 
 /// Starts `stack`, drives it and, [`CRASH_AFTER`] into the run, hands the
@@ -105,7 +107,7 @@ async fn run_until_error(conns: &mut [Connection]) -> (String, Instant, u64) {
 fn crash_mid_run<T: Send + 'static>(
     stack: &StackInfo,
     crash: impl FnOnce(ServerHandle) -> T + Send + 'static,
-) -> (String, T) {
+) -> (ClientError, T) {
     let server = stack.start(&settings()).unwrap();
     let target = Target::of(&server);
     let rt = runtime();
@@ -133,9 +135,15 @@ fn crash_mid_run<T: Send + 'static>(
         "{}: nothing was verified before the crash, so it was not mid-run",
         stack.name
     );
+    assert_eq!(err.stack, stack.name, "the error names the stack: {err}");
     assert!(
-        err.contains(&format!("stack {}", stack.name)),
-        "the error names the stack: {err}"
+        err.to_string()
+            .starts_with(&format!("stack {}: ", stack.name)),
+        "the message names the stack: {err}"
+    );
+    assert!(
+        err.kind.is_disconnect() || matches!(err.kind, ErrorKind::Stalled { .. }),
+        "the error says the server went away: {err}"
     );
     println!(
         "{}: error {:.2} s after the crash, {verified} round trips verified before: {err}",
@@ -271,11 +279,11 @@ fn server_stalling_mid_run_ends_the_run_naming_the_stack() {
             stack.name,
             stalled_for.as_secs_f64()
         );
+        assert_eq!(err.stack, stack.name, "the error names the stack: {err}");
         assert!(
-            err.contains(&format!("stack {}", stack.name)),
-            "the error names the stack: {err}"
+            matches!(err.kind, ErrorKind::Stalled { .. }),
+            "the error says it stalled: {err}"
         );
-        assert!(err.contains("stalled"), "the error says it stalled: {err}");
         assert!(
             stalled_for < REPORT_WITHIN,
             "{}: the stall was reported after {:.1} s",

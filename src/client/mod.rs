@@ -10,9 +10,21 @@
 //! The client runs on a current-thread tokio runtime in the calling
 //! thread ([`client_runtime`]), registered as the client role and pinned by
 //! the placement.
+//!
+//! Layout, each module one concern:
+//! - [`payload`] and [`wire`]: the bytes of a message and of a frame;
+//! - `codec`: prepared frames, the receive buffer and the echo check, with
+//!   no I/O (unit-tested on byte slices);
+//! - `blocking`: the driver for a lone connection (blocking system calls);
+//! - `tokio_driver`: the driver for many connections through the runtime;
+//! - `conn`: a [`Connection`], its opening, and which driver runs it;
+//! - `frames`: single frames for the probe and tests (`send_frame`,
+//!   `recv_frame`, `ping`, `close`...);
+//! - `error`: [`ClientError`] and its [`ErrorKind`];
+//! - `watchdog`: stall detection off the hot path;
+//! - this file: the public types and [`drive`], which runs a measurement.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,12 +35,18 @@ use crate::measure::threads::{self, Role};
 use crate::placement::{pin_current_thread, Placement};
 use crate::stacks::{Protocol, ServerHandle};
 
+mod blocking;
+mod codec;
 mod conn;
+mod error;
+mod frames;
 pub mod payload;
+mod tokio_driver;
 mod watchdog;
 pub mod wire;
 
 pub use conn::Connection;
+pub use error::{ClientError, ErrorKind};
 
 /// How long a connection (TCP connect plus handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,30 +115,6 @@ impl Budget {
         }
     }
 }
-
-/// A failure of the client or of the server it drives, naming the stack.
-#[derive(Debug)]
-pub struct ClientError {
-    pub stack: String,
-    pub what: String,
-}
-
-impl ClientError {
-    pub fn new(stack: &str, what: String) -> ClientError {
-        ClientError {
-            stack: stack.to_string(),
-            what,
-        }
-    }
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stack {}: {}", self.stack, self.what)
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// Where the client connects.
 #[derive(Debug, Clone)]
@@ -203,12 +197,7 @@ pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, 
         let opened =
             futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
         for c in opened {
-            conns.push(c.map_err(|e| {
-                ClientError::new(
-                    &target.stack,
-                    format!("connection {} of {n}: {}", conns.len() + 1, e.what),
-                )
-            })?);
+            conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
         }
     }
     Ok(conns)
@@ -234,8 +223,8 @@ impl RunStats {
 /// that many round trips and the total is checked.
 ///
 /// A single connection with one small message in flight waits for each
-/// echo in a blocking read rather than through the runtime (see
-/// `Connection::run_sequential_blocking`): it is the cheapest way for the
+/// echo in a blocking read rather than through the runtime (see the
+/// `blocking` module): it is the cheapest way for the
 /// client to wait, and the client must cost less than the servers it
 /// measures. Nothing else on this thread runs meanwhile, so the server
 /// must not be a task of this runtime (no stack's is), and the run ends on
@@ -274,9 +263,12 @@ pub async fn drive(
                 .first()
                 .map(|c| c.stack().to_string())
                 .unwrap_or_default();
-            return Err(ClientError::new(
+            return Err(ClientError::of(
                 &stack,
-                format!("{round_trips} round trips verified, {expected} expected"),
+                ErrorKind::RoundTrips {
+                    verified: round_trips,
+                    expected,
+                },
             ));
         }
     }

@@ -10,6 +10,8 @@
 //!
 //! All bytes are ASCII, so the same payload is valid as a text message.
 
+use super::error::ErrorKind;
+
 /// Bytes that hold the sequence number at the start of a message.
 pub const SEQ_BYTES: usize = 16;
 
@@ -109,13 +111,14 @@ impl Template {
 
     /// Checks that `got` is exactly message `seq`; the error says what
     /// differs and where.
-    pub fn verify(&self, seq: u64, got: &[u8]) -> Result<(), String> {
+    pub fn verify(&self, seq: u64, got: &[u8]) -> Result<(), ErrorKind> {
         let want_len = self.body.len();
         if got.len() != want_len {
-            return Err(format!(
-                "echo of message {seq} has {} bytes, sent {want_len}",
-                got.len()
-            ));
+            return Err(ErrorKind::Length {
+                seq,
+                got_bytes: got.len() as u64,
+                sent_bytes: want_len as u64,
+            });
         }
         self.verify_part(seq, 0, got)
     }
@@ -123,9 +126,8 @@ impl Template {
     /// Checks that `part` is bytes `offset..offset + part.len()` of message
     /// `seq`, so that a large echo can be checked piece by piece as it
     /// arrives; the caller checks the length.
-    pub fn verify_part(&self, seq: u64, offset: usize, part: &[u8]) -> Result<(), String> {
-        let differs =
-            |at: usize| format!("echo of message {seq} differs from what was sent at byte {at}");
+    pub fn verify_part(&self, seq: u64, offset: usize, part: &[u8]) -> Result<(), ErrorKind> {
+        let differs = |at_byte: usize| ErrorKind::Differs { seq, at_byte };
         if self.body.len() < SEQ_BYTES {
             return match (0..part.len()).find(|&i| part[i] != small_byte(seq, offset + i)) {
                 Some(i) => Err(differs(offset + i)),
@@ -142,11 +144,10 @@ impl Template {
             _ => part[..numbered] == seq_hex(seq)[offset..offset + numbered],
         };
         if !seq_matches {
-            let shown = String::from_utf8_lossy(&part[..numbered]);
-            return Err(format!(
-                "expected the echo of message {seq} but got one numbered {shown:?} \
-                 (dropped, repeated or reordered)"
-            ));
+            return Err(ErrorKind::OutOfOrder {
+                seq,
+                got: String::from_utf8_lossy(&part[..numbered]).into_owned(),
+            });
         }
         let (rest, rest_offset) = (&part[numbered..], offset + numbered);
         if !self.pattern_matches(rest, rest_offset) {
@@ -233,7 +234,10 @@ mod tests {
             let mut bad = msg.clone();
             bad[at] ^= 0x20;
             let err = t.verify(3, &bad).unwrap_err();
-            assert!(err.contains(&format!("at byte {at}")), "{at}: {err}");
+            assert!(
+                matches!(err, ErrorKind::Differs { seq: 3, at_byte } if at_byte == at),
+                "{at}: {err}"
+            );
         }
         let mut shifted = msg.clone();
         shifted[SEQ_BYTES..].rotate_left(1);
@@ -269,14 +273,14 @@ mod tests {
             }
             let mut bad = msg.clone();
             bad[size - 2] ^= 0x01;
-            let failures: Vec<String> = bad
+            let failures: Vec<ErrorKind> = bad
                 .chunks(cut)
                 .enumerate()
                 .filter_map(|(i, piece)| t.verify_part(42, i * cut, piece).err())
                 .collect();
             assert_eq!(failures.len(), 1, "cut {cut}: {failures:?}");
             assert!(
-                failures[0].contains(&format!("at byte {}", size - 2)),
+                matches!(failures[0], ErrorKind::Differs { seq: 42, at_byte } if at_byte == size - 2),
                 "{failures:?}"
             );
             let other = t.message(43);

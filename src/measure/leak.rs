@@ -154,7 +154,12 @@ async fn finish_close(target: &Target, (cycle, close): PendingClose) -> Result<(
             format!("close task failed: {e}"),
         ))
     });
-    r.map_err(|e| ClientError::new(&target.stack, format!("cycle {cycle} (close): {}", e.what)))
+    r.map_err(|e| {
+        ClientError::new(
+            &target.stack,
+            format!("cycle {cycle} (close): {}", e.what()),
+        )
+    })
 }
 
 /// Runs `n` cycles: opens [`CONNS_PER_BATCH`] connections at a time,
@@ -169,7 +174,7 @@ pub async fn cycles(target: &Target, n: usize) -> Result<(), ClientError> {
         let opened = join_all((0..batch).map(|_| Connection::open(target))).await;
         for (cycle, c) in (done..).zip(opened) {
             conns.push(c.map_err(|e| {
-                ClientError::new(&target.stack, format!("cycle {cycle}: {}", e.what))
+                ClientError::new(&target.stack, format!("cycle {cycle}: {}", e.what()))
             })?);
         }
         client::drive(
@@ -185,7 +190,7 @@ pub async fn cycles(target: &Target, n: usize) -> Result<(), ClientError> {
                 how => reset(conn, target.protocol, how).await.map_err(|e| {
                     ClientError::new(
                         &target.stack,
-                        format!("cycle {cycle} ({how:?}): {}", e.what),
+                        format!("cycle {cycle} ({how:?}): {}", e.what()),
                     )
                 })?,
             }

@@ -536,7 +536,7 @@ fn verify_pattern(message: &[u8]) -> Result<(), String> {
 /// small echoes verified by the load client, and a close.
 pub(super) async fn check_serving(target: &Target) -> Result<(), String> {
     let check = async {
-        let mut conn = Connection::open(target).await.map_err(|e| e.what)?;
+        let mut conn = Connection::open(target).await.map_err(|e| e.what())?;
         conn.set_stall_timeout(SERVE_CHECK_LIMIT);
         let spec = MessageSpec {
             size_bytes: SERVE_CHECK_MESSAGE_BYTES,
@@ -550,7 +550,7 @@ pub(super) async fn check_serving(target: &Target) -> Result<(), String> {
                 &mut new_histogram(),
             )
             .await
-            .map_err(|e| e.what)?;
+            .map_err(|e| e.what())?;
         if round_trips != SERVE_CHECK_ROUND_TRIPS {
             return Err(format!(
                 "{round_trips} of {SERVE_CHECK_ROUND_TRIPS} echoes verified"
