@@ -54,7 +54,7 @@ fn main() {
                 &mut conns,
                 spec,
                 Budget::Until(Instant::now() + round_time),
-                &server,
+                server.pid,
             )
             .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
             let mut all = Sample::empty(spec, 1, Cpu::now(server.pid).server_source);
@@ -65,7 +65,7 @@ fn main() {
                     &mut conns,
                     spec,
                     Budget::Until(Instant::now() + round_time),
-                    &server,
+                    server.pid,
                 )
                 .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
                 round_means_us.push(round.rtt_mean_us());

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use wsbench::client::{self, Budget, MessageSpec, Target};
-use wsbench::measure::Cpu;
-use wsbench::metrics::{self, Metric, Source};
-use wsbench::results::{self, GroupResults, Measurement};
+use wsbench::metrics::{self, Metric};
+use wsbench::results::{self, GroupResults, Measurement, Subject};
 use wsbench::settings::ServerSettings;
 use wsbench::stacks::{self, Host, StackInfo};
 use wsbench::workload::{self, Sample};
@@ -210,22 +209,9 @@ fn drive(
         &mut client::new_histogram(),
     ))?;
     let budget = Budget::Until(Instant::now() + duration);
-    let sample = match &server {
-        Some(server) => workload::round_trips(&rt, &mut conns, spec, budget, server)?,
-        // A server at --url is on another host: only the client's CPU can
-        // be read here.
-        None => {
-            let mut hist = client::new_histogram();
-            let cpu_before = Cpu::now(None);
-            let stats = rt.block_on(client::drive(&mut conns, spec, budget, &mut hist))?;
-            let mut sample = Sample::empty(spec, conns.len(), Source::Schedstat);
-            sample.round_trips = stats.round_trips;
-            sample.elapsed = stats.elapsed;
-            sample.hist = hist;
-            sample.cpu = Cpu::now(None).since(cpu_before);
-            sample
-        }
-    };
+    // A server at --url is elsewhere: only the client's CPU can be read.
+    let server_pid = server.as_ref().and_then(|s| s.pid);
+    let sample = workload::round_trips(&rt, &mut conns, spec, budget, server_pid)?;
     rt.block_on(client::close_all(conns))?;
     let server_here = server.is_some();
     if let Some(server) = server {
@@ -300,23 +286,15 @@ fn run_records(
             let (value, source) = s
                 .figure(metric)
                 .expect("round trips measure every metric of RUN_METRICS");
-            // Not `Measurement::new`, which takes a row of STACKS: a server
-            // at --url need be none of them. The catalogue still decides
-            // the metric's name, unit and sources.
-            assert!(metric.allows(source), "{} from {source:?}", metric.name);
-            Measurement {
-                group: "run".into(),
-                bench: bench.clone(),
-                stack: name.to_string(),
-                stack_version: version.clone(),
-                params: params.clone(),
-                metric: metric.name.into(),
-                value,
-                unit: metric.unit.as_str().into(),
-                source: source.as_str().into(),
-                placement: run.placement.clone(),
-                detail: None,
-            }
+            let subject = Subject {
+                group: "run",
+                bench: &bench,
+                stack: name,
+                stack_version: &version,
+                params: &params,
+                placement: &run.placement,
+            };
+            Measurement::new(&subject, metric, value, source)
         })
         .collect();
     GroupResults { run, measurements }

@@ -118,7 +118,10 @@ pub struct Measurement {
 pub struct Subject<'a> {
     pub group: &'a str,
     pub bench: &'a str,
-    pub stack: &'a StackInfo,
+    /// A stack's name, or what else names the server (a URL).
+    pub stack: &'a str,
+    /// "axum 0.8.9", or "unknown" for a server that is no row of the table.
+    pub stack_version: &'a str,
     pub params: &'a Params,
     pub placement: &'a str,
 }
@@ -137,8 +140,8 @@ impl Measurement {
         Measurement {
             group: subject.group.to_string(),
             bench: subject.bench.to_string(),
-            stack: subject.stack.name.to_string(),
-            stack_version: subject.stack.package_version(),
+            stack: subject.stack.to_string(),
+            stack_version: subject.stack_version.to_string(),
             params: subject.params.clone(),
             metric: metric.name.to_string(),
             value,
@@ -193,10 +196,12 @@ impl Recorder {
         value: f64,
         source: Source,
     ) -> &mut Measurement {
+        let version = stack.package_version();
         let subject = Subject {
             group: &self.group,
             bench,
-            stack,
+            stack: stack.name,
+            stack_version: &version,
             params,
             placement: &self.placement,
         };

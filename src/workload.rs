@@ -121,18 +121,21 @@ impl Sample {
 
 /// Runs verified round trips of `spec` on `conns` for `budget`, and reads
 /// the server's and the client's CPU and allocations around exactly that.
+/// `server_pid` is the server's process when it runs in a child, `None`
+/// when its threads are in this process (or when it runs elsewhere: then
+/// no server CPU is seen).
 pub fn round_trips(
     rt: &tokio::runtime::Runtime,
     conns: &mut [Connection],
     spec: MessageSpec,
     budget: Budget,
-    server: &ServerHandle,
+    server_pid: Option<u32>,
 ) -> Result<Sample, ClientError> {
     let mut hist = client::new_histogram();
-    let cpu_before = Cpu::now(server.pid);
+    let cpu_before = Cpu::now(server_pid);
     let alloc_before = AllocSample::now();
     let stats = rt.block_on(client::drive(conns, spec, budget, &mut hist))?;
-    let cpu = Cpu::now(server.pid).since(cpu_before);
+    let cpu = Cpu::now(server_pid).since(cpu_before);
     let alloc = AllocSample::now().since(alloc_before);
     Ok(Sample {
         spec,

@@ -367,7 +367,7 @@ pub fn bench_round_trips(
     group.bench_function(criterion::BenchmarkId::new(function, parameter), |b| {
         b.iter_custom(|iters| {
             let sample =
-                workload::round_trips(rt, conns, spec, client::Budget::Count(iters), server)
+                workload::round_trips(rt, conns, spec, client::Budget::Count(iters), server.pid)
                     .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
             acc.add(&sample);
             sample.elapsed

@@ -352,7 +352,7 @@ impl<'rt> Session<'rt> {
     fn warm_up(&mut self, phase: Phase) -> anyhow::Result<()> {
         let server = self.server.as_ref().expect("server runs until finish");
         let budget = Budget::Until(Instant::now() + self.plan.warm_up);
-        workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server)?;
+        workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server.pid)?;
         Ok(())
     }
 
@@ -360,7 +360,7 @@ impl<'rt> Session<'rt> {
     fn window(&mut self, phase: Phase) -> anyhow::Result<()> {
         let server = self.server.as_ref().expect("server runs until finish");
         let budget = Budget::Until(Instant::now() + self.plan.window);
-        let w = workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server)?;
+        let w = workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server.pid)?;
         match phase {
             Phase::Latency => self.latency.push(w),
             Phase::Throughput => self.throughput.push(w),
