@@ -1,76 +1,148 @@
-//! Records the versions of the stacks' crates (from Cargo.lock) and Python
-//! packages (from python/requirements.txt) as compile-time environment
-//! variables, so `wsbench list` and every result name the exact version.
+//! Writes `$OUT_DIR/versions.rs`: every package in Cargo.lock and every
+//! `==` pin in python/requirements.txt with the version the suite uses.
+//! `src/stacks/versions.rs` includes it, and each stack looks its own
+//! package up there, so no list of packages is kept by hand here.
 
+use std::collections::BTreeMap;
 use std::fs;
-
-const CRATES: &[&str] = &[
-    "tokio-tungstenite",
-    "axum",
-    "fastwebsockets",
-    "tokio-websockets",
-    "actix-ws",
-    "actix-web",
-    "tokio",
-    "hyper",
-];
-
-fn env_key(name: &str) -> String {
-    format!(
-        "WSBENCH_VERSION_{}",
-        name.to_uppercase().replace(['-', '.'], "_")
-    )
-}
+use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-changed=python/requirements.txt");
 
-    let lock = fs::read_to_string("Cargo.lock").unwrap_or_default();
-    for krate in CRATES {
-        // Several versions of one crate can be in the lock file (axum pulls
-        // its own tokio-tungstenite); the highest is the direct dependency
-        // unless Cargo.toml pins an exact one, which we check for below.
-        let mut versions: Vec<String> = Vec::new();
-        let mut lines = lock.lines();
-        while let Some(line) = lines.next() {
-            if line.trim() == format!("name = \"{krate}\"") {
-                if let Some(v) = lines
-                    .next()
-                    .and_then(|l| l.trim().strip_prefix("version = "))
-                {
-                    versions.push(v.trim_matches('"').to_string());
+    let lock = fs::read_to_string("Cargo.lock").expect("cannot read Cargo.lock");
+    let manifest = fs::read_to_string("Cargo.toml").expect("cannot read Cargo.toml");
+    let requirements =
+        fs::read_to_string("python/requirements.txt").expect("cannot read python/requirements.txt");
+
+    let crates = crate_versions(&lock, &manifest);
+    let python = python_pins(&requirements);
+
+    let mut out = String::new();
+    out.push_str("/// Every package in Cargo.lock and the version this build uses.\n");
+    out.push_str(&table("CRATES", &crates));
+    out.push_str("/// Every package pinned with `==` in python/requirements.txt.\n");
+    out.push_str(&table("PYTHON", &python));
+    let path = Path::new(&std::env::var("OUT_DIR").unwrap()).join("versions.rs");
+    fs::write(path, out).expect("cannot write versions.rs");
+}
+
+fn table(name: &str, rows: &BTreeMap<String, String>) -> String {
+    let mut s = format!("pub const {name}: &[(&str, &str)] = &[\n");
+    for (package, version) in rows {
+        s.push_str(&format!("    ({package:?}, {version:?}),\n"));
+    }
+    s.push_str("];\n");
+    s
+}
+
+/// One `[[package]]` entry of Cargo.lock.
+struct Locked {
+    name: String,
+    version: String,
+    /// "name" or, where several versions of it are locked, "name version".
+    dependencies: Vec<String>,
+}
+
+fn parse_lock(lock: &str) -> Vec<Locked> {
+    let mut packages = Vec::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let mut name = String::new();
+        let mut version = String::new();
+        let mut dependencies = Vec::new();
+        let mut in_dependencies = false;
+        for line in block.lines().map(str::trim) {
+            if in_dependencies {
+                if line == "]" {
+                    in_dependencies = false;
+                } else {
+                    dependencies.push(line.trim_end_matches(',').trim_matches('"').to_string());
                 }
+            } else if let Some(v) = line.strip_prefix("name = ") {
+                name = v.trim_matches('"').to_string();
+            } else if let Some(v) = line.strip_prefix("version = ") {
+                version = v.trim_matches('"').to_string();
+            } else if line == "dependencies = [" {
+                in_dependencies = true;
             }
         }
-        let manifest = fs::read_to_string("Cargo.toml").unwrap_or_default();
-        let pinned = manifest
-            .lines()
-            .find(|l| l.starts_with(&format!("{krate} ")))
-            .and_then(|l| l.split("\"=").nth(1))
-            .and_then(|rest| rest.split('"').next())
-            .map(str::to_string);
-        let version = pinned
-            .or_else(|| versions.last().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        println!("cargo:rustc-env={}={}", env_key(krate), version);
+        packages.push(Locked {
+            name,
+            version,
+            dependencies,
+        });
     }
+    packages
+}
 
-    let reqs = fs::read_to_string("python/requirements.txt").unwrap_or_default();
-    for pkg in ["websockets", "aiohttp", "uvloop"] {
-        let version = reqs
-            .lines()
-            .filter_map(|l| l.split('#').next())
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("{pkg}=="))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_else(|| "unpinned".into());
-        println!(
-            "cargo:rustc-env={}={}",
-            env_key(&format!("py-{pkg}")),
-            version
-        );
+/// Package -> version. Where several versions of one package are locked
+/// (axum pulls its own tokio-tungstenite, say), the one this crate depends
+/// on directly wins: an exact `=x.y.z` pin in Cargo.toml first, then the
+/// version Cargo.lock records for this crate's dependency, then the highest.
+fn crate_versions(lock: &str, manifest: &str) -> BTreeMap<String, String> {
+    let packages = parse_lock(lock);
+    let root = manifest_name(manifest);
+    let direct: Vec<&str> = packages
+        .iter()
+        .filter(|p| p.name == root)
+        .flat_map(|p| p.dependencies.iter().map(String::as_str))
+        .collect();
+
+    let mut all: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &packages {
+        all.entry(p.name.clone())
+            .or_default()
+            .push(p.version.clone());
     }
+    let mut chosen = BTreeMap::new();
+    for (name, mut versions) in all {
+        versions.sort_by_key(|v| numeric_parts(v));
+        let from_lock = direct.iter().find_map(|d| {
+            d.strip_prefix(&format!("{name} "))
+                .map(|v| v.split(' ').next().unwrap_or(v).to_string())
+        });
+        let version = exact_pin(manifest, &name)
+            .or(from_lock)
+            .or_else(|| versions.last().cloned())
+            .unwrap_or_default();
+        chosen.insert(name, version);
+    }
+    chosen
+}
+
+fn manifest_name(manifest: &str) -> String {
+    manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+/// `x.y.z` from a line `name = "=x.y.z"` or `name = { version = "=x.y.z", ... }`.
+fn exact_pin(manifest: &str, name: &str) -> Option<String> {
+    manifest
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}=")))
+        .and_then(|l| l.split("\"=").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_string)
+}
+
+/// "0.29.0" -> [0, 29, 0], so that 0.10 sorts above 0.9.
+fn numeric_parts(version: &str) -> Vec<u64> {
+    version
+        .split(['.', '-', '+'])
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+fn python_pins(requirements: &str) -> BTreeMap<String, String> {
+    requirements
+        .lines()
+        .filter_map(|l| l.split('#').next())
+        .filter_map(|l| l.trim().split_once("=="))
+        .map(|(package, version)| (package.trim().to_string(), version.trim().to_string()))
+        .collect()
 }

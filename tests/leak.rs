@@ -9,11 +9,14 @@
 //! In-process stacks are read through the counting allocator installed
 //! below, charged to server threads; the Python stacks through their RSS.
 //! A deliberately leaking server proves the check can fail. Nothing is
-//! timed; every wait is bounded.
+//! timed; every wait is bounded. One test per row of the stack table,
+//! `returns_its_memory::<stack>` (see `table/mod.rs`).
 
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use libtest_mimic::Trial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsbench::client::Target;
@@ -25,7 +28,10 @@ use wsbench::measure::leak::{
 use wsbench::placement::Placement;
 use wsbench::settings::{Profile, ServerSettings};
 use wsbench::stacks::runtime::{accept_loop, start_tokio_server};
-use wsbench::stacks::{self, python, Host, Protocol, ServerHandle, StackInfo};
+use wsbench::stacks::{Host, Protocol, ServerHandle, StackInfo};
+
+mod table;
+use table::{Action, Case};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -85,10 +91,10 @@ fn bytes_kept_after_cycles(stack: &StackInfo, n: usize) -> i64 {
 }
 
 /// Runs the check on an in-process stack, taking turns on the counters.
-fn heap_returns(name: &str) {
+fn heap_returns(stack: &'static StackInfo) {
+    let name = stack.name;
     CountingAlloc::mark_installed();
     let _turn = SERVER_COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    let stack = stacks::find(name).unwrap();
     let kept = bytes_kept_after_cycles(stack, CYCLES);
     assert!(
         kept <= ALLOCATOR_TOLERANCE_BYTES,
@@ -98,63 +104,8 @@ fn heap_returns(name: &str) {
     );
 }
 
-macro_rules! leak_tests {
-    ($($test:ident => $name:literal),* $(,)?) => {$(
-        #[test]
-        fn $test() {
-            heap_returns($name);
-        }
-    )*};
-}
-
-leak_tests! {
-    raw_tcp_returns_its_heap => "raw-tcp",
-    tokio_tungstenite_returns_its_heap => "tokio-tungstenite",
-    axum_returns_its_heap => "axum",
-    fastwebsockets_returns_its_heap => "fastwebsockets",
-    tokio_websockets_returns_its_heap => "tokio-websockets",
-    actix_ws_returns_its_heap => "actix-ws",
-}
-
-#[test]
-fn every_in_process_stack_is_checked() {
-    let checked = [
-        "raw-tcp",
-        "tokio-tungstenite",
-        "axum",
-        "fastwebsockets",
-        "tokio-websockets",
-        "actix-ws",
-    ];
-    for s in stacks::in_process() {
-        assert!(
-            checked.contains(&s.name),
-            "stack {} has no leak test in tests/leak.rs",
-            s.name
-        );
-    }
-}
-
-/// True when the Python stacks can run; otherwise prints why and returns
-/// false, or fails when CI requires them.
-fn python_or_skip() -> bool {
-    match python::availability() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("WSBENCH_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-                panic!("python stacks unavailable: {why} (and WSBENCH_REQUIRE_PYTHON=1)");
-            }
-            println!("SKIPPED: python stacks unavailable: {why}");
-            false
-        }
-    }
-}
-
 /// RSS is the process's own, so these need no turn on the counters.
 fn rss_returns(stack: &'static StackInfo) {
-    if !python_or_skip() {
-        return;
-    }
     let kept = bytes_kept_after_cycles(stack, CYCLES);
     assert!(
         kept <= RSS_TOLERANCE_BYTES,
@@ -165,14 +116,22 @@ fn rss_returns(stack: &'static StackInfo) {
     );
 }
 
-#[test]
-fn python_websockets_returns_its_memory() {
-    rss_returns(&python::WEBSOCKETS);
+/// In-process stacks are read through the allocator, child processes
+/// through their RSS (which needs the Python venv).
+fn plan(stack: &'static StackInfo) -> Vec<Case> {
+    let action = match stack.host {
+        Host::InProcess => Action::Run(heap_returns),
+        Host::ChildProcess => Action::RunWithPython(rss_returns),
+    };
+    vec![Case::new("returns_its_memory", stack, action)]
 }
 
-#[test]
-fn python_aiohttp_returns_its_memory() {
-    rss_returns(&python::AIOHTTP);
+fn main() -> ExitCode {
+    let caught = Trial::test("a_leaking_server_is_caught", || {
+        a_leaking_server_is_caught();
+        Ok(())
+    });
+    table::run("tests/leak.rs", plan, vec![caught])
 }
 
 /// Bytes the leaking server never frees, per connection.
@@ -214,7 +173,6 @@ async fn leaky_echo(mut stream: TcpStream, _profile: Profile) {
 
 /// The check is not fooled: a server that keeps 256 bytes per connection
 /// keeps them all, and that is over the tolerance.
-#[test]
 fn a_leaking_server_is_caught() {
     CountingAlloc::mark_installed();
     let _turn = SERVER_COUNTERS.lock().unwrap_or_else(|e| e.into_inner());

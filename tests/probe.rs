@@ -3,28 +3,36 @@
 //! is a finding the table records, not something asserted here; the table
 //! is printed so that CI logs show it (`cargo test --test probe -- --nocapture`).
 //!
+//! One test per row of the stack table, `probe::<stack>` (see
+//! `table/mod.rs`).
+//!
 //! Nothing here is timed; every wait inside the probe is bounded.
+
+use std::process::ExitCode;
 
 use wsbench::placement::Placement;
 use wsbench::probe::{self, ProbeTable};
 use wsbench::settings::ServerSettings;
-use wsbench::stacks::{self, Host, Protocol};
+use wsbench::stacks::{Host, Protocol, StackInfo};
 
-fn probe(name: &str) -> ProbeTable {
+mod table;
+use table::{Action, Case};
+
+fn probe(stack: &'static StackInfo) -> ProbeTable {
+    let name = stack.name;
     let settings = ServerSettings {
         placement: Placement::Unpinned,
         ..Default::default()
     };
-    let stack = stacks::find(name).unwrap();
     let table =
         probe::probe_stack(stack, &settings).unwrap_or_else(|e| panic!("probing {name}: {e:#}"));
     println!("{}", probe::format_table(&table));
     table
 }
 
-fn check(name: &str) {
-    let table = probe(name);
-    let stack = stacks::find(name).unwrap();
+fn check(stack: &'static StackInfo) {
+    let name = stack.name;
+    let table = probe(stack);
     assert_eq!(table.stack, name);
     assert_eq!(table.stack_version, stack.package_version());
 
@@ -65,56 +73,16 @@ fn check(name: &str) {
     }
 }
 
-/// The Python stacks need a venv; without one they are skipped, saying why.
-fn check_python(name: &str) {
-    match stacks::python::availability() {
-        Ok(()) => check(name),
-        Err(why) => eprintln!("skipping the probe of {name}: {why}"),
-    }
-}
-
-macro_rules! probe_tests {
-    ($check:ident: $($test:ident => $stack:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                $check($stack);
-            }
-        )*
+/// Every stack is probed; the Python stacks need their venv (skipped with
+/// the reason without it, a failure under `WSBENCH_REQUIRE_PYTHON=1`).
+fn plan(stack: &'static StackInfo) -> Vec<Case> {
+    let action = match stack.host {
+        Host::InProcess => Action::Run(check),
+        Host::ChildProcess => Action::RunWithPython(check),
     };
+    vec![Case::new("probe", stack, action)]
 }
 
-probe_tests! { check:
-    raw_tcp => "raw-tcp",
-    tokio_tungstenite => "tokio-tungstenite",
-    axum => "axum",
-    fastwebsockets => "fastwebsockets",
-    tokio_websockets => "tokio-websockets",
-    actix_ws => "actix-ws",
-}
-
-probe_tests! { check_python:
-    python_websockets => "python-websockets",
-    python_aiohttp => "python-aiohttp",
-}
-
-/// A stack added to the table must get a test above.
-#[test]
-fn every_stack_is_probed() {
-    let tested = [
-        "raw-tcp",
-        "tokio-tungstenite",
-        "axum",
-        "fastwebsockets",
-        "tokio-websockets",
-        "actix-ws",
-    ];
-    let in_process: Vec<&str> = stacks::in_process().map(|s| s.name).collect();
-    assert_eq!(in_process, tested);
-    let python: Vec<&str> = stacks::STACKS
-        .iter()
-        .filter(|s| s.host == Host::ChildProcess)
-        .map(|s| s.name)
-        .collect();
-    assert_eq!(python, ["python-websockets", "python-aiohttp"]);
+fn main() -> ExitCode {
+    table::run("tests/probe.rs", plan, Vec::new())
 }

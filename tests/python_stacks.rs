@@ -1,16 +1,20 @@
 //! The Python stacks against the suite's echo contract, driven by a real
 //! WebSocket client (tungstenite) over loopback.
 //!
-//! Where Python or the pinned packages cannot be had, every test prints
-//! `SKIPPED: <reason>` and passes, unless `WSBENCH_REQUIRE_PYTHON=1` (as in
-//! CI), which turns the reason into a failure. Every network wait has a
+//! The tests are made from the stack table (see `table/mod.rs`): every
+//! child-process stack gets each case, named `case::stack`. Where Python or
+//! the pinned packages cannot be had, each is skipped with the reason,
+//! unless `WSBENCH_REQUIRE_PYTHON=1` (as in CI), which turns the reason into
+//! a failure. Every network wait has a
 //! timeout that only guards against a hang; nothing here is timed.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use libtest_mimic::{Completion, Trial};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -21,8 +25,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::python::{self, AIOHTTP, WEBSOCKETS};
-use wsbench::stacks::{ServerHandle, StackInfo};
+use wsbench::stacks::{python, versions, Host, Protocol, ServerHandle, StackInfo};
+
+mod table;
+use table::{Action, Case};
 
 /// Long enough for a 16 MiB echo through a debug-built client on a loaded
 /// machine; only a hang reaches it.
@@ -33,21 +39,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const SIZES: [usize; 7] = [0, 1, 125, 126, 65535, 65536, 16 << 20];
 
 type Ws = WebSocketStream<TcpStream>;
-
-/// True when the Python stacks can run; otherwise prints why and returns
-/// false, or fails when CI requires them.
-fn python_or_skip() -> bool {
-    match python::availability() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("WSBENCH_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-                panic!("python stacks unavailable: {why} (and WSBENCH_REQUIRE_PYTHON=1)");
-            }
-            println!("SKIPPED: python stacks unavailable: {why}");
-            false
-        }
-    }
-}
 
 fn settings(profile: Profile) -> ServerSettings {
     ServerSettings {
@@ -372,59 +363,81 @@ fn bad_cpu(stack: &'static StackInfo) {
     assert!(err.contains("1023"), "error does not name the CPUs: {err}");
 }
 
-#[tokio::test]
-async fn websockets_serves_the_echo_contract() {
-    if python_or_skip() {
-        echo_contract(&WEBSOCKETS).await;
+/// Runs one of the async checks on a runtime of its own.
+fn block_on<F: std::future::Future<Output = ()>>(check: impl FnOnce() -> F) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(check())
+}
+
+fn the_venv_holds_the_pinned_version(stack: &'static StackInfo) {
+    assert_eq!(
+        python::installed_version(stack.package).as_deref(),
+        Some(stack.version),
+        "{}: the venv's {} is not the pinned one",
+        stack.name,
+        stack.package
+    );
+}
+
+/// Every package python/requirements.txt pins (uvloop too, which no stack
+/// names) is installed at that version.
+fn the_venv_holds_every_pin() {
+    for &(package, version) in versions::PYTHON {
+        assert_eq!(
+            python::installed_version(package).as_deref(),
+            Some(version),
+            "the venv's {package}"
+        );
     }
 }
 
-#[tokio::test]
-async fn aiohttp_serves_the_echo_contract() {
-    if python_or_skip() {
-        echo_contract(&AIOHTTP).await;
-    }
-}
-
-#[tokio::test]
-async fn websockets_serves_with_library_defaults() {
-    if python_or_skip() {
-        defaults_profile(&WEBSOCKETS).await;
-    }
-}
-
-#[tokio::test]
-async fn aiohttp_serves_with_library_defaults() {
-    if python_or_skip() {
-        defaults_profile(&AIOHTTP).await;
-    }
-}
-
-#[test]
-fn a_port_in_use_is_an_error_naming_the_stack() {
-    if python_or_skip() {
-        port_in_use(&WEBSOCKETS);
-        port_in_use(&AIOHTTP);
-    }
-}
-
-#[test]
-fn a_bad_cpu_set_is_an_error_naming_the_stack() {
-    if python_or_skip() {
-        bad_cpu(&WEBSOCKETS);
-        bad_cpu(&AIOHTTP);
-    }
-}
-
-#[test]
-fn the_venv_holds_the_pinned_versions() {
-    if python_or_skip() {
-        for stack in [&WEBSOCKETS, &AIOHTTP] {
-            assert_eq!(
-                python::installed_version(stack.package).as_deref(),
-                Some(stack.version)
-            );
+/// Child-process WebSocket stacks get every case; in-process ones are
+/// tests/stacks.rs's; a child process speaking raw TCP has no cases here.
+fn plan(stack: &'static StackInfo) -> Vec<Case> {
+    let cases: [(&str, table::Check); 5] = [
+        ("serves_the_echo_contract", |s| {
+            block_on(|| echo_contract(s))
+        }),
+        ("serves_with_library_defaults", |s| {
+            block_on(|| defaults_profile(s))
+        }),
+        ("a_port_in_use_is_an_error_naming_the_stack", port_in_use),
+        ("a_bad_cpu_set_is_an_error_naming_the_stack", bad_cpu),
+        (
+            "the_venv_holds_the_pinned_version",
+            the_venv_holds_the_pinned_version,
+        ),
+    ];
+    match (stack.host, stack.protocol) {
+        (Host::ChildProcess, Protocol::WebSocket) => cases
+            .into_iter()
+            .map(|(name, check)| Case::new(name, stack, Action::RunWithPython(check)))
+            .collect(),
+        (Host::InProcess, _) => vec![Case::new(
+            "echo_contract",
+            stack,
+            Action::Elsewhere("tests/stacks.rs"),
+        )],
+        (Host::ChildProcess, Protocol::RawTcp) => {
+            vec![Case::no_plan("tests/python_stacks.rs", stack)]
         }
-        assert!(python::installed_version("uvloop").is_some());
     }
+}
+
+fn main() -> ExitCode {
+    let every_pin = Trial::ignorable_test("venv::holds_every_pinned_package", || {
+        if let Some(reason) = table::python_or_skip()? {
+            return Ok(Completion::ignored_with(reason));
+        }
+        the_venv_holds_every_pin();
+        Ok(Completion::Completed)
+    });
+    table::run(
+        "tests/python_stacks.rs",
+        plan,
+        vec![table::refuses_unknown_kind(plan), every_pin],
+    )
 }

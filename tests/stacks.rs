@@ -3,27 +3,38 @@
 //! input, ping/pong, the close handshake and 100 concurrent connections.
 //! The Python stacks get the same checks in `python_stacks.rs`.
 //!
+//! The tests are made from [`stacks::STACKS`] (see `table/mod.rs`): one per
+//! case and stack, named `case::stack`, so `cargo test --test stacks -- axum`
+//! runs one stack's. Cases that do not apply to raw TCP are skipped with the
+//! reason.
+//!
 //! Tests assert behaviour only; nothing here is timed.
 
+use std::process::ExitCode;
 use std::time::Duration;
+
+use libtest_mimic::Trial;
 
 use wsbench::client::wire::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
 use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
 use wsbench::placement::Placement;
 use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::{self, Protocol, ServerHandle};
+use wsbench::stacks::{self, versions, Host, Protocol, ServerHandle, StackInfo};
+
+mod table;
+use table::{Action, Case};
 
 /// Sizes at the frame-length encoding boundaries (7-bit, 16-bit, 64-bit
 /// lengths), plus 16 MiB.
 const SIZES: [usize; 7] = [0, 1, 125, 126, 65535, 65536, 16 << 20];
 
-fn start(name: &str) -> ServerHandle {
+fn start(stack: &StackInfo) -> ServerHandle {
     let settings = ServerSettings {
         placement: Placement::Unpinned,
         profile: Profile::Suite,
         ..Default::default()
     };
-    stacks::find(name).unwrap().start(&settings).unwrap()
+    stack.start(&settings).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -40,8 +51,9 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not finish within 120 s"))
 }
 
-fn echo_all_sizes(name: &str) {
-    let server = start(name);
+fn echo_all_sizes(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -79,8 +91,9 @@ fn echo_all_sizes(name: &str) {
     server.shutdown().unwrap();
 }
 
-fn fragmented_message_comes_back_whole(name: &str) {
-    let server = start(name);
+fn fragmented_message_comes_back_whole(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -108,8 +121,9 @@ fn fragmented_message_comes_back_whole(name: &str) {
     server.shutdown().unwrap();
 }
 
-fn ping_gets_pong(name: &str) {
-    let server = start(name);
+fn ping_gets_pong(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -129,8 +143,9 @@ fn ping_gets_pong(name: &str) {
     server.shutdown().unwrap();
 }
 
-fn close_handshake_completes(name: &str) {
-    let server = start(name);
+fn close_handshake_completes(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         // Close right away, and after traffic.
@@ -154,8 +169,9 @@ fn close_handshake_completes(name: &str) {
     server.shutdown().unwrap();
 }
 
-fn hundred_connections_hundred_messages(name: &str) {
-    let server = start(name);
+fn hundred_connections_hundred_messages(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conns = client::connect_many(&target, 100).await.unwrap();
@@ -174,10 +190,6 @@ fn hundred_connections_hundred_messages(name: &str) {
         client::close_all(conns).await.unwrap();
     }));
     server.shutdown().unwrap();
-}
-
-fn websocket_only(name: &str) -> bool {
-    stacks::find(name).unwrap().protocol == Protocol::WebSocket
 }
 
 /// The server's end of the TCP connection from `client_port` to
@@ -213,8 +225,9 @@ fn server_end_of(server_port: u16, client_port: u16) -> Option<libc::c_int> {
 /// TCP_NODELAY is one of the suite's settings (README): small echoes must
 /// not wait for Nagle's algorithm. Checked on the server's own socket,
 /// which the client cannot see from its side.
-fn server_socket_has_nodelay(name: &str) {
-    let server = start(name);
+fn server_socket_has_nodelay(stack: &'static StackInfo) {
+    let name = stack.name;
+    let server = start(stack);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -251,71 +264,112 @@ fn server_socket_has_nodelay(name: &str) {
     server.shutdown().unwrap();
 }
 
-macro_rules! stack_tests {
-    ($($module:ident => $name:literal),* $(,)?) => {$(
-        mod $module {
-            #[test]
-            fn echoes_text_and_binary_at_every_size() {
-                super::echo_all_sizes($name);
-            }
-
-            #[test]
-            fn reassembles_fragmented_messages() {
-                if super::websocket_only($name) {
-                    super::fragmented_message_comes_back_whole($name);
-                }
-            }
-
-            #[test]
-            fn answers_ping_with_pong() {
-                if super::websocket_only($name) {
-                    super::ping_gets_pong($name);
-                }
-            }
-
-            #[test]
-            fn completes_the_close_handshake() {
-                super::close_handshake_completes($name);
-            }
-
-            #[test]
-            fn serves_100_connections_with_100_messages_each() {
-                super::hundred_connections_hundred_messages($name);
-            }
-
-            #[test]
-            fn sets_tcp_nodelay_on_its_connections() {
-                super::server_socket_has_nodelay($name);
-            }
-        }
-    )*};
+/// One check every in-process stack gets.
+struct StackCase {
+    name: &'static str,
+    check: table::Check,
+    applies: Applies,
 }
 
-stack_tests! {
-    raw_tcp => "raw-tcp",
-    tokio_tungstenite => "tokio-tungstenite",
-    axum => "axum",
-    fastwebsockets => "fastwebsockets",
-    tokio_websockets => "tokio-websockets",
-    actix_ws => "actix-ws",
+#[derive(Clone, Copy)]
+enum Applies {
+    Always,
+    /// Skipped on a raw-TCP stack, for this reason.
+    WebSocketOnly(&'static str),
 }
 
-/// Every in-process stack of the table is covered by a module above.
-#[test]
-fn every_in_process_stack_is_tested() {
-    let tested = [
-        "raw-tcp",
-        "tokio-tungstenite",
-        "axum",
-        "fastwebsockets",
-        "tokio-websockets",
-        "actix-ws",
-    ];
-    for s in stacks::in_process() {
+/// The cases every in-process stack gets, in the order they run.
+const CASES: [StackCase; 6] = [
+    StackCase {
+        name: "echoes_text_and_binary_at_every_size",
+        check: echo_all_sizes,
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "reassembles_fragmented_messages",
+        check: fragmented_message_comes_back_whole,
+        applies: Applies::WebSocketOnly("raw TCP has no frames, so nothing to fragment"),
+    },
+    StackCase {
+        name: "answers_ping_with_pong",
+        check: ping_gets_pong,
+        applies: Applies::WebSocketOnly("raw TCP has no ping"),
+    },
+    StackCase {
+        name: "completes_the_close_handshake",
+        check: close_handshake_completes,
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "serves_100_connections_with_100_messages_each",
+        check: hundred_connections_hundred_messages,
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "sets_tcp_nodelay_on_its_connections",
+        check: server_socket_has_nodelay,
+        applies: Applies::Always,
+    },
+];
+
+fn plan(stack: &'static StackInfo) -> Vec<Case> {
+    match (stack.host, stack.protocol) {
+        (Host::InProcess, protocol) => CASES
+            .iter()
+            .map(|case| {
+                let action = match (case.applies, protocol) {
+                    (Applies::WebSocketOnly(why), Protocol::RawTcp) => Action::Skip(why),
+                    (Applies::Always, _) | (Applies::WebSocketOnly(_), Protocol::WebSocket) => {
+                        Action::Run(case.check)
+                    }
+                };
+                Case::new(case.name, stack, action)
+            })
+            .collect(),
+        (Host::ChildProcess, Protocol::WebSocket) => vec![Case::new(
+            "echo_contract",
+            stack,
+            Action::Elsewhere("tests/python_stacks.rs"),
+        )],
+        (Host::ChildProcess, Protocol::RawTcp) => vec![Case::no_plan("tests/stacks.rs", stack)],
+    }
+}
+
+fn main() -> ExitCode {
+    table::run(
+        "tests/stacks.rs",
+        plan,
+        vec![
+            table::refuses_unknown_kind(plan),
+            Trial::test("table::versions_come_from_the_lock_files", || {
+                versions_come_from_the_lock_files();
+                Ok(())
+            }),
+        ],
+    )
+}
+
+/// Each row's version is its package's, as build.rs found it in Cargo.lock
+/// or python/requirements.txt.
+fn versions_come_from_the_lock_files() {
+    for s in stacks::STACKS {
+        let table = match s.host {
+            Host::InProcess => versions::CRATES,
+            Host::ChildProcess => versions::PYTHON,
+        };
+        assert_eq!(
+            versions::lookup(table, s.package),
+            Some(s.version),
+            "stack {}: version {} is not {}'s",
+            s.name,
+            s.version,
+            s.package
+        );
         assert!(
-            tested.contains(&s.name),
-            "stack {} has no tests in tests/stacks.rs",
-            s.name
+            s.version.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "stack {}: version {:?}",
+            s.name,
+            s.version
         );
     }
 }

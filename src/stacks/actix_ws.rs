@@ -17,7 +17,7 @@ use crate::settings::{Profile, ServerSettings};
 pub const STACK: StackInfo = StackInfo {
     name: "actix-ws",
     package: "actix-ws",
-    version: env!("WSBENCH_VERSION_ACTIX_WS"),
+    version: super::versions::of_crate("actix-ws"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes:

@@ -16,7 +16,7 @@ use crate::settings::{Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 pub const STACK: StackInfo = StackInfo {
     name: "axum",
     package: "axum",
-    version: env!("WSBENCH_VERSION_AXUM"),
+    version: super::versions::of_crate("axum"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "WebSocketUpgrade with max_message_size and max_frame_size raised; routes `/` and \

@@ -17,7 +17,7 @@ use crate::settings::{Profile, ServerSettings};
 pub const STACK: StackInfo = StackInfo {
     name: "fastwebsockets",
     package: "fastwebsockets",
-    version: env!("WSBENCH_VERSION_FASTWEBSOCKETS"),
+    version: super::versions::of_crate("fastwebsockets"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "hyper http1 upgrade; auto close and auto pong on; set_max_message_size raised. \

@@ -11,36 +11,47 @@
 //!   [`crate::settings::MAX_MESSAGE_BYTES`] (under [`Profile::Suite`]);
 //! - the upgrade is accepted on any request path.
 //!
-//! Adding a stack is one file here and one line in [`STACKS`].
+//! Adding a stack is one file here and one line in the `stacks!` list
+//! below; its version comes from Cargo.lock or python/requirements.txt
+//! through [`versions`], and the tests, the probe and the leak check make
+//! their cases from [`STACKS`]. A Python stack's file also names its script,
+//! `python/echo_<package>.py` (see [`python`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::settings::{Profile, ServerSettings};
 
-pub mod actix_ws;
-pub mod axum;
 pub mod demo;
-pub mod fastwebsockets;
 pub mod python;
-pub mod raw_tcp;
 pub mod runtime;
-pub mod tokio_tungstenite;
-pub mod tokio_websockets;
+pub mod versions;
 
-/// Every stack, in the order reports list them: the raw-TCP floor first,
-/// then the dedicated library and the framework of the original question,
-/// then the other Rust stacks, then the original Python pair.
-pub const STACKS: &[StackInfo] = &[
-    raw_tcp::STACK,
-    tokio_tungstenite::STACK,
-    axum::STACK,
-    fastwebsockets::STACK,
-    tokio_websockets::STACK,
-    actix_ws::STACK,
-    python::WEBSOCKETS,
-    python::AIOHTTP,
-];
+/// Declares each stack's module (`src/stacks/<module>.rs`, which defines
+/// `pub const STACK: StackInfo`) and lists the rows in [`STACKS`] in the
+/// order given.
+macro_rules! stacks {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every stack, in the order reports list them: the raw-TCP floor
+        /// first, then the dedicated library and the framework of the
+        /// original question, then the other Rust stacks, then the original
+        /// Python pair.
+        pub const STACKS: &[StackInfo] = &[$($module::STACK),*];
+    };
+}
+
+stacks! {
+    raw_tcp,
+    tokio_tungstenite,
+    axum,
+    fastwebsockets,
+    tokio_websockets,
+    actix_ws,
+    python_websockets,
+    python_aiohttp,
+}
 
 /// What the client speaks to a stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +79,8 @@ pub struct StackInfo {
     pub name: &'static str,
     /// The crate or Python package measured.
     pub package: &'static str,
-    /// Its version (from Cargo.lock or python/requirements.txt at build time).
+    /// Its version: [`versions::of_crate`] or [`versions::of_python`] of
+    /// `package`.
     pub version: &'static str,
     pub protocol: Protocol,
     pub host: Host,

@@ -1,6 +1,6 @@
-//! The original comparison's Python stacks: the `websockets` package's
-//! asyncio server and aiohttp's web server, each an echo script under
-//! `python/` run as a child process.
+//! What every Python stack shares: each is an echo script under `python/`
+//! (`echo_<package>.py`) run as a child process, with its row in its own
+//! file (`python_websockets.rs`, `python_aiohttp.rs`).
 //!
 //! The interpreter is that of a virtual environment under
 //! `target/wsbench/venv`, created and filled from `python/requirements.txt`
@@ -25,37 +25,10 @@ use anyhow::Context;
 use super::{Host, Protocol, ServerHandle, StackInfo, SHUTDOWN_GRACE};
 use crate::settings::{Profile, ServerSettings};
 
-pub const WEBSOCKETS: StackInfo = StackInfo {
-    name: "python-websockets",
-    package: "websockets",
-    version: env!("WSBENCH_VERSION_PY_WEBSOCKETS"),
-    protocol: Protocol::WebSocket,
-    host: Host::ChildProcess,
-    notes: "websockets.asyncio.server.serve in a child process (python/echo_websockets.py). \
-            Suite and small-buffers (no buffer knob, so the same): compression=None, \
-            max_size=32 MiB, ping_interval=None, ping_timeout=None; max_queue and write_limit \
-            at their defaults. Defaults: permessage-deflate offered, 1 MiB max_size, keepalive \
-            pings every 20 s. TCP_NODELAY set by asyncio and again per connection. One asyncio \
-            event loop on one thread: --threads does not apply; the process is pinned to the \
-            placement's server CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
-    start: start_websockets,
-};
-
-pub const AIOHTTP: StackInfo = StackInfo {
-    name: "python-aiohttp",
-    package: "aiohttp",
-    version: env!("WSBENCH_VERSION_PY_AIOHTTP"),
-    protocol: Protocol::WebSocket,
-    host: Host::ChildProcess,
-    notes: "aiohttp web.WebSocketResponse on aiohttp's web server in a child process \
-            (python/echo_aiohttp.py). Suite and small-buffers (no buffer knob, so the same): \
-            compress=False, max_msg_size=32 MiB; heartbeat off, autoping and autoclose on \
-            (all defaults). Defaults: permessage-deflate accepted, 4 MiB max_msg_size. \
-            TCP_NODELAY set by aiohttp and again per connection. One asyncio event loop on one \
-            thread: --threads does not apply; the process is pinned to the placement's server \
-            CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
-    start: start_aiohttp,
-};
+/// The two stacks of the original comparison under their older names, for
+/// callers that name them directly.
+pub use super::python_aiohttp::STACK as AIOHTTP;
+pub use super::python_websockets::STACK as WEBSOCKETS;
 
 /// Names the interpreter that creates the venv (default `python3`).
 pub const PYTHON_ENV: &str = "WSBENCH_PYTHON";
@@ -69,9 +42,6 @@ pub const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// websockets 17 needs Python 3.11 or later.
 const MIN_PYTHON: (u32, u32) = (3, 11);
-
-/// The packages whose installed versions the venv reports.
-const PACKAGES: [&str; 3] = ["websockets", "aiohttp", "uvloop"];
 
 /// Whether the Python stacks can run here: `Err` holds why not (no
 /// interpreter, too old a one, the packages could not be installed).
@@ -95,40 +65,33 @@ pub fn venv_python() -> Result<&'static Path, String> {
     venv().map(|v| v.python.as_path())
 }
 
-/// Starts one of the two stacks here with its process pinned to `cpus`
-/// rather than the placement's server CPUs: the placements only ever name
-/// CPUs that exist, so this is how the tests reach the pinning error.
+/// Starts a Python stack (a row of [`super::STACKS`] hosted in a child
+/// process) under the placement's server CPUs. Its script is
+/// `python/echo_<package>.py`: a Python stack is that script plus its row.
+pub fn start(stack: &StackInfo, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    start_pinned(stack, settings, settings.placement.server_cpus().as_deref())
+}
+
+/// The script that serves `stack`: `echo_<package>.py` under `python/`.
+pub fn script_of(stack: &StackInfo) -> String {
+    format!("echo_{}.py", stack.package)
+}
+
+/// Starts a Python stack with its process pinned to `cpus` rather than the
+/// placement's server CPUs: the placements only ever name CPUs that exist,
+/// so this is how the tests reach the pinning error.
 #[doc(hidden)]
 pub fn start_pinned(
     stack: &StackInfo,
     settings: &ServerSettings,
     cpus: Option<&[usize]>,
 ) -> anyhow::Result<ServerHandle> {
-    let script = if stack.name == WEBSOCKETS.name {
-        "echo_websockets.py"
-    } else if stack.name == AIOHTTP.name {
-        "echo_aiohttp.py"
-    } else {
+    if stack.host != Host::ChildProcess {
         anyhow::bail!("{} is not a Python stack", stack.name);
-    };
+    }
+    let script = script_of(stack);
     let venv = venv().map_err(|why| anyhow::anyhow!("python stacks unavailable: {why}"))?;
-    spawn_server(stack.name, script, &venv.python, settings, cpus)
-}
-
-fn start_websockets(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-    start_pinned(
-        &WEBSOCKETS,
-        settings,
-        settings.placement.server_cpus().as_deref(),
-    )
-}
-
-fn start_aiohttp(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-    start_pinned(
-        &AIOHTTP,
-        settings,
-        settings.placement.server_cpus().as_deref(),
-    )
+    spawn_server(stack.name, &script, &venv.python, settings, cpus)
 }
 
 fn python_dir() -> PathBuf {
@@ -247,9 +210,11 @@ fn check_interpreter(interpreter: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The installed versions of every package python/requirements.txt pins.
 fn query_versions(python: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let packages: Vec<&str> = super::versions::PYTHON.iter().map(|(p, _)| *p).collect();
     let script = format!(
-        "import importlib.metadata as m\nfor p in {PACKAGES:?}:\n    print(p, m.version(p))"
+        "import importlib.metadata as m\nfor p in {packages:?}:\n    print(p, m.version(p))"
     );
     let out = run(Command::new(python).arg("-c").arg(script))?;
     let versions: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
@@ -258,8 +223,8 @@ fn query_versions(python: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         .map(|(p, v)| (p.to_string(), v.trim().to_string()))
         .collect();
     anyhow::ensure!(
-        versions.len() == PACKAGES.len(),
-        "the venv lacks some of {PACKAGES:?}"
+        versions.len() == packages.len(),
+        "the venv lacks some of {packages:?}"
     );
     Ok(versions)
 }

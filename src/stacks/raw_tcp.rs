@@ -15,7 +15,7 @@ use crate::settings::{Profile, ServerSettings};
 pub const STACK: StackInfo = StackInfo {
     name: "raw-tcp",
     package: "tokio",
-    version: env!("WSBENCH_VERSION_TOKIO"),
+    version: super::versions::of_crate("tokio"),
     protocol: Protocol::RawTcp,
     host: Host::InProcess,
     notes: "Not WebSocket: bytes copied back through a 64 KiB buffer. Profiles change nothing.",

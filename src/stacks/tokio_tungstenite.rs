@@ -12,7 +12,7 @@ use crate::settings::{Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 pub const STACK: StackInfo = StackInfo {
     name: "tokio-tungstenite",
     package: "tokio-tungstenite",
-    version: env!("WSBENCH_VERSION_TOKIO_TUNGSTENITE"),
+    version: super::versions::of_crate("tokio-tungstenite"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "Suite: max_message_size and max_frame_size raised; 128 KiB read buffer (default). \

@@ -12,7 +12,7 @@ use crate::settings::{Profile, ServerSettings};
 pub const STACK: StackInfo = StackInfo {
     name: "tokio-websockets",
     package: "tokio-websockets",
-    version: env!("WSBENCH_VERSION_TOKIO_WEBSOCKETS"),
+    version: super::versions::of_crate("tokio-websockets"),
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "Suite: max_payload_len raised and outgoing frame_size raised to the same limit, so a \

@@ -1,0 +1,25 @@
+//! python-aiohttp: aiohttp's web server with `web.WebSocketResponse`, run
+//! by `python/echo_aiohttp.py` in a child process (see [`super::python`]).
+
+use super::{Host, Protocol, ServerHandle, StackInfo};
+use crate::settings::ServerSettings;
+
+pub const STACK: StackInfo = StackInfo {
+    name: "python-aiohttp",
+    package: "aiohttp",
+    version: super::versions::of_python("aiohttp"),
+    protocol: Protocol::WebSocket,
+    host: Host::ChildProcess,
+    notes: "aiohttp web.WebSocketResponse on aiohttp's web server in a child process \
+            (python/echo_aiohttp.py). Suite and small-buffers (no buffer knob, so the same): \
+            compress=False, max_msg_size=32 MiB; heartbeat off, autoping and autoclose on \
+            (all defaults). Defaults: permessage-deflate accepted, 4 MiB max_msg_size. \
+            TCP_NODELAY set by aiohttp and again per connection. One asyncio event loop on one \
+            thread: --threads does not apply; the process is pinned to the placement's server \
+            CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
+    start,
+};
+
+fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    super::python::start(&STACK, settings)
+}

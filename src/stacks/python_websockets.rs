@@ -1,0 +1,25 @@
+//! python-websockets: the `websockets` package's asyncio server, run by
+//! `python/echo_websockets.py` in a child process (see [`super::python`]).
+
+use super::{Host, Protocol, ServerHandle, StackInfo};
+use crate::settings::ServerSettings;
+
+pub const STACK: StackInfo = StackInfo {
+    name: "python-websockets",
+    package: "websockets",
+    version: super::versions::of_python("websockets"),
+    protocol: Protocol::WebSocket,
+    host: Host::ChildProcess,
+    notes: "websockets.asyncio.server.serve in a child process (python/echo_websockets.py). \
+            Suite and small-buffers (no buffer knob, so the same): compression=None, \
+            max_size=32 MiB, ping_interval=None, ping_timeout=None; max_queue and write_limit \
+            at their defaults. Defaults: permessage-deflate offered, 1 MiB max_size, keepalive \
+            pings every 20 s. TCP_NODELAY set by asyncio and again per connection. One asyncio \
+            event loop on one thread: --threads does not apply; the process is pinned to the \
+            placement's server CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
+    start,
+};
+
+fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    super::python::start(&STACK, settings)
+}

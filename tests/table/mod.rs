@@ -1,0 +1,170 @@
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+//! Test cases made from the stack table: each test binary that uses this
+//! says, for one row of [`STACKS`], which cases it runs, and gets one named
+//! test per case and stack (`case::stack`), which `cargo test` can filter
+//! and reports as its own pass, failure or skip.
+//!
+//! A row the binary has no plan for becomes a failing test naming the row,
+//! never a silent pass, and `table::every_stack_has_cases` checks that every
+//! row of the table got at least one case.
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use wsbench::stacks::{python, Host, Protocol, ServerHandle, StackInfo, STACKS};
+
+/// A check of one stack; a panic fails it.
+pub type Check = fn(&'static StackInfo);
+
+/// What a binary does with one case of one stack.
+pub enum Action {
+    /// Runs the check; a panic fails it.
+    Run(Check),
+    /// Runs the check when the Python venv is there. Without it the case
+    /// is skipped with the reason, or fails under `WSBENCH_REQUIRE_PYTHON=1`.
+    RunWithPython(Check),
+    /// The case does not apply to this stack: skipped, saying why.
+    Skip(&'static str),
+    /// Another binary tests this stack (named in the text): no test here,
+    /// but the row is accounted for.
+    Elsewhere(&'static str),
+    /// The binary has no cases for this kind of stack: a failure.
+    NoPlan(String),
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub stack: &'static StackInfo,
+    pub action: Action,
+}
+
+impl Case {
+    pub fn new(name: &'static str, stack: &'static StackInfo, action: Action) -> Case {
+        Case {
+            name,
+            stack,
+            action,
+        }
+    }
+
+    /// The failing case for a row the binary does not know how to test.
+    pub fn no_plan(binary: &str, stack: &'static StackInfo) -> Case {
+        let why = format!(
+            "{binary} has no cases for stack {} ({:?} host, {:?} protocol): add them, \
+             or the stack goes untested",
+            stack.name, stack.host, stack.protocol
+        );
+        Case::new("has_cases", stack, Action::NoPlan(why))
+    }
+
+    fn into_trial(self) -> Option<Trial> {
+        let stack = self.stack;
+        let name = format!("{}::{}", self.name, stack.name);
+        Some(match self.action {
+            Action::Elsewhere(_) => return None,
+            Action::Run(check) => Trial::test(name, move || {
+                check(stack);
+                Ok(())
+            }),
+            Action::RunWithPython(check) => {
+                Trial::ignorable_test(name, move || match python_or_skip()? {
+                    Some(reason) => Ok(Completion::ignored_with(reason)),
+                    None => {
+                        check(stack);
+                        Ok(Completion::Completed)
+                    }
+                })
+            }
+            Action::Skip(reason) => Trial::ignorable_test(name, move || {
+                Ok(Completion::ignored_with(format!(
+                    "{}: {reason}",
+                    stack.name
+                )))
+            }),
+            Action::NoPlan(why) => Trial::test(name, move || Err(why.into())),
+        })
+    }
+}
+
+/// `Ok(None)` when the Python stacks can run; `Ok(Some(reason))` to skip;
+/// a failure when they cannot and CI requires them.
+pub fn python_or_skip() -> Result<Option<String>, Failed> {
+    match python::availability() {
+        Ok(()) => Ok(None),
+        Err(why) if require_python() => {
+            Err(format!("python stacks unavailable: {why} (and WSBENCH_REQUIRE_PYTHON=1)").into())
+        }
+        Err(why) => Ok(Some(format!("python stacks unavailable: {why}"))),
+    }
+}
+
+pub fn require_python() -> bool {
+    std::env::var("WSBENCH_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
+}
+
+/// A row no binary knows: hosted in a child process but speaking raw TCP.
+/// The self-checks feed it to a binary's plan, which must refuse it.
+pub const UNKNOWN_KIND: StackInfo = StackInfo {
+    name: "made-up-child-raw-tcp",
+    package: "none",
+    version: "0",
+    protocol: Protocol::RawTcp,
+    host: Host::ChildProcess,
+    notes: "a row for the table's own tests; never started",
+    start: never_started,
+};
+
+fn never_started(_: &wsbench::settings::ServerSettings) -> anyhow::Result<ServerHandle> {
+    anyhow::bail!("the made-up stack is never started")
+}
+
+/// Runs the cases `plan` makes for every row of [`STACKS`], plus `extra`
+/// trials, plus the check that every row has at least one case (one
+/// marked [`Action::Elsewhere`] counts).
+pub fn run(
+    binary: &'static str,
+    plan: fn(&'static StackInfo) -> Vec<Case>,
+    extra: Vec<Trial>,
+) -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = STACKS
+        .iter()
+        .flat_map(plan)
+        .filter_map(Case::into_trial)
+        .collect();
+    trials.push(Trial::test("table::every_stack_has_cases", move || {
+        let bare: Vec<&str> = STACKS
+            .iter()
+            .filter(|s| plan(s).is_empty())
+            .map(|s| s.name)
+            .collect();
+        if bare.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{binary}: no cases for stacks {bare:?}").into())
+        }
+    }));
+    trials.extend(extra);
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The self-check that `plan` fails a row of a kind it has no cases for,
+/// rather than passing it with none.
+pub fn refuses_unknown_kind(plan: fn(&'static StackInfo) -> Vec<Case>) -> Trial {
+    Trial::test("table::a_stack_of_unknown_kind_fails", move || {
+        let cases = plan(&UNKNOWN_KIND);
+        if cases.iter().any(|c| matches!(c.action, Action::NoPlan(_))) {
+            Ok(())
+        } else {
+            Err(format!(
+                "a {:?}-hosted {:?} stack got {} cases and no failure",
+                UNKNOWN_KIND.host,
+                UNKNOWN_KIND.protocol,
+                cases.len()
+            )
+            .into())
+        }
+    })
+}
