@@ -706,7 +706,8 @@ impl LineChart {
                 let colour = rgb(&series.colour);
                 let line = colour.stroke_width(2);
                 if points.len() >= 2 && series.dashed {
-                    let path = DashedPathElement::new(points.clone(), 6, 4, line);
+                    // Dashes end on whole pixels: short ones would wobble.
+                    let path = DashedPathElement::new(points.clone(), 9, 5, line);
                     chart.draw_series([path]).map_err(draw_error)?;
                 } else if points.len() >= 2 {
                     let path = PathElement::new(points.clone(), line);
