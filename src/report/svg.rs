@@ -450,19 +450,10 @@ fn rgb(hex: &str) -> RGBColor {
 }
 
 /// Escapes text for SVG content (plotters escapes what it writes itself).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Plotters writes no `<title>`: add one, which browsers show as the
@@ -596,7 +587,8 @@ impl Frame<'_> {
     }
 
     /// Legend entries right of the plot: a swatch (a box for bars, a line
-    /// for lines) and a name.
+    /// for lines) and a name. Drawn here rather than with plotters' series
+    /// labels, which stay inside the plot area and would cover data.
     fn draw_legend(&self, root: &Root, (x, top): (i32, i32)) -> Result<(), DrawError> {
         for (i, (name, colour, swatch)) in self.legend.iter().enumerate() {
             let y = top + i as i32 * 20;
@@ -878,6 +870,16 @@ mod tests {
         ] {
             assert!(svg.contains(shown), "{shown} is not drawn");
         }
+    }
+
+    #[test]
+    fn nothing_to_place_says_so_and_keeps_the_legend() {
+        let svg = line_chart(vec![(16.0, 0.0), (1024.0, -1.0)])
+            .to_svg()
+            .unwrap();
+        assert!(svg.contains("no data to plot"));
+        assert!(svg.contains("&quot;s&quot;"));
+        assert!(svg.contains("2 value(s) at or below zero"));
     }
 
     #[test]
