@@ -61,7 +61,8 @@ fn check(stack: &'static StackInfo) {
     for (m, row) in measurements.iter().zip(&table.rows) {
         assert_eq!(m.group, "conformance");
         assert_eq!(m.bench, format!("conformance/{name}/{}", row.case));
-        assert_eq!(m.metric, row.case);
+        assert_eq!(m.metric, "conforms");
+        assert_eq!(m.params["case"], row.case);
         assert_eq!(m.value, if row.conforms { 1.0 } else { 0.0 });
         assert_eq!(m.unit, "bool");
         assert_eq!(m.source, "probe");

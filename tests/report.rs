@@ -832,6 +832,12 @@ fn svgs_are_well_formed_and_name_the_stacks() {
         let svg = read(opts.out_dir.join(plot));
         assert_svg(&svg, plot);
         assert!(svg.contains("<title>"), "{plot} has no title");
+        // Labels and legends are SVG text in a font family the viewer
+        // has, not glyphs drawn from font files.
+        assert!(
+            svg.contains("<text") && svg.contains("font-family="),
+            "{plot} draws no text"
+        );
     }
     for plot in [
         "latency_percentiles.svg",
@@ -854,7 +860,15 @@ fn svgs_are_well_formed_and_name_the_stacks() {
         assert!(svg.contains("axum"));
     }
     assert!(read(opts.out_dir.join("memory_per_conn.svg")).contains("small-buffers"));
-    assert!(read(opts.out_dir.join("throughput_vs_size.svg")).contains("(log scale)"));
+    let throughput = read(opts.out_dir.join("throughput_vs_size.svg"));
+    assert!(throughput.contains("(log scale)"));
+    // The tested sizes are the x ticks, read as bytes.
+    for tick in ["64 B", "4 KiB", "1 MiB"] {
+        assert!(
+            throughput.contains(tick),
+            "throughput_vs_size.svg has no {tick} tick"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -211,7 +211,7 @@ fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
         })
         .collect();
     let scale = Scale::auto(ms.iter().map(|m| m.value), 20.0);
-    Ok(BarChart {
+    BarChart {
         title: "Round-trip latency percentiles".into(),
         subtitle: setting_text(&fixed),
         x_label: "percentile".into(),
@@ -220,7 +220,8 @@ fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
         series,
         notes: vec![],
     }
-    .to_svg())
+    .to_svg()
+    .map_err(|e| e.to_string())
 }
 
 /// One line per stack of `metric` against the numeric parameter `x_param`.
@@ -272,7 +273,7 @@ fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
         .with_format(p.x_format)
         .with_ticks(xs, 9);
     let y = Axis::new(p.y_label, Scale::auto(ms.iter().map(|m| m.value), 20.0));
-    Ok(LineChart {
+    LineChart {
         title: p.title.to_string(),
         subtitle: setting_text(&fixed),
         x,
@@ -280,7 +281,8 @@ fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
         series,
         notes: odd_note(&main, &odd).into_iter().collect(),
     }
-    .to_svg())
+    .to_svg()
+    .map_err(|e| e.to_string())
 }
 
 fn fmt_count(v: f64) -> String {
@@ -330,7 +332,7 @@ fn memory_per_conn(file: &ResultsFile) -> Result<String, String> {
         })
         .collect();
     let scale = Scale::auto(ms.iter().map(|m| m.value), 30.0);
-    Ok(BarChart {
+    BarChart {
         title: "Live memory per idle connection".into(),
         subtitle: setting_text(&fixed),
         x_label: "stack".into(),
@@ -339,7 +341,8 @@ fn memory_per_conn(file: &ResultsFile) -> Result<String, String> {
         series,
         notes: odd_note(&main, &odd).into_iter().collect(),
     }
-    .to_svg())
+    .to_svg()
+    .map_err(|e| e.to_string())
 }
 
 /// Profiles keep their colour across runs: by their place in the settings.
@@ -386,7 +389,7 @@ fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
         })
         .collect();
     let scale = Scale::auto(ms.iter().map(|m| m.value), 30.0);
-    Ok(BarChart {
+    BarChart {
         title: "CPU time per message (latency benchmark)".into(),
         subtitle: setting_text(&fixed),
         x_label: "stack".into(),
@@ -395,7 +398,8 @@ fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
         series,
         notes: odd_note(&main, &odd).into_iter().collect(),
     }
-    .to_svg())
+    .to_svg()
+    .map_err(|e| e.to_string())
 }
 
 /// Every chart, in the order the summary lists them.

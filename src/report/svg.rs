@@ -1,25 +1,44 @@
-//! A small chart writer: line charts and grouped bar charts as plain SVG,
-//! with axes, ticks, linear or log scales, a legend, a title and axis labels.
+//! Line charts and grouped bar charts, drawn with plotters' SVG backend.
 //!
-//! Written by hand so that the report needs no plotting crate (and no
-//! fonts, no native libraries): the output is a few hundred lines of SVG
-//! that any browser, and GitHub's file view, renders as is.
+//! This module decides what a chart shows: the span of each axis, where its
+//! ticks go (powers of ten, 1-2-5 steps, or powers of two for bytes, so that
+//! a byte axis reads "64 KiB" rather than "97.7 KiB"), the legend and the
+//! notes. Plotters maps values to pixels, draws the mesh, the series and the
+//! text, and writes the SVG. Its SVG backend is used with default features
+//! off: text becomes `<text>` elements with a font family, so no font files
+//! and no native libraries are needed, and any browser renders the output.
 
-use std::fmt::Write as _;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::data::{fmt_bytes, fmt_si, fmt_sig};
+use super::data::{fmt_bytes, fmt_si};
 
-const WIDTH_PX: f64 = 860.0;
-const PLOT_HEIGHT_PX: f64 = 360.0;
-const LEFT_PX: f64 = 84.0;
+const WIDTH_PX: u32 = 860;
+const PLOT_HEIGHT_PX: u32 = 360;
+/// Room for the y axis's tick labels and its rotated label.
+const LEFT_PX: u32 = 84;
+/// Keeps the rotated y axis label off the left edge.
+const LEFT_MARGIN_PX: u32 = 10;
 /// Room for the legend right of the plot.
-const RIGHT_PX: f64 = 210.0;
-const TOP_PX: f64 = 66.0;
-const BOTTOM_PX: f64 = 60.0;
-const NOTE_LINE_PX: f64 = 16.0;
+const RIGHT_PX: u32 = 210;
+const TOP_PX: u32 = 66;
+/// Room under the plot for the x axis's tick labels and its label.
+const X_AXIS_PX: u32 = 46;
+/// Between the x axis's label and the notes.
+const NOTES_GAP_PX: u32 = 14;
+const NOTE_LINE_PX: u32 = 16;
+/// One row of staggered category labels.
+const CATEGORY_ROW_PX: u32 = 15;
 /// A rough width of one character at the 12 px font, to lay out labels
-/// without measuring text.
+/// without measuring text (the SVG is rendered by whoever views it).
 const CHAR_PX: f64 = 6.6;
+const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+const GRID: RGBColor = RGBColor(0xe0, 0xe0, 0xe0);
+const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+const GREY_TEXT: RGBColor = RGBColor(0x55, 0x55, 0x55);
 
 /// How values map onto an axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,35 +158,35 @@ pub struct BarChart {
     pub notes: Vec<String>,
 }
 
-/// Escapes text for SVG content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
+/// Why a chart could not be drawn (plotters reported a drawing error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawError(pub String);
+
+impl std::fmt::Display for DrawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "drawing the chart failed: {}", self.0)
     }
-    out
 }
 
-/// The span of values an axis shows.
+impl std::error::Error for DrawError {}
+
+fn draw_error(e: impl std::fmt::Display) -> DrawError {
+    DrawError(e.to_string())
+}
+
+/// The span of values an axis shows, and where its ticks go.
 #[derive(Debug, Clone, Copy)]
-struct Range {
+struct Span {
     scale: Scale,
     lo: f64,
     hi: f64,
     binary: bool,
 }
 
-impl Range {
+impl Span {
     /// Fits `values` (and explicit ticks), or `None` when nothing can be
     /// shown. Bars on a linear axis start at zero, so `include_zero` keeps it.
-    fn fit(axis: &Axis, values: &[f64], include_zero: bool) -> Option<Range> {
+    fn fit(axis: &Axis, values: &[f64], include_zero: bool) -> Option<Span> {
         let mut shown: Vec<f64> = values
             .iter()
             .copied()
@@ -206,7 +225,7 @@ impl Range {
                     lo -= if include_zero && lo == 0.0 { 0.0 } else { pad };
                     hi += pad;
                 }
-                Some(Range {
+                Some(Span {
                     scale: Scale::Linear,
                     lo,
                     hi,
@@ -228,7 +247,7 @@ impl Range {
                 } else {
                     (snap_125(min / 1.15, false), snap_125(max * 1.15, true))
                 };
-                Some(Range {
+                Some(Span {
                     scale: Scale::Log,
                     lo,
                     hi,
@@ -352,10 +371,103 @@ fn snap_125(v: f64, up: bool) -> f64 {
     pick * magnitude
 }
 
-/// A pixel coordinate, short and stable in the output.
-fn px(v: f64) -> String {
-    let s = format!("{v:.1}");
-    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+/// One axis as plotters sees it: our span, our ticks.
+struct AxisCoord {
+    span: Span,
+    ticks: Vec<f64>,
+}
+
+impl AxisCoord {
+    fn new(axis: &Axis, span: Span) -> AxisCoord {
+        let ticks = span.ticks(axis.ticks.as_ref());
+        AxisCoord { span, ticks }
+    }
+
+    /// An axis with nothing on it: the bars' categories, or a chart with no data.
+    fn bare(lo: f64, hi: f64) -> AxisCoord {
+        AxisCoord {
+            span: Span {
+                scale: Scale::Linear,
+                lo,
+                hi,
+                binary: false,
+            },
+            ticks: Vec::new(),
+        }
+    }
+}
+
+impl Ranged for AxisCoord {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let frac = self.span.frac(*value);
+        (f64::from(limit.0) + f64::from(limit.1 - limit.0) * frac).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // Grid lines at the ticks only: light lines between them would
+        // crowd a log axis.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.span.lo..self.span.hi
+    }
+}
+
+type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<AxisCoord, AxisCoord>>;
+
+/// Text at `size_px` (plotters' SVG backend writes the size divided by 1.24).
+fn text(size_px: f64, colour: RGBColor) -> TextStyle<'static> {
+    (FONT, size_px * 1.24).into_font().color(&colour)
+}
+
+fn bold_text(size_px: f64) -> TextStyle<'static> {
+    (FONT, size_px * 1.24, FontStyle::Bold)
+        .into_font()
+        .color(&BLACK)
+}
+
+/// "#rrggbb" as plotters' colour; anything else draws black.
+fn rgb(hex: &str) -> RGBColor {
+    let digits = hex.strip_prefix('#').unwrap_or(hex);
+    let channel = |i: usize| {
+        digits
+            .get(i..i + 2)
+            .and_then(|d| u8::from_str_radix(d, 16).ok())
+    };
+    match (digits.len(), channel(0), channel(2), channel(4)) {
+        (6, Some(r), Some(g), Some(b)) => RGBColor(r, g, b),
+        _ => BLACK,
+    }
+}
+
+/// Escapes text for SVG content (plotters escapes what it writes itself).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Plotters writes no `<title>`: add one, which browsers show as the
+/// chart's name and screen readers read.
+fn with_title(svg: String, title: &str) -> String {
+    let Some(at) = svg
+        .find("<svg")
+        .and_then(|start| svg[start..].find('>').map(|end| start + end + 1))
+    else {
+        return svg;
+    };
+    let mut out = svg;
+    out.insert_str(at, &format!("\n<title>{}</title>", escape(title)));
+    out
 }
 
 /// How a legend entry shows its series.
@@ -363,204 +475,6 @@ fn px(v: f64) -> String {
 enum Swatch {
     Box,
     Line { dashed: bool },
-}
-
-/// The frame every chart shares: title, plot area, axes, legend, notes.
-struct Canvas {
-    out: String,
-    plot_w: f64,
-    plot_h: f64,
-    height: f64,
-    /// Extra room under the x axis for rotated category labels.
-    x_label_room: f64,
-}
-
-impl Canvas {
-    fn new(title: &str, subtitle: &str, x_label_room: f64, notes: usize) -> Canvas {
-        let plot_w = WIDTH_PX - LEFT_PX - RIGHT_PX;
-        let plot_h = PLOT_HEIGHT_PX;
-        let height = TOP_PX + plot_h + BOTTOM_PX + x_label_room + notes as f64 * NOTE_LINE_PX;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">"#,
-            w = px(WIDTH_PX),
-            h = px(height)
-        );
-        let _ = writeln!(out, "<title>{}</title>", escape(title));
-        let _ = writeln!(
-            out,
-            r#"<rect x="0" y="0" width="100%" height="100%" fill="white"/>"#
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="24" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-            px(WIDTH_PX / 2.0),
-            escape(title)
-        );
-        if !subtitle.is_empty() {
-            let _ = writeln!(
-                out,
-                r##"<text x="{}" y="44" text-anchor="middle" fill="#555555">{}</text>"##,
-                px(WIDTH_PX / 2.0),
-                escape(subtitle)
-            );
-        }
-        Canvas {
-            out,
-            plot_w,
-            plot_h,
-            height,
-            x_label_room,
-        }
-    }
-
-    fn y_px(&self, range: &Range, v: f64) -> f64 {
-        TOP_PX + self.plot_h * (1.0 - range.frac(v))
-    }
-
-    fn x_px(&self, range: &Range, v: f64) -> f64 {
-        LEFT_PX + self.plot_w * range.frac(v)
-    }
-
-    /// The y axis: grid lines, tick labels and the rotated axis label.
-    fn y_axis(&mut self, axis: &Axis, range: &Range) {
-        for t in range.ticks(axis.ticks.as_ref()) {
-            let y = px(self.y_px(range, t));
-            let _ = writeln!(
-                self.out,
-                r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e0e0e0"/>"##,
-                px(LEFT_PX),
-                px(LEFT_PX + self.plot_w)
-            );
-            let _ = writeln!(
-                self.out,
-                r#"<text x="{}" y="{y}" text-anchor="end" dominant-baseline="middle">{}</text>"#,
-                px(LEFT_PX - 6.0),
-                escape(&(axis.format)(t))
-            );
-        }
-        let cy = TOP_PX + self.plot_h / 2.0;
-        let _ = writeln!(
-            self.out,
-            r#"<text x="18" y="{cy}" text-anchor="middle" transform="rotate(-90 18 {cy})">{}</text>"#,
-            escape(&axis_label(axis)),
-            cy = px(cy)
-        );
-    }
-
-    /// The x axis of a line chart: grid lines and tick labels.
-    fn x_axis(&mut self, axis: &Axis, range: &Range) {
-        let bottom = TOP_PX + self.plot_h;
-        for t in range.ticks(axis.ticks.as_ref()) {
-            let x = px(self.x_px(range, t));
-            let _ = writeln!(
-                self.out,
-                r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#e0e0e0"/>"##,
-                px(TOP_PX),
-                px(bottom)
-            );
-            let _ = writeln!(
-                self.out,
-                r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
-                px(bottom + 18.0),
-                escape(&(axis.format)(t))
-            );
-        }
-        self.x_label(&axis_label(axis));
-    }
-
-    fn x_label(&mut self, label: &str) {
-        let _ = writeln!(
-            self.out,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            px(LEFT_PX + self.plot_w / 2.0),
-            px(TOP_PX + self.plot_h + 42.0 + self.x_label_room),
-            escape(label)
-        );
-    }
-
-    /// The plot area's border, drawn after the data so it stays on top.
-    fn frame(&mut self) {
-        let _ = writeln!(
-            self.out,
-            r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#333333"/>"##,
-            px(LEFT_PX),
-            px(TOP_PX),
-            px(self.plot_w),
-            px(self.plot_h)
-        );
-    }
-
-    /// Legend entries right of the plot: a swatch (a box for bars, a line
-    /// for lines) and a name.
-    fn legend(&mut self, entries: &[(String, String, Swatch)]) {
-        let x = LEFT_PX + self.plot_w + 18.0;
-        for (i, (name, colour, swatch)) in entries.iter().enumerate() {
-            let y = TOP_PX + 8.0 + i as f64 * 20.0;
-            if let Swatch::Line { dashed } = swatch {
-                let dash = if *dashed {
-                    r#" stroke-dasharray="5 3""#
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    self.out,
-                    r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="2"{dash}/>"#,
-                    px(x - 2.0),
-                    px(x + 14.0),
-                    escape(colour),
-                    y = px(y + 6.0)
-                );
-            } else {
-                let _ = writeln!(
-                    self.out,
-                    r#"<rect x="{}" y="{}" width="12" height="12" fill="{}"/>"#,
-                    px(x),
-                    px(y),
-                    escape(colour)
-                );
-            }
-            let _ = writeln!(
-                self.out,
-                r#"<text x="{}" y="{}" dominant-baseline="middle">{}</text>"#,
-                px(x + 20.0),
-                px(y + 6.0),
-                escape(name)
-            );
-        }
-    }
-
-    fn notes(&mut self, notes: &[String]) {
-        let first = TOP_PX + self.plot_h + BOTTOM_PX + self.x_label_room;
-        for (i, note) in notes.iter().enumerate() {
-            let _ = writeln!(
-                self.out,
-                r##"<text x="{}" y="{}" font-size="11" fill="#555555">{}</text>"##,
-                px(LEFT_PX),
-                px(first + i as f64 * NOTE_LINE_PX + 4.0),
-                escape(note)
-            );
-        }
-    }
-
-    /// A centred message where the data would go.
-    fn empty(&mut self, message: &str) {
-        let _ = writeln!(
-            self.out,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555555">{}</text>"##,
-            px(LEFT_PX + self.plot_w / 2.0),
-            px(TOP_PX + self.plot_h / 2.0),
-            escape(message)
-        );
-    }
-
-    fn finish(mut self) -> String {
-        // `height` was fixed up front; nothing may be drawn below it.
-        debug_assert!(self.height > TOP_PX + self.plot_h);
-        self.out.push_str("</svg>\n");
-        self.out
-    }
 }
 
 fn axis_label(axis: &Axis) -> String {
@@ -576,8 +490,149 @@ fn hidden_note(hidden: usize) -> Option<String> {
     })
 }
 
+/// What every chart shares: title, axes, frame, legend, notes.
+struct Frame<'a> {
+    title: &'a str,
+    subtitle: &'a str,
+    x_label: String,
+    y_label: String,
+    x_format: fn(f64) -> String,
+    y_format: fn(f64) -> String,
+    /// Vertical grid lines at the x ticks (none between bars).
+    x_grid: bool,
+    /// Extra room under the x axis, for staggered category labels.
+    x_room_px: u32,
+    legend: Vec<(String, RGBColor, Swatch)>,
+    notes: Vec<String>,
+}
+
+impl Frame<'_> {
+    /// Draws the frame around the axes `x` and `y`, with `plot` drawing the data.
+    fn draw(
+        &self,
+        x: AxisCoord,
+        y: AxisCoord,
+        plot: impl FnOnce(&mut Chart, &Root) -> Result<(), DrawError>,
+    ) -> Result<String, DrawError> {
+        let x_axis_px = X_AXIS_PX + self.x_room_px;
+        let notes_top_px = TOP_PX + PLOT_HEIGHT_PX + x_axis_px + NOTES_GAP_PX;
+        let notes_px = self.notes.len() as u32 * NOTE_LINE_PX;
+        let height_px = notes_top_px + notes_px + NOTE_LINE_PX / 2;
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, (WIDTH_PX, height_px)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_error)?;
+            let centre = (WIDTH_PX / 2) as i32;
+            let top = Pos::new(HPos::Center, VPos::Top);
+            root.draw(&Text::new(
+                self.title.to_string(),
+                (centre, 14),
+                bold_text(16.0).pos(top),
+            ))
+            .map_err(draw_error)?;
+            if !self.subtitle.is_empty() {
+                root.draw(&Text::new(
+                    self.subtitle.to_string(),
+                    (centre, 36),
+                    text(12.0, GREY_TEXT).pos(top),
+                ))
+                .map_err(draw_error)?;
+            }
+            let mut chart = ChartBuilder::on(&root)
+                .margin_top(TOP_PX)
+                .margin_right(RIGHT_PX)
+                .margin_bottom(height_px - notes_top_px + NOTES_GAP_PX)
+                .margin_left(LEFT_MARGIN_PX)
+                .x_label_area_size(x_axis_px)
+                .y_label_area_size(LEFT_PX - LEFT_MARGIN_PX)
+                .build_cartesian_2d(x, y)
+                .map_err(draw_error)?;
+            let x_format = |v: &f64| (self.x_format)(*v);
+            let y_format = |v: &f64| (self.y_format)(*v);
+            let mut mesh = chart.configure_mesh();
+            mesh.bold_line_style(GRID)
+                .light_line_style(TRANSPARENT)
+                .axis_style(INK)
+                .label_style(text(12.0, BLACK))
+                .axis_desc_style(text(12.0, BLACK))
+                .x_desc(self.x_label.as_str())
+                .y_desc(self.y_label.as_str())
+                .x_label_formatter(&x_format)
+                .y_label_formatter(&y_format);
+            if !self.x_grid {
+                mesh.disable_x_mesh();
+            }
+            mesh.draw().map_err(draw_error)?;
+            plot(&mut chart, &root)?;
+            let (xs, ys) = chart.plotting_area().get_pixel_range();
+            // The plot's border, drawn after the data so it stays on top.
+            root.draw(&Rectangle::new(
+                [(xs.start, ys.start), (xs.end, ys.end)],
+                INK.stroke_width(1),
+            ))
+            .map_err(draw_error)?;
+            self.draw_legend(&root, (xs.end + 18, ys.start + 8))?;
+            for (i, note) in self.notes.iter().enumerate() {
+                let y = notes_top_px + i as u32 * NOTE_LINE_PX + 4;
+                root.draw(&Text::new(
+                    note.clone(),
+                    (xs.start, y as i32),
+                    text(11.0, GREY_TEXT).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(draw_error)?;
+            }
+            root.present().map_err(draw_error)?;
+        }
+        Ok(with_title(out, self.title))
+    }
+
+    /// Legend entries right of the plot: a swatch (a box for bars, a line
+    /// for lines) and a name. Drawn here rather than with plotters' series
+    /// labels, which stay inside the plot area and would cover data.
+    fn draw_legend(&self, root: &Root, (x, top): (i32, i32)) -> Result<(), DrawError> {
+        for (i, (name, colour, swatch)) in self.legend.iter().enumerate() {
+            let y = top + i as i32 * 20;
+            let middle = y + 6;
+            match swatch {
+                Swatch::Box => {
+                    root.draw(&Rectangle::new([(x, y), (x + 12, y + 12)], colour.filled()))
+                }
+                Swatch::Line { dashed: true } => root.draw(&DashedPathElement::new(
+                    vec![(x - 2, middle), (x + 14, middle)],
+                    5,
+                    3,
+                    colour.stroke_width(2),
+                )),
+                Swatch::Line { dashed: false } => root.draw(&PathElement::new(
+                    vec![(x - 2, middle), (x + 14, middle)],
+                    colour.stroke_width(2),
+                )),
+            }
+            .map_err(draw_error)?;
+            root.draw(&Text::new(
+                name.clone(),
+                (x + 20, middle),
+                text(12.0, BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(draw_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// A centred message where the data would go.
+fn draw_empty(chart: &Chart, root: &Root, message: &str) -> Result<(), DrawError> {
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    root.draw(&Text::new(
+        message.to_string(),
+        ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2),
+        text(12.0, GREY_TEXT).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(draw_error)
+}
+
 impl LineChart {
-    pub fn to_svg(&self) -> String {
+    pub fn to_svg(&self) -> Result<String, DrawError> {
         let xs: Vec<f64> = self
             .series
             .iter()
@@ -588,10 +643,9 @@ impl LineChart {
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
             .collect();
-        let x_range = Range::fit(&self.x, &xs, false);
-        let y_range = Range::fit(&self.y, &ys, false);
+        let x_span = Span::fit(&self.x, &xs, false);
+        let y_span = Span::fit(&self.y, &ys, false);
         let mut hidden = 0;
-        let mut notes = self.notes.clone();
         let plotted: Vec<Vec<(f64, f64)>> = self
             .series
             .iter()
@@ -601,8 +655,8 @@ impl LineChart {
                     .iter()
                     .copied()
                     .filter(|(x, y)| {
-                        let ok = x_range.is_some_and(|r| r.contains(*x))
-                            && y_range.is_some_and(|r| r.contains(*y));
+                        let ok = x_span.is_some_and(|r| r.contains(*x))
+                            && y_span.is_some_and(|r| r.contains(*y));
                         hidden += usize::from(!ok);
                         ok
                     })
@@ -611,183 +665,132 @@ impl LineChart {
                 points
             })
             .collect();
+        let mut notes = self.notes.clone();
         notes.extend(hidden_note(hidden));
-        let mut canvas = Canvas::new(&self.title, &self.subtitle, 0.0, notes.len());
-        match (x_range, y_range) {
-            (Some(xr), Some(yr)) => {
-                canvas.y_axis(&self.y, &yr);
-                canvas.x_axis(&self.x, &xr);
-                for (series, points) in self.series.iter().zip(&plotted) {
-                    let coords: Vec<String> = points
-                        .iter()
-                        .map(|(x, y)| {
-                            format!("{},{}", px(canvas.x_px(&xr, *x)), px(canvas.y_px(&yr, *y)))
-                        })
-                        .collect();
-                    let colour = escape(&series.colour);
-                    if coords.len() >= 2 {
-                        let dash = if series.dashed {
-                            r#" stroke-dasharray="6 4""#
-                        } else {
-                            ""
-                        };
-                        let _ = writeln!(
-                            canvas.out,
-                            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
-                            coords.join(" ")
-                        );
-                    }
-                    for ((x, y), xy) in points.iter().zip(&coords) {
-                        let (cx, cy) = xy.split_once(',').unwrap_or(("0", "0"));
-                        let _ = writeln!(
-                            canvas.out,
-                            r#"<circle cx="{cx}" cy="{cy}" r="3.5" fill="{colour}"><title>{}: {}, {}</title></circle>"#,
-                            escape(&series.name),
-                            escape(&(self.x.format)(*x)),
-                            escape(&fmt_sig(*y, 4))
-                        );
-                    }
+        let frame = Frame {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            x_label: axis_label(&self.x),
+            y_label: axis_label(&self.y),
+            x_format: self.x.format,
+            y_format: self.y.format,
+            x_grid: true,
+            x_room_px: 0,
+            legend: self
+                .series
+                .iter()
+                .map(|s| {
+                    let swatch = Swatch::Line { dashed: s.dashed };
+                    (s.name.clone(), rgb(&s.colour), swatch)
+                })
+                .collect(),
+            notes,
+        };
+        let (Some(xr), Some(yr)) = (x_span, y_span) else {
+            let (x, y) = (AxisCoord::bare(0.0, 1.0), AxisCoord::bare(0.0, 1.0));
+            return frame.draw(x, y, |chart, root| {
+                draw_empty(chart, root, "no data to plot")
+            });
+        };
+        let (x, y) = (AxisCoord::new(&self.x, xr), AxisCoord::new(&self.y, yr));
+        frame.draw(x, y, |chart, _| {
+            for (series, points) in self.series.iter().zip(plotted) {
+                let colour = rgb(&series.colour);
+                let line = colour.stroke_width(2);
+                if points.len() >= 2 && series.dashed {
+                    // Dashes end on whole pixels: short ones would wobble.
+                    let path = DashedPathElement::new(points.clone(), 9, 5, line);
+                    chart.draw_series([path]).map_err(draw_error)?;
+                } else if points.len() >= 2 {
+                    let path = PathElement::new(points.clone(), line);
+                    chart.draw_series([path]).map_err(draw_error)?;
                 }
+                let markers = points.iter().map(|p| Circle::new(*p, 3, colour.filled()));
+                chart.draw_series(markers).map_err(draw_error)?;
             }
-            _ => {
-                canvas.y_axis_label_only(&self.y);
-                canvas.x_label(&axis_label(&self.x));
-                canvas.empty("no data to plot");
-            }
-        }
-        canvas.frame();
-        let entries: Vec<(String, String, Swatch)> = self
-            .series
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    s.colour.clone(),
-                    Swatch::Line { dashed: s.dashed },
-                )
-            })
-            .collect();
-        canvas.legend(&entries);
-        canvas.notes(&notes);
-        canvas.finish()
-    }
-}
-
-impl Canvas {
-    fn y_axis_label_only(&mut self, axis: &Axis) {
-        let cy = px(TOP_PX + self.plot_h / 2.0);
-        let _ = writeln!(
-            self.out,
-            r#"<text x="18" y="{cy}" text-anchor="middle" transform="rotate(-90 18 {cy})">{}</text>"#,
-            escape(&axis_label(axis))
-        );
+            Ok(())
+        })
     }
 }
 
 impl BarChart {
-    pub fn to_svg(&self) -> String {
+    pub fn to_svg(&self) -> Result<String, DrawError> {
         let values: Vec<f64> = self
             .series
             .iter()
             .flat_map(|s| s.values.iter().flatten().copied())
             .collect();
-        let range = Range::fit(&self.y, &values, true);
-        let plot_w = WIDTH_PX - LEFT_PX - RIGHT_PX;
-        let band_px = plot_w / self.categories.len().max(1) as f64;
-        let longest = self
+        let span = Span::fit(&self.y, &values, true);
+        let categories = self.categories.len().max(1);
+        let band_px = f64::from(WIDTH_PX - LEFT_PX - RIGHT_PX) / categories as f64;
+        let longest_px = self
             .categories
             .iter()
             .map(|c| c.chars().count())
             .max()
-            .unwrap_or(0) as f64;
-        // Rotate category labels that would run into their neighbours.
-        let rotate = longest * CHAR_PX > band_px * 0.95;
-        let label_room = if rotate {
-            longest * CHAR_PX * 0.5 + 6.0
-        } else {
-            0.0
-        };
-        let mut hidden = 0;
+            .unwrap_or(0) as f64
+            * CHAR_PX;
+        // Labels too long for their band alternate between rows, so that
+        // each has the room of two (or three) bands.
+        let rows = (longest_px / (band_px * 0.95)).ceil().clamp(1.0, 3.0) as usize;
         let mut notes = self.notes.clone();
-        if let Some(r) = &range {
-            hidden = values.iter().filter(|v| !r.contains(**v)).count();
+        if let Some(r) = &span {
+            notes.extend(hidden_note(
+                values.iter().filter(|v| !r.contains(**v)).count(),
+            ));
         }
-        notes.extend(hidden_note(hidden));
-        let mut canvas = Canvas::new(&self.title, &self.subtitle, label_room, notes.len());
-        let bottom = TOP_PX + canvas.plot_h;
-        for (i, category) in self.categories.iter().enumerate() {
-            let cx = LEFT_PX + band_px * (i as f64 + 0.5);
-            let y = bottom + 18.0;
-            if rotate {
-                let _ = writeln!(
-                    canvas.out,
-                    r#"<text x="{x}" y="{y}" text-anchor="end" transform="rotate(-30 {x} {y})">{}</text>"#,
-                    escape(category),
-                    x = px(cx),
-                    y = px(y - 6.0)
-                );
-            } else {
-                let _ = writeln!(
-                    canvas.out,
-                    r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-                    px(cx),
-                    px(y),
-                    escape(category)
-                );
+        let frame = Frame {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            x_label: self.x_label.clone(),
+            y_label: axis_label(&self.y),
+            x_format: fmt_si,
+            y_format: self.y.format,
+            x_grid: false,
+            x_room_px: (rows as u32 - 1) * CATEGORY_ROW_PX,
+            legend: self
+                .series
+                .iter()
+                .map(|s| (s.name.clone(), rgb(&s.colour), Swatch::Box))
+                .collect(),
+            notes,
+        };
+        let x = AxisCoord::bare(0.0, categories as f64);
+        let y = match span {
+            Some(r) => AxisCoord::new(&self.y, r),
+            None => AxisCoord::bare(0.0, 1.0),
+        };
+        frame.draw(x, y, |chart, root| {
+            let (_, ys) = chart.plotting_area().get_pixel_range();
+            for (i, category) in self.categories.iter().enumerate() {
+                let (cx, _) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+                let row = (i % rows) as i32;
+                root.draw(&Text::new(
+                    category.clone(),
+                    (cx, ys.end + 8 + row * CATEGORY_ROW_PX as i32),
+                    text(12.0, BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
+                ))
+                .map_err(draw_error)?;
             }
-        }
-        canvas.x_label(&self.x_label);
-        match range {
-            Some(r) => {
-                canvas.y_axis(&self.y, &r);
-                let base = match r.scale {
-                    Scale::Linear => 0.0f64.clamp(r.lo, r.hi),
-                    Scale::Log => r.lo,
-                };
-                let base_px = canvas.y_px(&r, base);
-                let n = self.series.len().max(1) as f64;
-                let bar_px = band_px * 0.8 / n;
-                for (si, series) in self.series.iter().enumerate() {
-                    for (ci, value) in series.values.iter().enumerate() {
-                        let Some(v) = value.filter(|v| r.contains(*v)) else {
-                            continue;
-                        };
-                        let x = LEFT_PX + band_px * (ci as f64 + 0.1) + bar_px * si as f64;
-                        let y = canvas.y_px(&r, v);
-                        let (top, height) = if y <= base_px {
-                            (y, base_px - y)
-                        } else {
-                            (base_px, y - base_px)
-                        };
-                        let _ = writeln!(
-                            canvas.out,
-                            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{} · {}: {}</title></rect>"#,
-                            px(x),
-                            px(top),
-                            px(bar_px.max(1.0)),
-                            px(height.max(0.5)),
-                            escape(&series.colour),
-                            escape(self.categories.get(ci).map(String::as_str).unwrap_or("")),
-                            escape(&series.name),
-                            escape(&(self.y.format)(v))
-                        );
-                    }
-                }
+            let Some(r) = span else {
+                return draw_empty(chart, root, "no data to plot");
+            };
+            let base = match r.scale {
+                Scale::Linear => 0.0f64.clamp(r.lo, r.hi),
+                Scale::Log => r.lo,
+            };
+            let bar_width = 0.8 / self.series.len().max(1) as f64;
+            for (si, series) in self.series.iter().enumerate() {
+                let fill = rgb(&series.colour).filled();
+                let bars = series.values.iter().enumerate().filter_map(|(ci, value)| {
+                    let v = value.filter(|v| r.contains(*v))?;
+                    let left = ci as f64 + 0.1 + bar_width * si as f64;
+                    Some(Rectangle::new([(left, base), (left + bar_width, v)], fill))
+                });
+                chart.draw_series(bars).map_err(draw_error)?;
             }
-            None => {
-                canvas.y_axis_label_only(&self.y);
-                canvas.empty("no data to plot");
-            }
-        }
-        canvas.frame();
-        let entries: Vec<(String, String, Swatch)> = self
-            .series
-            .iter()
-            .map(|s| (s.name.clone(), s.colour.clone(), Swatch::Box))
-            .collect();
-        canvas.legend(&entries);
-        canvas.notes(&notes);
-        canvas.finish()
+            Ok(())
+        })
     }
 }
 
@@ -798,7 +801,7 @@ mod tests {
     #[test]
     fn log_ticks_are_powers_of_ten() {
         let axis = Axis::new("y", Scale::Log);
-        let r = Range::fit(&axis, &[3.0, 4000.0], false).unwrap();
+        let r = Span::fit(&axis, &[3.0, 4000.0], false).unwrap();
         assert_eq!((r.lo, r.hi), (2.0, 5000.0));
         assert_eq!(r.ticks(None), vec![10.0, 100.0, 1000.0]);
     }
@@ -806,7 +809,7 @@ mod tests {
     #[test]
     fn linear_ticks_are_nice_steps() {
         let axis = Axis::new("y", Scale::Linear);
-        let r = Range::fit(&axis, &[3.0, 47.0], true).unwrap();
+        let r = Span::fit(&axis, &[3.0, 47.0], true).unwrap();
         assert_eq!((r.lo, r.hi), (0.0, 50.0));
         assert_eq!(r.ticks(None), vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
     }
@@ -814,7 +817,7 @@ mod tests {
     #[test]
     fn byte_axes_tick_at_powers_of_two() {
         let axis = Axis::bytes("b", Scale::Log);
-        let r = Range::fit(&axis, &[12_000.0, 900_000.0], true).unwrap();
+        let r = Span::fit(&axis, &[12_000.0, 900_000.0], true).unwrap();
         assert_eq!((r.lo, r.hi), (8192.0, 1_048_576.0));
         let ticks: Vec<f64> = (13..=20).map(|e| 2f64.powi(e)).collect();
         assert_eq!(r.ticks(None), ticks);
@@ -822,23 +825,96 @@ mod tests {
     }
 
     #[test]
-    fn text_is_escaped() {
-        let chart = LineChart {
+    fn colours_parse_and_bad_ones_draw_black() {
+        assert_eq!(rgb("#4e79a7"), RGBColor(0x4e, 0x79, 0xa7));
+        assert_eq!(rgb("red"), BLACK);
+        assert_eq!(rgb("#12345"), BLACK);
+    }
+
+    fn line_chart(points: Vec<(f64, f64)>) -> LineChart {
+        LineChart {
             title: "a < b & c".into(),
-            subtitle: String::new(),
-            x: Axis::new("x", Scale::Linear),
-            y: Axis::new("y", Scale::Log),
+            subtitle: "one setting".into(),
+            x: Axis::bytes("size", Scale::Log).with_ticks(vec![16.0, 1024.0, 1_048_576.0], 9),
+            y: Axis::new("rate", Scale::Log),
             series: vec![Series {
                 name: "\"s\"".into(),
-                colour: "#000000".into(),
+                colour: "#4e79a7".into(),
                 dashed: false,
-                points: vec![(1.0, 1.0), (2.0, 0.0)],
+                points,
             }],
+            notes: vec!["a note".into()],
+        }
+    }
+
+    #[test]
+    fn text_is_drawn_as_svg_text_and_escaped() {
+        let svg = line_chart(vec![(16.0, 1.0), (1024.0, 10.0), (1_048_576.0, 0.0)])
+            .to_svg()
+            .unwrap();
+        assert!(svg.trim_start().starts_with("<svg"));
+        assert!(svg.contains("<title>a &lt; b &amp; c</title>"));
+        // No font files: text stays text, in a font family the viewer has.
+        assert!(svg.contains("<text") && svg.contains("font-family=\"DejaVu Sans"));
+        for shown in [
+            "a &lt; b &amp; c",
+            "one setting",
+            "&quot;s&quot;",
+            "16 B",
+            "1 KiB",
+            "1 MiB",
+            "size (log scale)",
+            "rate (log scale)",
+            "a note",
+            "not shown",
+        ] {
+            assert!(svg.contains(shown), "{shown} is not drawn");
+        }
+    }
+
+    #[test]
+    fn nothing_to_place_says_so_and_keeps_the_legend() {
+        let svg = line_chart(vec![(16.0, 0.0), (1024.0, -1.0)])
+            .to_svg()
+            .unwrap();
+        assert!(svg.contains("no data to plot"));
+        assert!(svg.contains("&quot;s&quot;"));
+        assert!(svg.contains("2 value(s) at or below zero"));
+    }
+
+    #[test]
+    fn bars_draw_every_category_and_series() {
+        let chart = BarChart {
+            title: "t".into(),
+            subtitle: String::new(),
+            x_label: "stack".into(),
+            categories: vec!["a-rather-long-stack-name*".into(), "b".into()],
+            y: Axis::bytes("bytes", Scale::Linear),
+            series: vec![
+                BarSeries {
+                    name: "first".into(),
+                    colour: "#4e79a7".into(),
+                    values: vec![Some(1024.0), None],
+                },
+                BarSeries {
+                    name: "second".into(),
+                    colour: "#f28e2b".into(),
+                    values: vec![Some(2048.0), Some(512.0)],
+                },
+            ],
             notes: vec![],
         };
-        let svg = chart.to_svg();
-        assert!(svg.contains("a &lt; b &amp; c"));
-        assert!(svg.contains("&quot;s&quot;"));
-        assert!(svg.contains("not shown"));
+        let svg = chart.to_svg().unwrap();
+        for shown in [
+            "a-rather-long-stack-name*",
+            "first",
+            "second",
+            "2 KiB",
+            "stack",
+        ] {
+            assert!(svg.contains(shown), "{shown} is not drawn");
+        }
+        // The second series: two bars and its legend box.
+        assert_eq!(svg.matches("fill=\"#F28E2B\"").count(), 3);
     }
 }
