@@ -260,3 +260,38 @@ fn expanding_writes_nothing_when_a_claim_fails() {
     assert!(!Path::new(&out).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_report_step_expands_the_template_beside_its_directory() {
+    let dir =
+        std::env::temp_dir().join(format!("wsbench-discussion-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("discussion.template.md"),
+        "<!-- how -->\naxum: {{latency.axum.rtt_mean_us kind=binary}}{{check latency.axum.rtt_mean_us kind=binary < 100}}\n",
+    )
+    .unwrap();
+    // Set field by field, so options other helpers add keep their defaults.
+    let mut opts = wsbench::report::ReportOptions::defaults();
+    opts.results_path = dir.join("results.json");
+    opts.criterion_dir = dir.join("criterion");
+    opts.out_dir = dir.join("reports");
+    reference_run().save(&opts.results_path).unwrap();
+    wsbench::report::generate(&opts).unwrap();
+    let written = std::fs::read_to_string(dir.join("discussion.md")).unwrap();
+    assert_eq!(written, "axum: 26.2 µs\n");
+
+    // A run that contradicts the claim fails the report and leaves the
+    // old discussion as it was.
+    altered("axum", "rtt_mean_us", "binary", 10.0)
+        .save(&opts.results_path)
+        .unwrap();
+    let e = wsbench::report::generate(&opts).unwrap_err();
+    assert!(format!("{e:#}").contains("contradicts"), "{e:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("discussion.md")).unwrap(),
+        written
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
