@@ -23,8 +23,8 @@ pub fn commit() -> String {
         return "unknown".into();
     };
     // The reports a run writes are tracked files, and the Markdown documents
-    // and the scripts around a run (scripts/discussion.py writes
-    // discussion.md from the results) are edited while it runs; none of
+    // and the scripts around a run (`wsbench report` writes discussion.md
+    // from the results) are edited while it runs; none of
     // them is built into what measures, so none makes the code dirty.
     let dirty = command_line(
         "git",

@@ -1,114 +1,297 @@
-//! discussion.md quotes figures from the committed reference run; none may
-//! be typed by hand. Every number in it that carries a unit must be found
-//! in target-reports/results.json (after rounding as quoted), as a measured
-//! value or a parameter of one, and the commit it names must be the one the
-//! results were measured at.
+//! discussion.md is the expansion of discussion.template.md against the
+//! committed reference run; the expander rejects unknown names, references
+//! that do not select one measurement, and claims the run contradicts.
+//!
+//! `WSBENCH_BLESS=1 cargo test --test discussion` rewrites discussion.md
+//! from the template and target-reports/results.json (what `wsbench report`
+//! does after a run).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use wsbench::report::discussion::{expand, DiscussionError};
 use wsbench::results::ResultsFile;
 
-/// Units after which a number is a measured figure.
-const UNITS: [&str; 9] = [
-    "µs", "us", "ns", "MiB/s", "msgs/s", "KiB", "bytes", "conns/s", "allocs",
-];
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
-/// Numbers quoted with a unit, as (text, value, unit).
-fn quoted_figures(text: &str) -> Vec<(String, f64, String)> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let starts_number = chars[i].is_ascii_digit()
-            && (i == 0
-                || !(chars[i - 1].is_alphanumeric()
-                    || chars[i - 1] == '.'
-                    || chars[i - 1] == '-'
-                    || chars[i - 1] == '/'));
-        if !starts_number {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == ',') {
-            i += 1;
-        }
-        let number: String = chars[start..i].iter().filter(|c| **c != ',').collect();
-        let number = number.trim_end_matches('.').to_string();
-        let rest: String = chars[i..chars.len().min(i + 8)].iter().collect();
-        let rest = rest.trim_start_matches(' ');
-        if let Some(unit) = UNITS.iter().find(|u| rest.starts_with(**u)) {
-            if let Ok(value) = number.parse::<f64>() {
-                out.push((number.clone(), value, unit.to_string()));
-            }
+fn reference_run() -> ResultsFile {
+    ResultsFile::load(&root().join("target-reports/results.json")).expect("committed results")
+}
+
+fn template() -> String {
+    std::fs::read_to_string(root().join("discussion.template.md")).expect("the template exists")
+}
+
+#[test]
+fn the_committed_discussion_is_the_expansion_of_the_template() {
+    let expanded = expand(&template(), &reference_run()).unwrap_or_else(|e| panic!("{e}"));
+    let path = root().join("discussion.md");
+    if std::env::var_os("WSBENCH_BLESS").is_some() {
+        std::fs::write(&path, &expanded).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).expect("discussion.md exists");
+    assert!(
+        committed == expanded,
+        "discussion.md is not the expansion of discussion.template.md; run `wsbench report` \
+         (or WSBENCH_BLESS=1 cargo test --test discussion) and commit the result"
+    );
+    assert!(!expanded.contains("{{") && !expanded.contains("<!--"));
+}
+
+/// The reference run with one figure changed.
+fn altered(stack: &str, metric: &str, kind: &str, factor: f64) -> ResultsFile {
+    let mut run = reference_run();
+    let mut changed = 0;
+    for m in run
+        .groups
+        .get_mut("latency")
+        .unwrap()
+        .measurements
+        .iter_mut()
+    {
+        if m.stack == stack && m.metric == metric && m.param("kind").as_deref() == Some(kind) {
+            m.value *= factor;
+            changed += 1;
         }
     }
+    assert_eq!(changed, 1);
+    run
+}
+
+#[test]
+fn a_run_that_contradicts_a_claim_fails_naming_it() {
+    // axum ten times slower: "the two are within a few percent" is false.
+    let run = altered("axum", "rtt_mean_us", "binary", 10.0);
+    match expand(&template(), &run) {
+        Err(DiscussionError::Contradicted { claim, values, .. }) => {
+            assert!(claim.contains("latency.axum.rtt_mean_us"), "{claim}");
+            assert!(claim.contains("within"), "{claim}");
+            assert!(values.contains("µs"), "{values}");
+        }
+        other => panic!("expected a contradicted claim, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_different_leader_fails_the_claim_that_names_one() {
+    // fastwebsockets slower than actix-ws: the prose names it the fastest.
+    let run = altered("fastwebsockets", "rtt_mean_us", "binary", 1.2);
+    match expand(&template(), &run) {
+        Err(DiscussionError::Contradicted { claim, values, .. }) => {
+            assert!(
+                claim.starts_with("check best latency.@ws.rtt_mean_us"),
+                "{claim}"
+            );
+            assert!(values.contains("best is"), "{values}");
+        }
+        other => panic!("expected a contradicted claim, got {other:?}"),
+    }
+}
+
+fn expand_one(directive: &str) -> Result<String, DiscussionError> {
+    expand(directive, &reference_run())
+}
+
+#[test]
+fn figures_and_derived_values_are_formatted_by_unit() {
+    let fig = |d: &str| expand_one(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+    assert_eq!(fig("{{latency.axum.rtt_mean_us kind=binary}}"), "26.2 µs");
+    assert_eq!(
+        fig("{{latency.axum.server_cpu_ns_per_msg kind=binary}}"),
+        "14,219 ns"
+    );
+    assert_eq!(
+        fig("{{throughput.axum.mib_per_s kind=binary size_bytes=16MiB}}"),
+        "558 MiB/s"
+    );
+    assert_eq!(
+        fig("{{ratio latency.fastwebsockets.rtt_mean_us kind=binary latency.raw-tcp.rtt_mean_us kind=binary}}"),
+        "1.20×"
+    );
+    assert_eq!(
+        fig(
+            "{{count throughput.@ws.client_cpu_ns_per_msg < throughput.@ws.server_cpu_ns_per_msg}}"
+        ),
+        "62 of 63"
+    );
+    assert_eq!(
+        fig("{{param scaling.axum.msgs_per_s conns=8192 conns}}"),
+        "8,192"
+    );
+    assert_eq!(fig("{{run.*.commit}}"), "20405bd89ffc");
+    assert_eq!(
+        fig("a{{check latency.axum.rtt_mean_us kind=binary > 1}}b"),
+        "ab"
+    );
+}
+
+#[test]
+fn an_unknown_metric_is_an_error() {
+    let e = expand_one("{{latency.axum.rtt_median_us kind=binary}}").unwrap_err();
+    assert!(
+        matches!(&e, DiscussionError::UnknownMetric { name, line: 1 } if name == "rtt_median_us"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_unknown_stack_is_an_error() {
+    let e = expand_one("\n{{latency.axom.rtt_mean_us kind=binary}}").unwrap_err();
+    assert!(
+        matches!(&e, DiscussionError::UnknownStack { name, line: 2 } if name == "axom"),
+        "{e:?}"
+    );
+    let e = expand_one("{{check every latency.@rust.rtt_mean_us < 1}}").unwrap_err();
+    assert!(matches!(e, DiscussionError::UnknownStack { .. }), "{e:?}");
+}
+
+#[test]
+fn an_unknown_group_or_run_field_is_an_error() {
+    let e = expand_one("{{latncy.axum.rtt_mean_us}}").unwrap_err();
+    assert!(matches!(e, DiscussionError::UnknownGroup { .. }), "{e:?}");
+    let e = expand_one("{{run.latency.cpu_model}}").unwrap_err();
+    assert!(
+        matches!(e, DiscussionError::UnknownRunField { .. }),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_ambiguous_reference_is_an_error_naming_the_candidates() {
+    // Binary and text were both measured.
+    let e = expand_one("{{latency.axum.rtt_mean_us}}").unwrap_err();
+    match e {
+        DiscussionError::Ambiguous { candidates, .. } => {
+            assert_eq!(candidates.len(), 2);
+            assert!(
+                candidates.iter().any(|c| c.contains("kind=text")),
+                "{candidates:?}"
+            );
+        }
+        other => panic!("expected an ambiguity, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_reference_that_matches_nothing_is_an_error() {
+    let e = expand_one("{{latency.axum.rtt_mean_us kind=binary size_bytes=64}}").unwrap_err();
+    assert!(matches!(e, DiscussionError::NoMatch { .. }), "{e:?}");
+}
+
+/// Numbers the prose may hold outside directives and code spans: names
+/// (RFC 6455, HTTP/1.1, section 5.1, UTF-8, p99) and the suite's fixed
+/// buffer and limit sizes, which are settings of the code, not figures of
+/// a run.
+const ALLOWED: [&str; 12] = [
+    "RFC 6455",
+    "HTTP/1.1",
+    "HTTP/1",
+    "section 5.1",
+    "UTF-8",
+    "p99.9",
+    "p99",
+    "p50",
+    "32 MiB",
+    "128 KiB",
+    "64 KiB",
+    "4 KiB",
+];
+
+/// `text` without what lies between `open` and `close`.
+fn strip(text: &str, open: &str, close: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(open) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + open.len()..];
+        let end = after.find(close).expect("closed");
+        rest = &after[end + close.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
-/// The value as the results hold it, in the quoted unit.
-fn matches(value: f64, quoted: &str, unit: &str, results: &[f64]) -> bool {
-    let decimals = quoted.split('.').nth(1).map_or(0, |d| d.len()) as i32;
-    let step = 10f64.powi(-decimals);
-    let scale = if unit == "KiB" { 1024.0 } else { 1.0 };
-    results.iter().any(|&r| {
-        let r = r / scale;
-        // Rounded as quoted; large integers may be quoted to 3 significant
-        // figures (e.g. 41,200 msgs/s).
-        (r - value).abs() <= step / 2.0 + 1e-9
-            || (value >= 1000.0 && (r - value).abs() / value <= 0.005)
-    })
+/// The prose of a template: without comments, directives and code spans.
+fn prose(template: &str) -> String {
+    let text = strip(&strip(template, "<!--", "-->"), "{{", "}}");
+    text.split('`').step_by(2).collect::<Vec<_>>().join(" ")
 }
 
 #[test]
-fn every_quoted_figure_comes_from_the_committed_results() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let discussion =
-        std::fs::read_to_string(root.join("discussion.md")).expect("discussion.md exists");
-    let results =
-        ResultsFile::load(&root.join("target-reports/results.json")).expect("committed results");
-    // A figure is a measured value or one of the parameters a value was
-    // measured at (a message size, a connection count), both recorded in
-    // the results.
-    let values: Vec<f64> = results
-        .measurements()
-        .flat_map(|m| std::iter::once(m.value).chain(m.params.values().filter_map(|p| p.as_f64())))
-        .collect();
-    let figures = quoted_figures(&discussion);
-    assert!(!figures.is_empty(), "discussion.md quotes no figures");
-    let missing: Vec<String> = figures
-        .iter()
-        .filter(|(quoted, value, unit)| !matches(*value, quoted, unit, &values))
-        .map(|(q, _, u)| format!("{q} {u}"))
+fn every_number_in_the_prose_comes_from_the_expander() {
+    let mut text = prose(&template());
+    for allowed in ALLOWED {
+        text = text.replace(allowed, "");
+    }
+    let typed: Vec<&str> = text
+        .lines()
+        .filter(|line| line.chars().any(|c| c.is_ascii_digit()))
         .collect();
     assert!(
-        missing.is_empty(),
-        "figures in discussion.md not in target-reports/results.json: {missing:?}"
-    );
-
-    let commits: Vec<&str> = results
-        .groups
-        .values()
-        .map(|g| g.run.commit.as_str())
-        .collect();
-    assert!(
-        commits
-            .iter()
-            .any(|c| discussion.contains(&c[..12.min(c.len())])),
-        "discussion.md must name the commit of the run it discusses (one of {commits:?})"
+        typed.is_empty(),
+        "numbers typed into the template: {typed:#?}"
     );
 }
 
 #[test]
-fn figure_scanner_finds_numbers_with_units() {
-    let f = quoted_figures("p50 is 23.4 µs (1,024 bytes) at 41,200 msgs/s; 3 stacks, v0.8");
-    let got: Vec<(String, String)> = f.into_iter().map(|(q, _, u)| (q, u)).collect();
+fn the_prose_check_sees_typed_numbers() {
+    let text = prose("<!-- 1 -->mean {{latency.axum.rtt_mean_us}} or 26.2 µs, `cargo bench`");
+    assert!(text.contains("26.2"), "{text}");
+    assert!(!text.contains('1') && !text.contains("rtt_mean_us") && !text.contains("bench"));
+}
+
+#[test]
+fn expanding_writes_nothing_when_a_claim_fails() {
+    let dir = std::env::temp_dir().join(format!("wsbench-discussion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("t.md");
+    let out = dir.join("out.md");
+    std::fs::write(
+        &template,
+        "{{check latency.axum.rtt_mean_us kind=binary < 1}}",
+    )
+    .unwrap();
+    let e = wsbench::report::discussion::write(&template, &reference_run(), &out).unwrap_err();
+    assert!(
+        matches!(e, DiscussionError::Contradicted { line: 1, .. }),
+        "{e:?}"
+    );
+    assert!(!Path::new(&out).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_report_step_expands_the_template_beside_its_directory() {
+    let dir =
+        std::env::temp_dir().join(format!("wsbench-discussion-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("discussion.template.md"),
+        "<!-- how -->\naxum: {{latency.axum.rtt_mean_us kind=binary}}{{check latency.axum.rtt_mean_us kind=binary < 100}}\n",
+    )
+    .unwrap();
+    // Set field by field, so options other helpers add keep their defaults.
+    let mut opts = wsbench::report::ReportOptions::defaults();
+    opts.results_path = dir.join("results.json");
+    opts.criterion_dir = dir.join("criterion");
+    opts.out_dir = dir.join("reports");
+    reference_run().save(&opts.results_path).unwrap();
+    wsbench::report::generate(&opts).unwrap();
+    let written = std::fs::read_to_string(dir.join("discussion.md")).unwrap();
+    assert_eq!(written, "axum: 26.2 µs\n");
+
+    // A run that contradicts the claim fails the report and leaves the
+    // old discussion as it was.
+    altered("axum", "rtt_mean_us", "binary", 10.0)
+        .save(&opts.results_path)
+        .unwrap();
+    let e = wsbench::report::generate(&opts).unwrap_err();
+    assert!(format!("{e:#}").contains("contradicts"), "{e:#}");
     assert_eq!(
-        got,
-        vec![
-            ("23.4".into(), "µs".into()),
-            ("1024".into(), "bytes".into()),
-            ("41200".into(), "msgs/s".into())
-        ]
+        std::fs::read_to_string(dir.join("discussion.md")).unwrap(),
+        written
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

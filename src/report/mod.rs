@@ -10,11 +10,14 @@
 //! - `data`: orders, number formats and the stacks-by-parameters pivot;
 //! - `markdown`, `csv`, `plots` (on top of the chart writer in [`svg`]):
 //!   the files;
-//! - `criterion` and `flamegraphs`: what criterion left on disk.
+//! - `criterion` and `flamegraphs`: what criterion left on disk;
+//! - `discussion`: `discussion.md` expanded from its template and checked
+//!   against the results.
 
 mod criterion;
 mod csv;
 mod data;
+pub mod discussion;
 mod flamegraphs;
 mod markdown;
 mod plots;
@@ -120,6 +123,25 @@ pub fn generate(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
     })?;
     summary.out_dir = opts.out_dir.clone();
     summary.notes.extend(litter);
+    // The template lives beside the report directory (the repository's
+    // root); a report written elsewhere has none and writes no discussion.
+    let root = opts.out_dir.parent().unwrap_or(Path::new(""));
+    let template = root.join(discussion::TEMPLATE_FILE);
+    if template.exists() {
+        let out = root.join(discussion::OUTPUT_FILE);
+        discussion::write(&template, &file, &out).with_context(|| {
+            format!(
+                "{} was written, but {} was not: its template does not fit this run",
+                opts.out_dir.display(),
+                out.display()
+            )
+        })?;
+        summary.notes.push(format!(
+            "wrote {} from {}",
+            out.display(),
+            template.display()
+        ));
+    }
     Ok(summary)
 }
 
