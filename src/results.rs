@@ -259,17 +259,28 @@ impl ResultsFile {
     /// Reads a results file. A missing file, bad JSON or another schema
     /// version are errors that say which.
     pub fn load(path: &Path) -> anyhow::Result<ResultsFile> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+        let text = std::fs::read(path).with_context(|| {
             format!("no results at {}: run `cargo bench` first", path.display())
         })?;
-        let mut file: ResultsFile = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a wsbench results file", path.display()))?;
+        ResultsFile::from_json(&text, path)
+    }
+
+    /// Parses a results file read from `path` (named in errors): an older
+    /// schema this build knows is upgraded; another schema, bad JSON or a
+    /// metric the catalogue lacks are errors that say which.
+    pub fn from_json(bytes: &[u8], path: &Path) -> anyhow::Result<ResultsFile> {
+        let mut file: ResultsFile = serde_json::from_slice(bytes).with_context(|| {
+            format!(
+                "{} is not a wsbench results file; rerun `cargo bench` to write a new one",
+                path.display()
+            )
+        })?;
         if file.schema == 1 {
             upgrade_v1(&mut file);
         }
         if file.schema != SCHEMA_VERSION {
             anyhow::bail!(
-                "{} has schema {} but this wsbench reads schema {SCHEMA_VERSION}: rerun `cargo bench`",
+                "{} has schema {} but this wsbench reads schema {SCHEMA_VERSION}: rerun `cargo bench` to write a new one",
                 path.display(),
                 file.schema
             );

@@ -159,19 +159,9 @@ fn load_results(path: &Path) -> anyhow::Result<(ResultsFile, Vec<u8>)> {
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot read the results file {}", path.display())),
     };
-    let file: ResultsFile = serde_json::from_slice(&raw).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is not a valid wsbench results file ({e}); rerun `cargo bench` to write a new one",
-            path.display()
-        )
-    })?;
-    if file.schema != SCHEMA_VERSION {
-        bail!(
-            "{} has schema {} but this wsbench reads schema {SCHEMA_VERSION}: rerun `cargo bench` to write a new one",
-            path.display(),
-            file.schema
-        );
-    }
+    let file = ResultsFile::from_json(&raw, path)?;
+    // Written out as this build reads it (an older schema upgraded).
+    let raw = serde_json::to_vec_pretty(&file)?;
     if file.groups.is_empty() {
         bail!(
             "{} holds no benchmark groups, so there is nothing to report; run `cargo bench` to measure them",
