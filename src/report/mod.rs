@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context};
 
-use crate::results::{ResultsFile, SCHEMA_VERSION};
+use crate::results::ResultsFile;
 use crate::stacks::STACKS;
 
 pub use data::{EXPECTED_GROUPS, FLOOR_STACK};
