@@ -17,6 +17,18 @@ fn main() {
     let requirements =
         fs::read_to_string("python/requirements.txt").expect("cannot read python/requirements.txt");
 
+    // The compiler that builds this crate, which is not always the `rustc`
+    // on PATH when a run starts (rustup overrides, RUSTC=...).
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = std::process::Command::new(&rustc)
+        .arg("-V")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=WSBENCH_RUSTC_VERSION={rustc_version}");
+
     let crates = crate_versions(&lock, &manifest);
     let python = python_pins(&requirements);
 

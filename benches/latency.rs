@@ -10,12 +10,13 @@ use std::time::Duration;
 use common::*;
 use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
-use wsbench::measure::alloc::CountingAlloc;
 use wsbench::metrics::{self, Metric};
 use wsbench::settings::Profile;
 
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+// No counting allocator here: its few atomic additions per allocation
+// would be charged to whichever stack allocates more, in the very figures
+// that compare them. Allocation and heap figures come from the memory
+// bench.
 
 const SIZE_BYTES: usize = 32;
 
@@ -33,9 +34,9 @@ const FIGURES: &[&Metric] = &[
 ];
 
 fn main() {
-    CountingAlloc::mark_installed();
     let mode = Mode::from_env();
-    let mut c = mode.criterion(Duration::from_secs(3), Duration::from_secs(1));
+    const WARM_UP: Duration = Duration::from_secs(1);
+    let mut c = mode.criterion(Duration::from_secs(3), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("latency", &mode);
     let mut group = c.benchmark_group("latency");
@@ -54,7 +55,15 @@ fn main() {
                 window: 1,
             };
             let acc = bench_round_trips(
-                &mut group, &id, stack.name, &parameter, &rt, &mut conns, spec, &server,
+                &mut group,
+                &id,
+                stack.name,
+                &parameter,
+                &rt,
+                &mut conns,
+                spec,
+                &server,
+                mode.figures_skip(WARM_UP),
             );
             let params = params(&[
                 ("size_bytes", v(SIZE_BYTES)),

@@ -52,6 +52,7 @@ fn main() {
         if stack.protocol == Protocol::WebSocket {
             idle_connections_offering_deflate(&mut rec, &rt, &mode, stack, idle_conns);
         }
+        busy_peak(&mut rec, &rt, &mode, stack);
         if stack.host == Host::ChildProcess {
             eprintln!(
                 "wsbench: {}: allocations per round trip need the allocator; RSS cannot count them",
@@ -93,6 +94,57 @@ fn idle_connections(
     let after = idle.after_close_delta_bytes.expect("asked for");
     let after_m = &metrics::LIVE_BYTES_AFTER_CLOSE_DELTA;
     rec.add(&id, stack, &params, after_m, after, idle.source);
+}
+
+/// Connections kept busy for the peak heap: the scaling group's largest
+/// point (which, timed, runs without the counting allocator).
+fn busy_conns(mode: &Mode, stack: &StackInfo) -> usize {
+    let n = if mode.records() {
+        mode.pick(8192, 1000)
+    } else {
+        20
+    };
+    match stack.host {
+        // The Python servers take minutes at the largest point.
+        Host::ChildProcess => n.min(1000),
+        Host::InProcess => n,
+    }
+}
+
+/// Descriptors kept free for the runtime, files and the rest.
+const FD_RESERVE: u64 = 256;
+
+/// The server's peak memory while many connections echo at once: each of
+/// `busy_conns` connections makes ten 32-byte round trips, one in flight.
+fn busy_peak(rec: &mut Recorder, rt: &tokio::runtime::Runtime, mode: &Mode, stack: &StackInfo) {
+    let n = busy_conns(mode, stack);
+    let id = format!("memory/{}/busy/{n}", stack.name);
+    let params = params(&[("conns", v(n)), ("size_bytes", v(32)), ("window", v(1))]);
+    // Both ends of an in-process connection hold a descriptor here.
+    let fds_per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
+    let needed = n as u64 * fds_per_conn + open_fds() + FD_RESERVE;
+    if needed > fd_limit() {
+        let why = format!(
+            "{n} connections need about {needed} descriptors; the limit here is {}",
+            fd_limit()
+        );
+        eprintln!("wsbench: skipping {id}: {why}");
+        rec.add(&id, stack, &params, &metrics::SKIPPED, 0.0, Source::Harness)
+            .detail = Some(why);
+        return;
+    }
+    let server = start_server(stack, &mode.settings(Profile::Suite), &id);
+    let peak = workload::busy_peak(rt, &server, n, Budget::Count(10))
+        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e:#}")));
+    stop_server(server);
+    rec.add(
+        &id,
+        stack,
+        &params,
+        &metrics::PEAK_LIVE_BYTES,
+        peak.bytes,
+        peak.source,
+    );
 }
 
 fn allocations_per_round_trip(

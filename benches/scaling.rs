@@ -1,7 +1,8 @@
 //! What happens as connections pile up? 1 to 8,192 concurrent connections,
-//! all active with one 32-byte message in flight each: aggregate msgs/s,
-//! latency percentiles under load, and the server's peak heap at the
-//! largest point; then how fast each stack completes handshakes.
+//! all active with one 32-byte message in flight each: aggregate msgs/s and
+//! latency percentiles under load; then how fast each stack completes
+//! handshakes. (The server's peak heap at the largest point is the memory
+//! bench's: this one runs without the counting allocator.)
 
 mod common;
 
@@ -10,15 +11,15 @@ use std::time::Duration;
 use common::*;
 use criterion::{BenchmarkId, Throughput};
 use wsbench::client::{MessageSpec, PayloadKind};
-use wsbench::measure::alloc::{self, CountingAlloc};
-use wsbench::measure::process::process_rss_bytes;
 use wsbench::metrics::{self, Metric, Source};
 use wsbench::settings::Profile;
 use wsbench::stacks::{Host, ServerHandle, StackInfo};
 use wsbench::workload;
 
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+// No counting allocator here: its few atomic additions per allocation
+// would be charged to whichever stack allocates more, in the very figures
+// that compare them. Allocation and heap figures come from the memory
+// bench.
 
 const SIZE_BYTES: usize = 32;
 
@@ -46,15 +47,6 @@ fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
     None
 }
 
-/// The server's peak memory: the allocator's watermark of server threads
-/// here, or a child process's resident set now.
-fn server_peak_bytes(server: &ServerHandle) -> (f64, Source) {
-    match server.pid {
-        Some(pid) => (process_rss_bytes(pid).unwrap_or(0) as f64, Source::Rss),
-        None => (alloc::peak_server_live_bytes() as f64, Source::Allocator),
-    }
-}
-
 /// What each point records.
 const FIGURES: &[&Metric] = &[
     &metrics::MSGS_PER_S,
@@ -65,13 +57,12 @@ const FIGURES: &[&Metric] = &[
 ];
 
 fn main() {
-    CountingAlloc::mark_installed();
     let mode = Mode::from_env();
-    let mut c = mode.criterion(Duration::from_secs(2), Duration::from_millis(500));
+    const WARM_UP: Duration = Duration::from_millis(500);
+    let mut c = mode.criterion(Duration::from_secs(2), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("scaling", &mode);
     let conn_counts: Vec<usize> = mode.pick(vec![1, 10, 100, 1000, 8192], vec![1, 1000]);
-    let largest = *conn_counts.iter().max().expect("non-empty");
 
     let mut group = c.benchmark_group("scaling");
     group.sample_size(10);
@@ -91,10 +82,6 @@ fn main() {
                     .detail = Some(why);
                 continue;
             }
-            if conns == largest {
-                alloc::reset_peak_live_bytes();
-            }
-            let live_before = alloc::AllocSample::now().server_live_bytes as f64;
             let mut open = open_connections(&rt, &server, conns, &id);
             let spec = MessageSpec {
                 size_bytes: SIZE_BYTES,
@@ -111,19 +98,9 @@ fn main() {
                 &mut open,
                 spec,
                 &server,
+                mode.figures_skip(WARM_UP),
             );
             rec.add_sample(&id, stack, &params, &acc, FIGURES);
-            if conns == largest {
-                let (peak, source) = server_peak_bytes(&server);
-                // The server's heap grows by the connections' share; what
-                // it held before the point began is not theirs.
-                let peak = if source == Source::Allocator {
-                    peak - live_before
-                } else {
-                    peak
-                };
-                rec.add(&id, stack, &params, &metrics::PEAK_LIVE_BYTES, peak, source);
-            }
             close_connections(&rt, open, &id);
         }
         bench_handshakes(&mut group, &mut rec, &rt, stack, &server, &mode);

@@ -9,12 +9,13 @@ use std::time::Duration;
 use common::*;
 use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
-use wsbench::measure::alloc::CountingAlloc;
 use wsbench::metrics::{self, Metric};
 use wsbench::settings::Profile;
 
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+// No counting allocator here: its few atomic additions per allocation
+// would be charged to whichever stack allocates more, in the very figures
+// that compare them. Allocation and heap figures come from the memory
+// bench.
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -41,9 +42,9 @@ fn window_for(size_bytes: usize) -> usize {
 }
 
 fn main() {
-    CountingAlloc::mark_installed();
     let mode = Mode::from_env();
-    let mut c = mode.criterion(Duration::from_secs(2), Duration::from_millis(500));
+    const WARM_UP: Duration = Duration::from_millis(500);
+    let mut c = mode.criterion(Duration::from_secs(2), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("throughput", &mode);
     let mut group = c.benchmark_group("throughput");
@@ -77,7 +78,15 @@ fn main() {
             };
             group.throughput(Throughput::Bytes(size as u64));
             let acc = bench_round_trips(
-                &mut group, &id, stack.name, &parameter, &rt, &mut conns, spec, &server,
+                &mut group,
+                &id,
+                stack.name,
+                &parameter,
+                &rt,
+                &mut conns,
+                spec,
+                &server,
+                mode.figures_skip(WARM_UP),
             );
             let params = params(&[
                 ("size_bytes", v(size)),

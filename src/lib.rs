@@ -1,19 +1,24 @@
 //! wsbench: which WebSocket stack should I use, and what does it cost?
 //!
-//! The crate has four parts that never reach into each other's concerns:
+//! Its parts, each using only those listed before it:
 //!
 //! - [`stacks`]: one echo server per stack behind one small interface, all
-//!   listed in [`stacks::STACKS`];
+//!   listed in [`stacks::STACKS`] (one file and one line per stack);
 //! - [`client`]: the one load client that drives every stack and verifies
-//!   every echo (length, content, order and count);
-//! - [`measure`]: what the benches read besides time (per-thread CPU,
-//!   allocations, RSS) and where threads run ([`placement`]);
-//! - [`workload`]: the workloads (round trips, idle connections,
-//!   allocations, handshakes), measured one way for every caller;
+//!   every echo (length, content, order and count): a codec without I/O
+//!   under a blocking and an async driver;
+//! - [`measure`]: what is read besides time (per-thread CPU, allocations,
+//!   RSS) and [`placement`], where threads run;
 //! - [`metrics`]: the one catalogue of what is measured (name, unit, which
 //!   way is better, title, sources);
-//! - [`results`] and [`report`]: the JSON record of a run and the files made
-//!   from it. Reports read results; they never measure.
+//! - [`workload`]: the workloads (round trips, idle connections,
+//!   allocations, handshakes), measured one way for the benches,
+//!   `wsbench run` and `wsbench measure` alike;
+//! - [`results`]: the JSON record of a run, built from catalogue metrics;
+//! - [`report`]: the files made from results, the discussion expander
+//!   included. Reports read results; they never measure;
+//! - [`compare`]: two builds measured in interleaved rounds, and verdicts;
+//! - [`probe`]: the RFC 6455 conformance and abuse probe.
 
 pub mod client;
 pub mod compare;

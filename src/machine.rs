@@ -114,7 +114,7 @@ pub fn run_info(placement: Placement, server_threads: usize, quick: bool) -> Run
         cpus: crate::placement::online_cpus(),
         memory_bytes: memory_bytes(),
         kernel: command_line("uname", &["-sr"]).unwrap_or_else(|| "unknown".into()),
-        rustc: command_line("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
+        rustc: env!("WSBENCH_RUSTC_VERSION").to_string(),
         placement: placement.to_string(),
         server_threads,
         client_threads: 1,

@@ -7,6 +7,7 @@
 //!   stretch ([`Sample`]); the latency, throughput and scaling figures;
 //! - [`idle_heap`]: what an idle connection costs the server;
 //! - [`allocs_per_round_trip`]: heap allocations per round trip;
+//! - [`busy_peak`]: a server's peak memory with many connections at work;
 //! - [`handshakes`]: new connections per second;
 //! - the leak check's cycles are in [`crate::measure::leak`].
 //!
@@ -116,6 +117,45 @@ impl Sample {
         } else {
             None
         }
+    }
+}
+
+/// Adds up samples, leaving out a warm-up: the first calls, until their
+/// wall time together exceeds `warm_up`. criterion warms a benchmark up the
+/// same way (it calls the routine with doubling iteration counts until the
+/// calls' time adds up to more than its warm-up time), so with criterion's
+/// warm-up time here no warm-up call enters the figures; the calls'
+/// times are measured around the whole routine, so this side's sum never
+/// runs ahead of criterion's.
+#[derive(Debug, Clone)]
+pub struct Accumulator {
+    pub sample: Sample,
+    warm_up: Duration,
+    /// Wall time of the calls seen so far, while it is at most `warm_up`.
+    seen: Duration,
+}
+
+impl Accumulator {
+    /// `warm_up` zero counts every call.
+    pub fn new(empty: Sample, warm_up: Duration) -> Accumulator {
+        Accumulator {
+            sample: empty,
+            warm_up,
+            seen: Duration::ZERO,
+        }
+    }
+
+    /// Takes a call's sample; `wall` is the call's whole time. Returns
+    /// whether it counted (false while warming up). As in criterion, the
+    /// call after which the calls' time exceeds the warm-up is still part
+    /// of it.
+    pub fn add(&mut self, call: &Sample, wall: Duration) -> bool {
+        if !self.warm_up.is_zero() && self.seen <= self.warm_up {
+            self.seen += wall;
+            return false;
+        }
+        self.sample.add(call);
+        true
     }
 }
 
@@ -266,6 +306,46 @@ async fn open_offering_deflate(target: &Target, n: usize) -> Result<Vec<Connecti
         }
     }
     Ok(conns)
+}
+
+/// A server's peak memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Peak {
+    /// Allocator: the highest live heap of the server threads while the
+    /// connections worked, less what it held before they opened. RSS: the
+    /// resident set once they have worked (the kernel keeps no peak we
+    /// could reset per point).
+    pub bytes: f64,
+    pub source: Source,
+}
+
+/// Opens `n` connections to `server`, runs `budget` round trips of
+/// [`SMALL`] on each at once, and reads the server's peak memory.
+pub fn busy_peak(
+    rt: &tokio::runtime::Runtime,
+    server: &ServerHandle,
+    n: usize,
+    budget: Budget,
+) -> anyhow::Result<Peak> {
+    let target = Target::of(server);
+    let source = measure::memory_source(server.pid);
+    crate::measure::alloc::reset_peak_live_bytes();
+    let before = AllocSample::now().server_live_bytes;
+    let mut conns = rt.block_on(client::connect_many(&target, n))?;
+    rt.block_on(client::drive(
+        &mut conns,
+        SMALL,
+        budget,
+        &mut client::new_histogram(),
+    ))?;
+    let bytes = match source {
+        Source::Allocator => (crate::measure::alloc::peak_server_live_bytes() - before) as f64,
+        _ => measure::server_memory(server.pid)
+            .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))?
+            as f64,
+    };
+    rt.block_on(client::close_all_handshake(conns))?;
+    Ok(Peak { bytes, source })
 }
 
 /// Server (and client) allocations per round trip.

@@ -8,15 +8,14 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::profiler::Profiler;
 use criterion::Criterion;
 use wsbench::client::{self, Target};
 use wsbench::measure::{threads, Cpu};
-use wsbench::metrics::{Metric, Source};
 use wsbench::placement::Placement;
-use wsbench::results::{self, GroupResults, Measurement, Params};
+use wsbench::results::{self, GroupResults, Params};
 use wsbench::settings::{Profile, ServerSettings};
 use wsbench::stacks::{self, Host, ServerHandle, StackInfo};
 use wsbench::workload::{self, Sample};
@@ -87,16 +86,35 @@ impl Mode {
         }
     }
 
+    /// criterion's warm-up time in this mode for a bench that asks for
+    /// `warm_up`.
+    pub fn warm_up(&self, warm_up: Duration) -> Duration {
+        if self.quick {
+            warm_up.min(Duration::from_millis(200))
+        } else {
+            warm_up
+        }
+    }
+
+    /// What of criterion's calls to leave out of the figures: its warm-up
+    /// when measuring; nothing in test mode, which calls each benchmark
+    /// once without one.
+    pub fn figures_skip(&self, warm_up: Duration) -> Duration {
+        if self.bench {
+            self.warm_up(warm_up)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// criterion configured for this mode, with the flamegraph profiler.
     pub fn criterion(&self, measurement: Duration, warm_up: Duration) -> Criterion {
-        let (measurement, warm_up) = if self.quick {
-            (
-                measurement.min(Duration::from_millis(500)),
-                warm_up.min(Duration::from_millis(200)),
-            )
+        let measurement = if self.quick {
+            measurement.min(Duration::from_millis(500))
         } else {
-            (measurement, warm_up)
+            measurement
         };
+        let warm_up = self.warm_up(warm_up);
         let c = Criterion::default()
             .measurement_time(measurement)
             .warm_up_time(warm_up)
@@ -220,6 +238,21 @@ pub struct Recorder {
     run: results::RunInfo,
 }
 
+/// Adding figures is the library recorder's (`add`, `add_sample`,
+/// `extend`); this one also writes them.
+impl std::ops::Deref for Recorder {
+    type Target = results::Recorder;
+    fn deref(&self) -> &results::Recorder {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Recorder {
+    fn deref_mut(&mut self) -> &mut results::Recorder {
+        &mut self.inner
+    }
+}
+
 impl Recorder {
     pub fn new(group: &str, mode: &Mode) -> Recorder {
         let run = wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick);
@@ -228,36 +261,6 @@ impl Recorder {
             mode_records: mode.records(),
             run,
         }
-    }
-
-    /// Adds one figure; returns it so a caller can attach a detail.
-    pub fn add(
-        &mut self,
-        bench: &str,
-        stack: &StackInfo,
-        params: &Params,
-        metric: &'static Metric,
-        value: f64,
-        source: Source,
-    ) -> &mut Measurement {
-        self.inner.add(bench, stack, params, metric, value, source)
-    }
-
-    /// Adds `metrics` as the round trips of `sample` measured them.
-    pub fn add_sample(
-        &mut self,
-        bench: &str,
-        stack: &StackInfo,
-        params: &Params,
-        sample: &Sample,
-        metrics: &[&'static Metric],
-    ) {
-        self.inner.add_sample(bench, stack, params, sample, metrics);
-    }
-
-    /// Adds figures made elsewhere (the probe's table).
-    pub fn extend(&mut self, measurements: Vec<Measurement>) {
-        self.inner.extend(measurements);
     }
 
     /// Merges what was measured so far into results.json (bench mode only).
@@ -351,7 +354,9 @@ impl Profiler for FlamegraphProfiler {
 
 /// Runs one criterion benchmark of round trips on `conns`: each iteration
 /// is one round trip on every connection. Returns what accumulated besides
-/// time (histogram, CPU, allocations) over all of criterion's batches.
+/// time (histogram, CPU, allocations) over criterion's calls, leaving out
+/// the first `skip` of them (criterion's warm-up: see
+/// [`workload::Accumulator`]).
 #[allow(clippy::too_many_arguments)]
 pub fn bench_round_trips(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -362,18 +367,21 @@ pub fn bench_round_trips(
     conns: &mut [client::Connection],
     spec: client::MessageSpec,
     server: &ServerHandle,
+    skip: Duration,
 ) -> Sample {
-    let mut acc = Sample::empty(spec, conns.len(), Cpu::now(server.pid).server_source);
+    let empty = Sample::empty(spec, conns.len(), Cpu::now(server.pid).server_source);
+    let mut acc = workload::Accumulator::new(empty, skip);
     group.bench_function(criterion::BenchmarkId::new(function, parameter), |b| {
         b.iter_custom(|iters| {
-            let sample =
-                workload::round_trips(rt, conns, spec, client::Budget::Count(iters), server.pid)
-                    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-            acc.add(&sample);
+            let started = Instant::now();
+            let budget = client::Budget::Count(iters);
+            let sample = workload::round_trips(rt, conns, spec, budget, server.pid)
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+            acc.add(&sample, started.elapsed());
             sample.elapsed
         })
     });
-    acc
+    acc.sample
 }
 
 /// Opens `n` connections or ends the run naming the benchmark.

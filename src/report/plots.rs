@@ -14,6 +14,7 @@ use super::data::{
     FLOOR_STACK,
 };
 use super::svg::{Axis, BarChart, BarSeries, LineChart, Scale, Series};
+use crate::metrics::{self, Metric};
 use crate::results::{Measurement, ResultsFile};
 use crate::settings::Profile;
 use crate::stacks::STACKS;
@@ -59,13 +60,13 @@ enum Prefer {
 }
 
 /// Figures of one metric with a finite value.
-fn figures<'a>(file: &'a ResultsFile, group: &str, metrics: &[&str]) -> Vec<&'a Measurement> {
+fn figures<'a>(file: &'a ResultsFile, group: &str, metrics: &[&Metric]) -> Vec<&'a Measurement> {
     file.groups
         .get(group)
         .map(|g| {
             g.measurements
                 .iter()
-                .filter(|m| metrics.contains(&m.metric.as_str()) && m.value.is_finite())
+                .filter(|m| metrics.iter().any(|d| d.name == m.metric) && m.value.is_finite())
                 .collect()
         })
         .unwrap_or_default()
@@ -169,22 +170,23 @@ fn stack_label(stack: &str, odd: &BTreeMap<String, String>) -> String {
     }
 }
 
-fn missing(file: &ResultsFile, group: &str, metrics: &[&str]) -> String {
+fn missing(file: &ResultsFile, group: &str, metrics: &[&Metric]) -> String {
     if file.groups.contains_key(group) {
-        format!("group {group} has no {} figures", metrics.join("/"))
+        let names: Vec<&str> = metrics.iter().map(|m| m.name).collect();
+        format!("group {group} has no {} figures", names.join("/"))
     } else {
         format!("group {group} was not measured")
     }
 }
 
 fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
-    const METRICS: [(&str, &str); 4] = [
-        ("rtt_p50_us", "p50"),
-        ("rtt_p90_us", "p90"),
-        ("rtt_p99_us", "p99"),
-        ("rtt_p999_us", "p99.9"),
+    const METRICS: [(&Metric, &str); 4] = [
+        (&metrics::RTT_P50_US, "p50"),
+        (&metrics::RTT_P90_US, "p90"),
+        (&metrics::RTT_P99_US, "p99"),
+        (&metrics::RTT_P999_US, "p99.9"),
     ];
-    let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+    let names: Vec<&Metric> = METRICS.iter().map(|(m, _)| *m).collect();
     let all = figures(file, "latency", &names);
     if all.is_empty() {
         return Err(missing(file, "latency", &names));
@@ -204,7 +206,7 @@ fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
                 .iter()
                 .map(|(metric, _)| {
                     ms.iter()
-                        .find(|m| &m.stack == stack && m.metric == *metric)
+                        .find(|m| &m.stack == stack && m.metric == metric.name)
                         .map(|m| m.value)
                 })
                 .collect(),
@@ -227,7 +229,7 @@ fn latency_percentiles(file: &ResultsFile) -> Result<String, String> {
 /// One line per stack of `metric` against the numeric parameter `x_param`.
 struct LinePlot<'a> {
     group: &'a str,
-    metric: &'a str,
+    metric: &'static Metric,
     x_param: &'a str,
     title: &'a str,
     x_label: &'a str,
@@ -291,7 +293,7 @@ fn fmt_count(v: f64) -> String {
 
 /// Bars per stack, one per value of `series_param` or per metric.
 fn memory_per_conn(file: &ResultsFile) -> Result<String, String> {
-    let metric = "live_bytes_per_idle_conn";
+    let metric: &Metric = &metrics::LIVE_BYTES_PER_IDLE_CONN;
     let all = figures(file, "memory", &[metric]);
     if all.is_empty() {
         return Err(missing(file, "memory", &[metric]));
@@ -356,11 +358,11 @@ fn profile_colour(profile: &Value, fallback: usize) -> String {
 }
 
 fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
-    const METRICS: [(&str, &str); 2] = [
-        ("server_cpu_ns_per_msg", "server"),
-        ("client_cpu_ns_per_msg", "client"),
+    const METRICS: [(&Metric, &str); 2] = [
+        (&metrics::SERVER_CPU_NS_PER_MSG, "server"),
+        (&metrics::CLIENT_CPU_NS_PER_MSG, "client"),
     ];
-    let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+    let names: Vec<&Metric> = METRICS.iter().map(|(m, _)| *m).collect();
     let all = figures(file, "latency", &names);
     if all.is_empty() {
         return Err(missing(file, "latency", &names));
@@ -382,7 +384,7 @@ fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
                 .iter()
                 .map(|stack| {
                     ms.iter()
-                        .find(|m| &m.stack == stack && m.metric == *metric)
+                        .find(|m| &m.stack == stack && m.metric == metric.name)
                         .map(|m| m.value)
                 })
                 .collect(),
@@ -417,7 +419,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                 file,
                 LinePlot {
                     group: "throughput",
-                    metric: "mib_per_s",
+                    metric: &metrics::MIB_PER_S,
                     x_param: "size_bytes",
                     title: "Throughput against message size",
                     x_label: "message size",
@@ -434,7 +436,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                 file,
                 LinePlot {
                     group: "scaling",
-                    metric: "msgs_per_s",
+                    metric: &metrics::MSGS_PER_S,
                     x_param: "conns",
                     title: "Messages per second against connections",
                     x_label: "concurrent connections",
@@ -451,7 +453,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                 file,
                 LinePlot {
                     group: "scaling",
-                    metric: "rtt_p99_us",
+                    metric: &metrics::RTT_P99_US,
                     x_param: "conns",
                     title: "p99 round trip against connections",
                     x_label: "concurrent connections",
