@@ -56,11 +56,16 @@ impl Placement {
 
     /// The placement named by `WSBENCH_PLACEMENT`, or the reference one.
     pub fn from_env() -> anyhow::Result<Placement> {
+        Placement::from_env_or(Placement::default())
+    }
+
+    /// The placement named by `WSBENCH_PLACEMENT`, or `default`.
+    pub fn from_env_or(default: Placement) -> anyhow::Result<Placement> {
         match std::env::var(PLACEMENT_ENV) {
             Ok(s) => {
                 Placement::parse(s.trim()).map_err(|e| anyhow::anyhow!("{PLACEMENT_ENV}: {e}"))
             }
-            Err(_) => Ok(Placement::default()),
+            Err(_) => Ok(default),
         }
     }
 

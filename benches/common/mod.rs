@@ -36,11 +36,18 @@ impl Mode {
     /// Reads the arguments and environment. criterion runs a bench binary
     /// in test mode (each benchmark once) unless cargo passed `--bench`.
     pub fn from_env() -> Mode {
+        Mode::from_env_placing(Placement::default())
+    }
+
+    /// As [`Mode::from_env`], for a group whose placement, unless
+    /// `WSBENCH_PLACEMENT` says otherwise, is `placement`.
+    pub fn from_env_placing(placement: Placement) -> Mode {
         let args: Vec<String> = std::env::args().collect();
         let profile = args.iter().any(|a| a == "--profile-time");
         let bench = args.iter().any(|a| a == "--bench") && !profile;
         let quick = std::env::var("WSBENCH_QUICK").is_ok_and(|v| v == "1");
-        let placement = Placement::from_env().unwrap_or_else(|e| fail(&format!("{e:#}")));
+        let placement =
+            Placement::from_env_or(placement).unwrap_or_else(|e| fail(&format!("{e:#}")));
         let server_threads = match std::env::var("WSBENCH_SERVER_THREADS") {
             Ok(v) => v
                 .parse()

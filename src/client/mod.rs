@@ -196,8 +196,28 @@ pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, 
         let batch = CONNECT_CONCURRENCY.min(n - conns.len());
         let opened =
             futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
+        let first = conns.len();
         for c in opened {
             conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
+        }
+        if target.protocol == Protocol::RawTcp {
+            // A raw-TCP connect completes in the kernel before the server
+            // accepts it; batches opened back to back could outrun the
+            // server's accepts and overflow its listen queue (a dropped SYN
+            // is sent again only a second later). One echo on each proves
+            // the server has them.
+            let one = MessageSpec {
+                size_bytes: 32,
+                kind: PayloadKind::Binary,
+                window: 1,
+            };
+            drive(
+                &mut conns[first..],
+                one,
+                Budget::Count(1),
+                &mut new_histogram(),
+            )
+            .await?;
         }
     }
     Ok(conns)
