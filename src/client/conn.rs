@@ -68,6 +68,9 @@ pub struct Connection {
     pub(super) watch: Arc<Watch>,
     /// The server accepted permessage-deflate (see `open_offering_deflate`).
     deflate: bool,
+    /// Round trips made while opening (raw TCP's proof that the server
+    /// accepted, see `client::connect_many`): verified, but not counted.
+    opening_round_trips: u64,
 }
 
 /// How a connection waits for an echo.
@@ -154,6 +157,7 @@ impl Connection {
             stall_timeout: STALL_TIMEOUT,
             watch,
             deflate,
+            opening_round_trips: 0,
         })
     }
 
@@ -174,9 +178,15 @@ impl Connection {
         self.stream.local_addr().map_or(0, |a| a.port())
     }
 
-    /// Round trips this connection has completed and verified.
+    /// Round trips this connection has completed and verified, not
+    /// counting those made while it opened.
     pub fn verified_round_trips(&self) -> u64 {
-        self.next_recv_seq
+        self.next_recv_seq - self.opening_round_trips
+    }
+
+    /// Counts the round trips made so far as part of opening.
+    pub(super) fn opened(&mut self) {
+        self.opening_round_trips = self.next_recv_seq;
     }
 
     pub(super) fn err(&self, kind: ErrorKind) -> ClientError {

@@ -218,6 +218,7 @@ pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, 
                 &mut new_histogram(),
             )
             .await?;
+            conns[first..].iter_mut().for_each(Connection::opened);
         }
     }
     Ok(conns)
