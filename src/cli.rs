@@ -42,8 +42,15 @@ pub enum Command {
     /// Drive one stack (started in this process, or at --url) and print
     /// msgs/s and round-trip percentiles.
     Run(RunArgs),
-    /// Regenerate target-reports/ from target/wsbench/results.json.
-    Report,
+    /// Write the report of target/wsbench/results.json to
+    /// target/wsbench/report/ (any run, quick or partial).
+    Report {
+        /// Write the committed target-reports/ and discussion.md instead;
+        /// refused, writing nothing, unless the results are a complete
+        /// reference run of committed code with its latency flamegraphs.
+        #[arg(long)]
+        publish: bool,
+    },
     /// Compare two commits on the quick measurement set, interleaved, and
     /// exit 1 on a regression (0 without, 2 when it could not build or run).
     Compare(wsbench::compare::CompareArgs),

@@ -39,9 +39,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             server,
         } => serve(stack, server.settings(addr)?),
         Command::Run(args) => run_stack(&args),
-        Command::Report => {
-            let summary = wsbench::report::generate(&wsbench::report::ReportOptions::defaults())?;
-            println!("{summary}");
+        Command::Report { publish } => {
+            let opts = wsbench::report::ReportOptions::defaults();
+            if publish {
+                print!("{}", wsbench::report::publish(&opts)?);
+            } else {
+                print!("{}", wsbench::report::generate(&opts)?);
+                println!(
+                    "{} is unchanged; `wsbench report --publish` writes it from a complete run",
+                    opts.publish_dir.display()
+                );
+            }
             Ok(())
         }
         Command::Compare(args) => std::process::exit(wsbench::compare::run(&args)),

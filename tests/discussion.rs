@@ -3,8 +3,8 @@
 //! that do not select one measurement, and claims the run contradicts.
 //!
 //! `WSBENCH_BLESS=1 cargo test --test discussion` rewrites discussion.md
-//! from the template and target-reports/results.json (what `wsbench report`
-//! does after a run).
+//! from the template and target-reports/results.json (what `wsbench report
+//! --publish` does after a complete run).
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ fn the_committed_discussion_is_the_expansion_of_the_template() {
     let committed = std::fs::read_to_string(&path).expect("discussion.md exists");
     assert!(
         committed == expanded,
-        "discussion.md is not the expansion of discussion.template.md; run `wsbench report` \
+        "discussion.md is not the expansion of discussion.template.md; run `wsbench report --publish` \
          (or WSBENCH_BLESS=1 cargo test --test discussion) and commit the result"
     );
     assert!(!expanded.contains("{{") && !expanded.contains("<!--"));
@@ -276,9 +276,22 @@ fn the_report_step_expands_the_template_beside_its_directory() {
     let mut opts = wsbench::report::ReportOptions::defaults();
     opts.results_path = dir.join("results.json");
     opts.criterion_dir = dir.join("criterion");
-    opts.out_dir = dir.join("reports");
+    opts.out_dir = dir.join("report");
+    opts.publish_dir = dir.join("reports");
     reference_run().save(&opts.results_path).unwrap();
-    wsbench::report::generate(&opts).unwrap();
+    // Only a publish writes the discussion, and it needs the latency flamegraphs.
+    for m in &reference_run().groups["latency"].measurements {
+        let case = m.bench.splitn(3, '/').nth(2).unwrap().replace('/', "_");
+        let profile = opts
+            .criterion_dir
+            .join("latency")
+            .join(&m.stack)
+            .join(case)
+            .join("profile");
+        std::fs::create_dir_all(&profile).unwrap();
+        std::fs::write(profile.join("flamegraph.svg"), "<svg/>").unwrap();
+    }
+    wsbench::report::publish(&opts).unwrap();
     let written = std::fs::read_to_string(dir.join("discussion.md")).unwrap();
     assert_eq!(written, "axum: 26.2 µs\n");
 
@@ -287,7 +300,7 @@ fn the_report_step_expands_the_template_beside_its_directory() {
     altered("axum", "rtt_mean_us", "binary", 10.0)
         .save(&opts.results_path)
         .unwrap();
-    let e = wsbench::report::generate(&opts).unwrap_err();
+    let e = wsbench::report::publish(&opts).unwrap_err();
     assert!(format!("{e:#}").contains("contradicts"), "{e:#}");
     assert_eq!(
         std::fs::read_to_string(dir.join("discussion.md")).unwrap(),

@@ -34,6 +34,7 @@ fn options(dir: &Path) -> ReportOptions {
         results_path: dir.join("results.json"),
         criterion_dir: dir.join("criterion"),
         out_dir: dir.join("reports"),
+        publish_dir: dir.join("target-reports"),
     }
 }
 
@@ -1014,7 +1015,11 @@ fn defaults_point_at_the_target_directory() {
         opts.criterion_dir,
         wsbench::results::target_dir().join("criterion")
     );
-    assert_eq!(opts.out_dir, PathBuf::from("target-reports"));
+    assert_eq!(
+        opts.out_dir,
+        wsbench::results::target_dir().join("wsbench/report")
+    );
+    assert_eq!(opts.publish_dir, PathBuf::from("target-reports"));
 }
 
 /// The groups of one `cargo bench` are measured one after another, so their
@@ -1037,4 +1042,300 @@ fn groups_of_one_setup_are_one_run_and_another_commit_is_not() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(md.contains("2 different setups"), "{md}");
     assert!(md.contains("4567cdef") && md.contains("0123abcd-dirty"));
+}
+
+/// A partial run cannot spoil the published report: `generate` writes any
+/// run under the target directory only, and `publish` takes a complete
+/// reference run or nothing.
+mod publishing {
+    use std::time::{Duration, SystemTime};
+
+    use wsbench::report::{publish, NotReference, PublishRefused};
+
+    use super::*;
+
+    const TEMPLATE: &str = "axum: {{latency.axum.rtt_mean_us kind=binary}}\n";
+
+    /// A published report (with flamegraphs) and a discussion beside it, as
+    /// a clone has them, in a directory of the test's own.
+    fn with_published(name: &str) -> (PathBuf, ReportOptions) {
+        let dir = scratch(name);
+        let opts = options(&dir);
+        let published = &opts.publish_dir;
+        std::fs::create_dir_all(published.join("flamegraphs")).unwrap();
+        std::fs::write(published.join("summary.md"), "the reference report").unwrap();
+        std::fs::write(published.join("results.json"), "{}").unwrap();
+        for stack in STACKS {
+            std::fs::write(
+                published.join(format!("flamegraphs/{stack}.svg")),
+                "<svg><!-- reference --></svg>",
+            )
+            .unwrap();
+            std::fs::write(
+                published.join(format!("flamegraphs/latency__{stack}__binary_32B.svg")),
+                "<svg><!-- reference --></svg>",
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("discussion.template.md"), TEMPLATE).unwrap();
+        std::fs::write(dir.join("discussion.md"), "the reference discussion").unwrap();
+        (dir, opts)
+    }
+
+    /// The full synthetic run at one clean commit, with catalogue metrics
+    /// only (a results file with others does not load).
+    fn reference_results() -> ResultsFile {
+        let mut file = full_results();
+        for group in file.groups.values_mut() {
+            group.run.commit = "0123abcd".into();
+            group.measurements.retain(|m| m.definition().is_some());
+        }
+        file
+    }
+
+    /// A flamegraph for every latency benchmark of the synthetic run.
+    fn profile_latency(opts: &ReportOptions) {
+        for stack in STACKS {
+            fake_criterion_bench(
+                &opts.criterion_dir,
+                &format!("latency/{stack}/binary_32B"),
+                &format!("latency/{stack}/binary/32B"),
+                20_000.0,
+                true,
+            );
+        }
+    }
+
+    fn refused(opts: &ReportOptions) -> PublishRefused {
+        let err = publish(opts).expect_err("publishing should be refused");
+        err.downcast_ref::<PublishRefused>()
+            .unwrap_or_else(|| panic!("not a refusal: {err:#}"))
+            .clone()
+    }
+
+    /// The published report and the discussion, to check they did not change.
+    fn published_state(dir: &Path, opts: &ReportOptions) -> (BTreeMap<PathBuf, Vec<u8>>, String) {
+        (snapshot(&opts.publish_dir), read(dir.join("discussion.md")))
+    }
+
+    fn quick_results() -> ResultsFile {
+        let mut file = reference_results();
+        for group in file.groups.values_mut() {
+            group.run.quick = true;
+        }
+        file
+    }
+
+    fn one_group_results() -> ResultsFile {
+        let mut file = results_with(&[("latency", latency())]);
+        file.groups.get_mut("latency").unwrap().run.commit = "0123abcd".into();
+        file
+    }
+
+    #[test]
+    fn quick_and_one_group_runs_write_only_under_the_target_directory() {
+        for (name, results) in [
+            ("quick", quick_results()),
+            ("one-group", one_group_results()),
+        ] {
+            let (dir, opts) = with_published(&format!("generate-{name}"));
+            profile_latency(&opts);
+            results.save(&opts.results_path).unwrap();
+            let before = published_state(&dir, &opts);
+            let summary = generate(&opts).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(summary.out_dir, opts.out_dir, "{name}");
+            assert!(opts.out_dir.join("summary.md").is_file(), "{name}");
+            assert!(
+                opts.out_dir.join("flamegraphs/axum.svg").is_file(),
+                "{name}: the run's own flamegraphs go into its report"
+            );
+            assert_eq!(
+                published_state(&dir, &opts),
+                before,
+                "{name}: the published report or discussion changed"
+            );
+            assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn publishing_a_quick_or_one_group_run_is_refused_and_writes_nothing() {
+        let (dir, opts) = with_published("refuse-partial");
+        profile_latency(&opts);
+        let before = published_state(&dir, &opts);
+
+        quick_results().save(&opts.results_path).unwrap();
+        let refusal = refused(&opts);
+        assert_eq!(
+            refusal.reasons,
+            [NotReference::Quick {
+                groups: EXPECTED.iter().map(|g| g.to_string()).collect()
+            }]
+        );
+        assert!(refusal.to_string().contains("WSBENCH_QUICK"), "{refusal}");
+
+        one_group_results().save(&opts.results_path).unwrap();
+        let refusal = refused(&opts);
+        assert_eq!(
+            refusal.reasons,
+            [NotReference::GroupsMissing {
+                groups: EXPECTED[1..].iter().map(|g| g.to_string()).collect()
+            }]
+        );
+        assert!(
+            refusal.to_string().contains("throughput, scaling"),
+            "{refusal}"
+        );
+
+        assert_eq!(published_state(&dir, &opts), before);
+        assert!(!opts.out_dir.exists(), "publish wrote the target report");
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const EXPECTED: [&str; 7] = [
+        "latency",
+        "throughput",
+        "scaling",
+        "memory",
+        "placement",
+        "conformance",
+        "leak",
+    ];
+
+    #[test]
+    fn dirty_mixed_and_unknown_commits_are_refused_by_name() {
+        let (dir, opts) = with_published("refuse-commits");
+        profile_latency(&opts);
+        let before = published_state(&dir, &opts);
+
+        let mut file = reference_results();
+        file.groups.get_mut("leak").unwrap().run.commit = "4567cdef-dirty".into();
+        file.groups.get_mut("memory").unwrap().run.commit = "unknown".into();
+        file.save(&opts.results_path).unwrap();
+        let reasons = refused(&opts).reasons;
+        assert!(
+            reasons.contains(&NotReference::DirtyCommit {
+                commit: "4567cdef-dirty".into(),
+                groups: vec!["leak".into()],
+            }),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&NotReference::NoCommit {
+                groups: vec!["memory".into()],
+            }),
+            "{reasons:?}"
+        );
+        let mixed = reasons
+            .iter()
+            .find_map(|r| match r {
+                NotReference::MixedCommits { commits } => Some(commits.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{reasons:?}"));
+        assert_eq!(
+            mixed.keys().collect::<Vec<_>>(),
+            ["0123abcd", "4567cdef-dirty", "unknown"]
+        );
+        assert_eq!(published_state(&dir, &opts), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_complete_run_without_its_flamegraphs_is_refused() {
+        let (dir, opts) = with_published("refuse-flamegraphs");
+        reference_results().save(&opts.results_path).unwrap();
+        let before = published_state(&dir, &opts);
+
+        // No --profile-time run: every latency benchmark is named, and the
+        // published flamegraphs would be dropped.
+        let reasons = refused(&opts).reasons;
+        let all: Vec<String> = STACKS
+            .iter()
+            .map(|s| format!("latency/{s}/binary/32B"))
+            .collect();
+        assert_eq!(
+            reasons[0],
+            NotReference::FlamegraphsMissing {
+                benches: {
+                    let mut sorted = all.clone();
+                    sorted.sort();
+                    sorted
+                }
+            }
+        );
+        assert!(
+            matches!(&reasons[1], NotReference::FlamegraphsDropped { files } if files.len() == 2 * STACKS.len()),
+            "{reasons:?}"
+        );
+
+        // Flamegraphs from before the latency group was measured are another run's.
+        profile_latency(&opts);
+        let axum = opts
+            .criterion_dir
+            .join("latency/axum/binary_32B/profile/flamegraph.svg");
+        std::fs::File::options()
+            .write(true)
+            .open(&axum)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+            .unwrap();
+        assert_eq!(
+            refused(&opts).reasons,
+            [NotReference::FlamegraphsStale {
+                benches: vec!["latency/axum/binary/32B".into()]
+            }]
+        );
+
+        // A published flamegraph this run has no replacement for stays.
+        profile_latency(&opts);
+        std::fs::write(
+            opts.publish_dir
+                .join("flamegraphs/throughput__axum__binary_1MiB.svg"),
+            "<svg/>",
+        )
+        .unwrap();
+        let before = (snapshot(&opts.publish_dir), before.1);
+        assert_eq!(
+            refused(&opts).reasons,
+            [NotReference::FlamegraphsDropped {
+                files: vec!["flamegraphs/throughput__axum__binary_1MiB.svg".into()]
+            }]
+        );
+        assert_eq!(published_state(&dir, &opts), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_complete_reference_run_is_published_with_its_discussion() {
+        let (dir, opts) = with_published("publish");
+        reference_results().save(&opts.results_path).unwrap();
+        profile_latency(&opts);
+        let summary = publish(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(summary.out_dir, opts.publish_dir);
+        let published = &opts.publish_dir;
+        assert_ne!(read(published.join("summary.md")), "the reference report");
+        for stack in STACKS {
+            for flame in [
+                format!("flamegraphs/{stack}.svg"),
+                format!("flamegraphs/latency__{stack}__binary_32B.svg"),
+            ] {
+                assert!(
+                    read(published.join(&flame)).contains(&format!("latency/{stack}/binary/32B")),
+                    "{flame} was not replaced from this run"
+                );
+            }
+        }
+        let json = |path: &Path| -> Value { serde_json::from_str(&read(path)).unwrap() };
+        assert!(
+            json(&published.join("results.json")) == json(&opts.results_path),
+            "the published results are not the run's"
+        );
+        assert!(read(dir.join("discussion.md")).starts_with("axum: "));
+        assert!(!opts.out_dir.exists(), "publish wrote the target report");
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

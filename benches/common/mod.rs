@@ -285,18 +285,24 @@ impl Recorder {
         }
     }
 
-    /// Final flush, then regenerates target-reports/ from all groups.
+    /// Final flush, then writes the report of all groups under the target
+    /// directory. The committed target-reports/ is never written here: a
+    /// quick or partial run must not replace it (`wsbench report --publish`
+    /// does, from a complete run).
     pub fn finish(self) {
         self.flush();
         if !self.mode_records {
             return;
         }
-        match wsbench::report::generate(&wsbench::report::ReportOptions::defaults()) {
-            Ok(_) => eprintln!(
-                "wsbench: {} results written; target-reports/ regenerated",
-                self.inner.group()
+        let opts = wsbench::report::ReportOptions::defaults();
+        match wsbench::report::generate(&opts) {
+            Ok(summary) => eprintln!(
+                "wsbench: {} results written; report at {} ({} unchanged: `cargo run --release -- report --publish` publishes a complete run)",
+                self.inner.group(),
+                summary.out_dir.join("summary.md").display(),
+                opts.publish_dir.display()
             ),
-            Err(e) => eprintln!("wsbench: report not regenerated: {e:#}"),
+            Err(e) => eprintln!("wsbench: report not written: {e:#}"),
         }
     }
 }

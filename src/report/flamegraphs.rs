@@ -60,6 +60,26 @@ fn same_rest(a: &str, b: &str) -> bool {
     a.replace('/', "_") == b.replace('/', "_")
 }
 
+/// The benchmarks of `group` among `benches` (stack, benchmark id
+/// `<group>/<stack>/<rest>`) that no flamegraph in `found` profiles, each
+/// once, sorted.
+pub fn unprofiled(group: &str, benches: &[(&str, &str)], found: &[Flamegraph]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for &(stack, bench) in benches {
+        let Some(rest) = bench.strip_prefix(&format!("{group}/{stack}/")) else {
+            continue;
+        };
+        let profiled = found
+            .iter()
+            .any(|f| f.group == group && f.stack == stack && same_rest(&f.rest, rest));
+        if !profiled && !out.iter().any(|b| b == bench) {
+            out.push(bench.to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn plan(found: &[Flamegraph]) -> FlamePlan {
     let mut sorted: Vec<&Flamegraph> = found.iter().filter(|f| !f.stack.is_empty()).collect();
     sorted.sort_by(|a, b| {
@@ -145,5 +165,23 @@ mod tests {
             .find(|c| c.stack == "raw-tcp")
             .unwrap();
         assert_eq!(raw.bench, "scaling/raw-tcp/100");
+    }
+
+    #[test]
+    fn finds_the_benchmarks_without_a_profile() {
+        let found = vec![
+            flame("latency", "axum", "binary_32B"),
+            flame("throughput", "axum", "text_32B"),
+        ];
+        let benches = [
+            ("axum", "latency/axum/binary/32B"),
+            ("axum", "latency/axum/binary/32B"),
+            ("axum", "latency/axum/text/32B"),
+            ("raw-tcp", "latency/raw-tcp/binary/32B"),
+        ];
+        assert_eq!(
+            unprofiled("latency", &benches, &found),
+            ["latency/axum/text/32B", "latency/raw-tcp/binary/32B"]
+        );
     }
 }

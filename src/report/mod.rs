@@ -2,15 +2,20 @@
 //! directory of files a reader can open: `summary.md`, `results.csv`, a copy
 //! of the results, SVG charts and the flamegraphs.
 //!
-//! Reports read results; they never measure. The directory is replaced as a
-//! whole: everything is built in a sibling temporary directory and swapped
-//! in by renames, so a failed or interrupted report leaves the previous one
-//! as it was.
+//! Reports read results; they never measure. Two places take a report:
+//! [`generate`] writes any run's, quick or partial, under the target
+//! directory (`target/wsbench/report`); [`publish`] writes the committed
+//! `target-reports/` and `discussion.md`, and only from a complete
+//! reference run (see [`publish::check`]), so a partial run cannot spoil
+//! them. Either directory is replaced as a whole: everything is built in a
+//! sibling temporary directory and swapped in by renames, so a failed or
+//! interrupted report leaves the previous one as it was.
 //!
 //! - `data`: orders, number formats and the stacks-by-parameters pivot;
 //! - `markdown`, `csv`, `plots` (on top of the chart writer in [`svg`]):
 //!   the files;
 //! - `criterion` and `flamegraphs`: what criterion left on disk;
+//! - `publish`: what makes a run a reference run;
 //! - `discussion`: `discussion.md` expanded from its template and checked
 //!   against the results.
 
@@ -21,6 +26,7 @@ pub mod discussion;
 mod flamegraphs;
 mod markdown;
 mod plots;
+pub mod publish;
 pub mod svg;
 
 use std::fmt;
@@ -33,6 +39,7 @@ use crate::results::ResultsFile;
 use crate::stacks::STACKS;
 
 pub use data::{EXPECTED_GROUPS, FLOOR_STACK};
+pub use publish::{NotReference, PublishRefused};
 
 /// Where the report reads from and writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,18 +47,25 @@ pub struct ReportOptions {
     pub results_path: PathBuf,
     /// Criterion's output directory (`target/criterion`): estimates and flamegraphs.
     pub criterion_dir: PathBuf,
-    /// The report directory; replaced as a whole.
+    /// Where [`generate`] writes the report of any run; replaced as a whole.
     pub out_dir: PathBuf,
+    /// Where [`publish`] writes the reference report (`target-reports`);
+    /// replaced as a whole. `discussion.md` is written beside it, from the
+    /// template beside it.
+    pub publish_dir: PathBuf,
 }
 
 impl ReportOptions {
-    /// The results the benches write, criterion's directory in the same
-    /// target directory, and `target-reports` below the current directory.
+    /// The results the benches write, criterion's directory and the report
+    /// directory `wsbench/report` in the same target directory, and
+    /// `target-reports` below the current directory to publish to.
     pub fn defaults() -> Self {
+        let target = crate::results::target_dir();
         ReportOptions {
             results_path: crate::results::default_path(),
-            criterion_dir: crate::results::target_dir().join("criterion"),
-            out_dir: PathBuf::from("target-reports"),
+            criterion_dir: target.join("criterion"),
+            out_dir: target.join("wsbench").join("report"),
+            publish_dir: PathBuf::from("target-reports"),
         }
     }
 }
@@ -105,34 +119,55 @@ impl fmt::Display for ReportSummary {
     }
 }
 
-/// Reads the results and criterion's files and writes the report directory.
+/// Reads the results and criterion's files and writes the report to
+/// `out_dir`, whatever the run: quick, partial or complete. Never touches
+/// `publish_dir` or `discussion.md`.
 ///
 /// Fails, leaving any previous report untouched, when the results file is
 /// missing, does not parse, has another schema or holds no groups.
 pub fn generate(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
-    let (file, raw) = load_results(&opts.results_path)?;
-    let mut stacks: Vec<String> = STACKS.iter().map(|s| s.name.to_string()).collect();
-    for m in file.measurements() {
-        if !stacks.contains(&m.stack) {
-            stacks.push(m.stack.clone());
-        }
-    }
-    let scan = criterion::scan(&opts.criterion_dir, &stacks);
-    let (mut summary, litter) = publish_atomically(&opts.out_dir, |dir| {
-        build(dir, opts, &file, &raw, &scan, &stacks)
-    })?;
-    summary.out_dir = opts.out_dir.clone();
-    summary.notes.extend(litter);
+    let run = Inputs::read(opts)?;
+    write_report(&opts.out_dir, opts, &run)
+}
+
+/// Writes the reference report to `publish_dir` and `discussion.md` beside
+/// it (when the template is there), from a complete run only.
+///
+/// Refuses with a [`PublishRefused`] that lists every reason, writing
+/// nothing, when the run is quick, lacks a group, was measured at several
+/// commits, at a dirty one or outside git, lacks the latency flamegraphs
+/// (or has older ones), or would drop a published flamegraph without a
+/// replacement. Also writes nothing when the discussion's template does
+/// not fit the run.
+pub fn publish(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
+    let run = Inputs::read(opts)?;
+    let plan = flamegraphs::plan(&run.scan.flamegraphs);
+    publish::check(&run.file, &run.scan.flamegraphs, &plan, &opts.publish_dir)?;
+    // Expanded before anything is written, so a template that does not
+    // fit the run leaves both the report and the discussion as they were.
     // The template lives beside the report directory (the repository's
-    // root); a report written elsewhere has none and writes no discussion.
-    let root = opts.out_dir.parent().unwrap_or(Path::new(""));
+    // root); a report published elsewhere has none and writes no discussion.
+    let root = opts.publish_dir.parent().unwrap_or(Path::new(""));
     let template = root.join(discussion::TEMPLATE_FILE);
-    if template.exists() {
-        let out = root.join(discussion::OUTPUT_FILE);
-        discussion::write(&template, &file, &out).with_context(|| {
+    let discussion = if template.exists() {
+        let text = std::fs::read_to_string(&template)
+            .with_context(|| format!("reading {}", template.display()))?;
+        let expanded = discussion::expand(&text, &run.file).with_context(|| {
             format!(
-                "{} was written, but {} was not: its template does not fit this run",
-                opts.out_dir.display(),
+                "not publishing: {} does not fit this run",
+                template.display()
+            )
+        })?;
+        Some((root.join(discussion::OUTPUT_FILE), expanded))
+    } else {
+        None
+    };
+    let mut summary = write_report(&opts.publish_dir, opts, &run)?;
+    if let Some((out, expanded)) = discussion {
+        crate::results::write_atomically(&out, expanded.as_bytes()).with_context(|| {
+            format!(
+                "{} was published, but {} was not written",
+                opts.publish_dir.display(),
                 out.display()
             )
         })?;
@@ -142,6 +177,45 @@ pub fn generate(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
             template.display()
         ));
     }
+    Ok(summary)
+}
+
+/// What a report is made from.
+struct Inputs {
+    file: ResultsFile,
+    /// The results as this build reads them, serialised.
+    raw: Vec<u8>,
+    scan: criterion::CriterionScan,
+    /// The table's stacks, then any others the results name.
+    stacks: Vec<String>,
+}
+
+impl Inputs {
+    fn read(opts: &ReportOptions) -> anyhow::Result<Inputs> {
+        let (file, raw) = load_results(&opts.results_path)?;
+        let mut stacks: Vec<String> = STACKS.iter().map(|s| s.name.to_string()).collect();
+        for m in file.measurements() {
+            if !stacks.contains(&m.stack) {
+                stacks.push(m.stack.clone());
+            }
+        }
+        let scan = criterion::scan(&opts.criterion_dir, &stacks);
+        Ok(Inputs {
+            file,
+            raw,
+            scan,
+            stacks,
+        })
+    }
+}
+
+/// Builds the report of `run` and swaps it in at `dir`.
+fn write_report(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Result<ReportSummary> {
+    let (mut summary, litter) = publish_atomically(dir, |staging| {
+        build(staging, opts, &run.file, &run.raw, &run.scan, &run.stacks)
+    })?;
+    summary.out_dir = dir.to_path_buf();
+    summary.notes.extend(litter);
     Ok(summary)
 }
 
