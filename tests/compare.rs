@@ -18,6 +18,7 @@ use wsbench::compare::stats::{
     self, exact_verdict, timing_verdict, Better, Interval, MedianRank, NoInterval, Verdict,
     XorShift64, CONFIDENCE,
 };
+use wsbench::compare::{CompareReport, SideReport};
 
 /// `n` values around `center` with a relative spread of ±`spread`, from a
 /// fixed seed: reproducible noise.
@@ -781,4 +782,61 @@ fn compare_of_an_unknown_commit_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("could not build or run"), "{stderr}");
     assert!(stderr.contains("no-such-commit-anywhere"), "{stderr}");
+}
+
+#[test]
+fn the_markdown_header_states_the_exact_coverage_and_old_reports_still_read() {
+    let side = |rev: &str| SideReport {
+        rev: rev.into(),
+        commit: "0123456789abcdef".into(),
+        working_tree: false,
+        dirty: false,
+        env: Vec::new(),
+        build_s: 0.0,
+        run: None,
+    };
+    let s = timing_samples(vec![30.0; 12], vec![33.0; 12]);
+    let row = report::judge(
+        "axum",
+        metric("latency/32B:rtt_mean_us"),
+        &s,
+        &judging(Method::Paired),
+    );
+    let r = CompareReport {
+        schema: 1,
+        base: side("main"),
+        head: side("HEAD"),
+        features: None,
+        placement: "same-core".into(),
+        rounds: 12,
+        window_ms: 100,
+        windows: 10,
+        method: Method::Paired,
+        threshold: 0.01,
+        confidence: CONFIDENCE,
+        coverage: stats::median_rank(12, CONFIDENCE).map(|r| r.coverage),
+        stacks: vec!["axum".into()],
+        skipped_stacks: Vec::new(),
+        elapsed_s: 1.0,
+        regressions: 1,
+        rows: vec![row],
+    };
+    let md = wsbench::compare::markdown(&r);
+    assert!(
+        md.contains("95% requested, 96.1% exact (distribution-free); threshold 1%"),
+        "{md}"
+    );
+
+    // A report written before the coverage was recorded: a bootstrap's
+    // resamples and seed, no coverage in the report or its rows.
+    let mut old = serde_json::to_value(&r).unwrap();
+    let o = old.as_object_mut().unwrap();
+    o.remove("coverage");
+    o.insert("resamples".into(), 2000.into());
+    o.insert("seed".into(), 1.into());
+    o["rows"][0].as_object_mut().unwrap().remove("coverage");
+    let back: CompareReport = serde_json::from_value(old).unwrap();
+    assert_eq!(back.coverage, None);
+    assert_eq!(back.rows[0].coverage, None);
+    assert_eq!(back.rows[0].verdict, Verdict::Regression);
 }

@@ -765,9 +765,9 @@ pub fn markdown(r: &CompareReport) -> String {
         "\nRatio: head/base; for timings, the median over rounds of each round's median \
          ratio of windows measured back to back. Interval: two of the rounds' ratios in \
          sorted order, chosen so that the binomial law gives the stated exact coverage of \
-         the median ratio whatever the ratios' distribution. Verdicts: a regression or an improvement when the whole interval \
-         lies beyond the threshold (exact metrics: when the median changed by the \
-         tolerance or more); no change when the whole interval lies within it; \
+         the median ratio whatever the ratios' distribution. Verdicts: a regression or an \
+         improvement when the whole interval lies beyond the threshold (exact metrics: \
+         when the median changed by the tolerance or more); no change when the whole interval lies within it; \
          inconclusive when the rounds were too noisy to tell at this threshold, or too \
          few for an interval, which is not a regression (more --rounds narrow the \
          interval).\n",
