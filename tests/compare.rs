@@ -15,18 +15,17 @@ use wsbench::compare::measure::RoundFile;
 use wsbench::compare::metrics::{self, Kind};
 use wsbench::compare::report::{self, Judging, Method, Samples};
 use wsbench::compare::stats::{
-    self, exact_verdict, timing_verdict, Better, Bootstrap, Interval, Verdict, XorShift64,
+    self, exact_verdict, timing_verdict, Better, Interval, MedianRank, NoInterval, Verdict,
+    XorShift64, CONFIDENCE,
 };
+use wsbench::compare::{CompareReport, SideReport};
 
 /// `n` values around `center` with a relative spread of ±`spread`, from a
 /// fixed seed: reproducible noise.
 fn noisy(seed: u64, n: usize, center: f64, spread: f64) -> Vec<f64> {
     let mut rng = XorShift64::new(seed);
     (0..n)
-        .map(|_| {
-            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-            center * (1.0 + spread * (2.0 * u - 1.0))
-        })
+        .map(|_| center * (1.0 + spread * (2.0 * rng.next_f64() - 1.0)))
         .collect()
 }
 
@@ -42,8 +41,15 @@ fn judging(method: Method) -> Judging {
     Judging {
         method,
         threshold: 0.05,
-        bootstrap: Bootstrap::default(),
+        confidence: CONFIDENCE,
     }
+}
+
+/// head_k / base_k of two noisy series: the paired ratios of `n` rounds.
+fn ratios(seed: u64, n: usize, base: f64, head: f64, spread: f64) -> Vec<f64> {
+    let b = noisy(seed, n, base, spread);
+    let h = noisy(seed + 1000, n, head, spread);
+    b.iter().zip(&h).map(|(b, h)| h / b).collect()
 }
 
 /// A judged figure by its key, "phase:metric".
@@ -85,34 +91,248 @@ fn median_of_odd_even_and_bad_input() {
     assert_eq!(stats::median(&[1.0, f64::NAN]), None);
 }
 
-// ---- the bootstrap interval ----
+// ---- the order-statistic interval ----
 
 #[test]
-fn bootstrap_is_reproducible() {
-    let base = noisy(1, 5, 100.0, 0.03);
-    let head = noisy(2, 5, 100.0, 0.03);
-    let b = Bootstrap::default();
-    assert_eq!(
-        b.ratio_of_medians(&base, &head),
-        b.ratio_of_medians(&base, &head)
-    );
-    let other_seed = Bootstrap {
-        seed: 7,
-        ..Bootstrap::default()
+fn binomial_coverage_of_order_statistics() {
+    // P(Binomial(7, 1/2) <= 1) = 8/128.
+    assert!((stats::binomial_half_cdf(7, 1) - 8.0 / 128.0).abs() < 1e-12);
+    assert_eq!(stats::binomial_half_cdf(7, 7), 1.0);
+    // (x_(2), x_(6)) of 7, where the old bootstrap's resamples landed:
+    // 87.5%, short of 95%; so 7 rounds give only (min, max), 98.4%.
+    assert!((1.0 - 2.0 * stats::binomial_half_cdf(7, 1) - 0.875).abs() < 1e-12);
+    let rank = |n| stats::median_rank(n, CONFIDENCE);
+    let close = |r: Option<MedianRank>, k: usize, coverage: f64| {
+        let r = r.expect("an interval");
+        r.k == k && (r.coverage - coverage).abs() < 1e-9
     };
-    // Another seed moves the interval at most a little; it still holds the
-    // point estimate.
-    let i = other_seed.ratio_of_medians(&base, &head).unwrap();
-    let point = stats::median(&head).unwrap() / stats::median(&base).unwrap();
-    assert!(i.lo <= point && point <= i.hi, "{i:?} vs {point}");
+    assert_eq!(rank(5), None);
+    assert_eq!(stats::min_values_for(CONFIDENCE), 6);
+    assert!(close(rank(6), 1, 1.0 - 2.0 / 64.0));
+    assert!(close(rank(7), 1, 1.0 - 2.0 / 128.0));
+    assert!(close(rank(9), 2, 1.0 - 2.0 * 10.0 / 512.0));
+    // The default: the 3rd and the 10th of 12, 96.1%.
+    assert!(close(rank(12), 3, 1.0 - 2.0 * 79.0 / 4096.0));
+    // Many values: no underflow, and k near n/2 - 1.96 sqrt(n)/2.
+    let big = rank(2000).expect("an interval");
+    assert!((950..=960).contains(&big.k), "{big:?}");
+    assert!(big.coverage >= 0.95 && big.coverage < 0.96, "{big:?}");
+}
+
+#[test]
+fn the_interval_is_two_sorted_values() {
+    let v = [
+        9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0, 10.0, 11.0, 12.0,
+    ];
+    let m = stats::median_interval(&v, CONFIDENCE).unwrap();
+    assert_eq!(m.interval, Interval { lo: 3.0, hi: 10.0 });
+    assert_eq!(m.rank.k, 3);
+    assert_eq!(
+        stats::median_interval(&v[..5], CONFIDENCE),
+        Err(NoInterval::TooFew {
+            values: 5,
+            needed: 6
+        })
+    );
+    assert_eq!(
+        stats::median_interval(&[], CONFIDENCE),
+        Err(NoInterval::Undefined)
+    );
+    assert_eq!(
+        stats::median_interval(&[1.0; 7].map(|x: f64| x * f64::NAN), CONFIDENCE),
+        Err(NoInterval::Undefined)
+    );
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut XorShift64) -> f64 {
+    let u = 1.0 - rng.next_f64(); // (0, 1]: ln(u) is finite
+    let v = rng.next_f64();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// Distributions of per-round ratios with a known median.
+#[derive(Debug, Clone, Copy)]
+enum Ratios {
+    /// exp(N(ln median, sigma)).
+    LogNormal { median: f64, sigma: f64 },
+    /// median * (1 + 0.1 * (Exp(1) - ln 2)): skewed to the slow side.
+    Skewed { median: f64 },
+    /// median * (1 + 0.02 * Cauchy): tails with no mean.
+    HeavyTailed { median: f64 },
+}
+
+impl Ratios {
+    fn median(self) -> f64 {
+        match self {
+            Ratios::LogNormal { median, .. }
+            | Ratios::Skewed { median }
+            | Ratios::HeavyTailed { median } => median,
+        }
+    }
+
+    fn draw(self, rng: &mut XorShift64) -> f64 {
+        match self {
+            Ratios::LogNormal { median, sigma } => (median.ln() + sigma * normal(rng)).exp(),
+            Ratios::Skewed { median } => {
+                let e = -(1.0 - rng.next_f64()).ln();
+                median * (1.0 + 0.1 * (e - std::f64::consts::LN_2))
+            }
+            Ratios::HeavyTailed { median } => {
+                let c = (std::f64::consts::PI * (rng.next_f64() - 0.5)).tan();
+                median * (1.0 + 0.02 * c)
+            }
+        }
+    }
+}
+
+/// How often, over `trials` simulated comparisons of `n` rounds, the
+/// interval holds the true median, and how often the verdict at
+/// `threshold` (a time: lower is better) is a regression or an improvement.
+struct Simulated {
+    covered: f64,
+    regression: f64,
+    improvement: f64,
+}
+
+fn simulate(
+    seed: u64,
+    dist: Ratios,
+    n: usize,
+    k: usize,
+    threshold: f64,
+    trials: usize,
+) -> Simulated {
+    let mut rng = XorShift64::new(seed);
+    let (mut covered, mut regression, mut improvement) = (0, 0, 0);
+    let mut v = vec![0.0; n];
+    for _ in 0..trials {
+        for x in v.iter_mut() {
+            *x = dist.draw(&mut rng);
+        }
+        v.sort_by(f64::total_cmp);
+        let i = Interval {
+            lo: v[k - 1],
+            hi: v[n - k],
+        };
+        if i.lo <= dist.median() && dist.median() <= i.hi {
+            covered += 1;
+        }
+        match timing_verdict(i, Better::Lower, threshold) {
+            Verdict::Regression => regression += 1,
+            Verdict::Improvement => improvement += 1,
+            _ => {}
+        }
+    }
+    let f = |c: usize| c as f64 / trials as f64;
+    Simulated {
+        covered: f(covered),
+        regression: f(regression),
+        improvement: f(improvement),
+    }
+}
+
+#[test]
+fn simulated_coverage_is_the_stated_exact_level() {
+    let dists = [
+        Ratios::LogNormal {
+            median: 1.03,
+            sigma: 0.04,
+        },
+        Ratios::Skewed { median: 0.97 },
+        Ratios::HeavyTailed { median: 1.0 },
+    ];
+    for (d, dist) in dists.into_iter().enumerate() {
+        for n in [6, 7, 9, 12, 15] {
+            let rank = stats::median_rank(n, CONFIDENCE).unwrap();
+            let sim = simulate(1 + d as u64 * 100 + n as u64, dist, n, rank.k, 0.01, 20_000);
+            assert!(
+                rank.coverage >= CONFIDENCE && (sim.covered - rank.coverage).abs() < 0.02,
+                "{dist:?}, {n} rounds: {:.4} covered, {:.4} stated",
+                sim.covered,
+                rank.coverage
+            );
+        }
+        // What the bootstrap of 7 rounds really gave: (x_(2), x_(6)), 87.5%,
+        // not the 95% it named.
+        let sim = simulate(7 + d as u64, dist, 7, 2, 0.01, 20_000);
+        assert!(
+            (sim.covered - 0.875).abs() < 0.02,
+            "{dist:?}: {}",
+            sim.covered
+        );
+    }
+}
+
+/// The spread of per-round ratios of the quieter metrics in the A/A runs of
+/// `regression-proofs/` (the standard deviation of ln(ratio) over rounds:
+/// 0.019 at the 10th percentile of judged rows, 0.028 at the 25th, 0.037
+/// at the median, 0.10 at the 90th).
+const QUIET_SIGMA: f64 = 0.02;
+const MEDIAN_SIGMA: f64 = 0.04;
+
+#[test]
+fn the_default_rounds_flag_a_three_percent_slowdown() {
+    let rounds = 12;
+    let threshold = 0.01;
+    let rank = stats::median_rank(rounds, CONFIDENCE).unwrap();
+    let slower = Ratios::LogNormal {
+        median: 1.03,
+        sigma: QUIET_SIGMA,
+    };
+    let sim = simulate(41, slower, rounds, rank.k, threshold, 20_000);
+    assert!(sim.regression > 0.6, "{}", sim.regression);
+    assert_eq!(sim.improvement, 0.0);
+    // The old default, 7 rounds (min, max), mostly misses it.
+    let old = simulate(42, slower, 7, 1, threshold, 20_000);
+    assert!(old.regression < 0.4, "{}", old.regression);
+    // At the median spread, 3% is mostly inconclusive, but 7% is flagged.
+    let typical = |median| Ratios::LogNormal {
+        median,
+        sigma: MEDIAN_SIGMA,
+    };
+    let sim = simulate(43, typical(1.03), rounds, rank.k, threshold, 20_000);
+    assert!(sim.regression < 0.5, "{}", sim.regression);
+    let sim = simulate(44, typical(1.07), rounds, rank.k, threshold, 20_000);
+    assert!(sim.regression > 0.8, "{}", sim.regression);
+}
+
+#[test]
+fn identical_builds_rarely_give_a_false_alarm() {
+    let rounds = 12;
+    let rank = stats::median_rank(rounds, CONFIDENCE).unwrap();
+    // Each verdict's false alarms are bounded by the interval's miss on
+    // that side, (1 - coverage) / 2, whatever the threshold.
+    let bound = (1.0 - rank.coverage) / 2.0;
+    assert!(bound < 0.02, "{bound}");
+    for (seed, dist) in [
+        Ratios::LogNormal {
+            median: 1.0,
+            sigma: QUIET_SIGMA,
+        },
+        Ratios::LogNormal {
+            median: 1.0,
+            sigma: 0.1,
+        },
+        Ratios::HeavyTailed { median: 1.0 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for threshold in [0.0, 0.01] {
+            let sim = simulate(50 + seed as u64, dist, rounds, rank.k, threshold, 20_000);
+            for rate in [sim.regression, sim.improvement] {
+                assert!(rate < bound + 0.005, "{dist:?} at {threshold}: {rate}");
+            }
+        }
+    }
 }
 
 #[test]
 fn identical_distributions_are_no_change() {
     for seed in 1..20 {
-        let base = noisy(seed, 5, 30.0, 0.02);
-        let head = noisy(seed + 1000, 5, 30.0, 0.02);
-        let i = Bootstrap::default().ratio_of_medians(&base, &head).unwrap();
+        let r = ratios(seed, 12, 30.0, 30.0, 0.01);
+        let i = stats::median_interval(&r, CONFIDENCE).unwrap().interval;
         assert!(i.lo <= 1.0 && 1.0 <= i.hi, "seed {seed}: {i:?}");
         assert_eq!(
             timing_verdict(i, Better::Lower, 0.05),
@@ -125,9 +345,8 @@ fn identical_distributions_are_no_change() {
 #[test]
 fn ten_percent_slower_is_a_regression() {
     for seed in 1..20 {
-        let base = noisy(seed, 5, 30.0, 0.02);
-        let head = noisy(seed + 1000, 5, 33.0, 0.02);
-        let i = Bootstrap::default().ratio_of_medians(&base, &head).unwrap();
+        let r = ratios(seed, 12, 30.0, 33.0, 0.02);
+        let i = stats::median_interval(&r, CONFIDENCE).unwrap().interval;
         assert_eq!(
             timing_verdict(i, Better::Lower, 0.05),
             Verdict::Regression,
@@ -144,19 +363,17 @@ fn ten_percent_slower_is_a_regression() {
 
 #[test]
 fn ten_percent_lower_rate_is_a_regression() {
-    let base = noisy(3, 5, 40_000.0, 0.02);
-    let head = noisy(4, 5, 36_000.0, 0.02);
-    let i = Bootstrap::default().ratio_of_medians(&base, &head).unwrap();
+    let r = ratios(3, 12, 40_000.0, 36_000.0, 0.02);
+    let i = stats::median_interval(&r, CONFIDENCE).unwrap().interval;
     assert_eq!(timing_verdict(i, Better::Higher, 0.05), Verdict::Regression);
 }
 
 #[test]
 fn a_shift_inside_the_noise_is_inconclusive_not_a_regression() {
-    // ±20% noise hides a 10% shift in five rounds: the interval reaches
+    // ±20% noise hides a 10% shift in twelve rounds: the interval reaches
     // past the threshold on the bad side without lying beyond it.
-    let base = noisy(5, 5, 30.0, 0.2);
-    let head = noisy(6, 5, 33.0, 0.2);
-    let i = Bootstrap::default().ratio_of_medians(&base, &head).unwrap();
+    let r = ratios(5, 12, 30.0, 33.0, 0.2);
+    let i = stats::median_interval(&r, CONFIDENCE).unwrap().interval;
     assert_eq!(
         timing_verdict(i, Better::Lower, 0.05),
         Verdict::Inconclusive,
@@ -198,10 +415,46 @@ fn the_threshold_is_symmetric_in_cost() {
 
 #[test]
 fn undefined_ratios_give_no_interval() {
-    let b = Bootstrap::default();
-    assert_eq!(b.ratio_of_medians(&[], &[1.0]), None);
-    assert_eq!(b.ratio_of_medians(&[0.0, 0.0, 0.0], &[1.0, 1.0, 1.0]), None);
-    assert_eq!(b.median_of_paired_ratios(&[(0.0, 1.0)]), None);
+    assert_eq!(stats::paired_ratios(&[]), None);
+    assert_eq!(stats::paired_ratios(&[(1.0, 1.0), (0.0, 1.0)]), None);
+    let zero_base = timing_samples(vec![0.0; 12], vec![1.0; 12]);
+    let row = report::judge(
+        "axum",
+        metric("latency/32B:rtt_mean_us"),
+        &zero_base,
+        &judging(Method::Paired),
+    );
+    assert_eq!(row.verdict, Verdict::Inconclusive);
+    assert_eq!((row.interval, row.coverage), (None, None));
+    assert!(row.note.unwrap().contains("base value is zero"));
+}
+
+#[test]
+fn too_few_rounds_are_inconclusive_and_say_why() {
+    // 5 rounds, 10% slower in each: clear, but no 95% interval exists.
+    let def = metric("latency/32B:rtt_mean_us");
+    let few = timing_samples(vec![30.0; 5], vec![33.0; 5]);
+    let row = report::judge("axum", def, &few, &judging(Method::Paired));
+    assert_eq!(row.verdict, Verdict::Inconclusive);
+    assert_eq!((row.interval, row.coverage), (None, None));
+    let note = row.note.clone().unwrap();
+    assert!(
+        note.contains("5 rounds are too few for 95% (6 needed)"),
+        "{note}"
+    );
+    assert!(report::text_table(&[row]).contains("too few"));
+
+    let enough = timing_samples(vec![30.0; 6], vec![33.0; 6]);
+    let row = report::judge("axum", def, &enough, &judging(Method::Paired));
+    assert_eq!(row.verdict, Verdict::Regression);
+    assert_eq!(row.coverage, Some(1.0 - 2.0 / 64.0));
+
+    assert_eq!(
+        report::interval_legend(12, CONFIDENCE),
+        "interval: order statistics 3 and 10 of the 12 sorted round ratios, \
+         95% requested, 96.1% exact (distribution-free)"
+    );
+    assert!(report::interval_legend(5, CONFIDENCE).contains("too few"));
 }
 
 // ---- the paired judgement ----
@@ -212,7 +465,7 @@ fn pairing_sees_through_load_that_hits_both_builds() {
     // round to round and ±10% from window to window. The head is 10%
     // slower in every window. Paired window by window the load cancels;
     // comparing each build's rounds on their own, it hides the shift.
-    let rounds = 5;
+    let rounds = 12;
     let windows = 10;
     let round_load = noisy(99, rounds, 1.0, 0.3);
     let mut s = Samples::default();
@@ -234,14 +487,16 @@ fn pairing_sees_through_load_that_hits_both_builds() {
     assert!((ratio - 1.1).abs() < 0.02, "{ratio}");
     assert_eq!(paired.round_ratios.len(), rounds);
 
-    let unpaired = report::judge("axum", def, &s, &judging(Method::Unpaired));
-    assert_eq!(unpaired.verdict, Verdict::Inconclusive, "{unpaired:?}");
+    // Each build's rounds on their own overlap: the load hides the shift.
+    let fastest_head = s.head.iter().copied().fold(f64::INFINITY, f64::min);
+    let slowest_base = s.base.iter().copied().fold(0.0, f64::max);
+    assert!(fastest_head < slowest_base, "{:?} {:?}", s.base, s.head);
 }
 
 #[test]
 fn identical_builds_paired_are_no_change() {
     let mut s = Samples::default();
-    for r in 0..5u64 {
+    for r in 0..12u64 {
         let load = noisy(10 + r, 10, 1.0, 0.3);
         let bw: Vec<f64> = load
             .iter()
@@ -527,4 +782,61 @@ fn compare_of_an_unknown_commit_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("could not build or run"), "{stderr}");
     assert!(stderr.contains("no-such-commit-anywhere"), "{stderr}");
+}
+
+#[test]
+fn the_markdown_header_states_the_exact_coverage_and_old_reports_still_read() {
+    let side = |rev: &str| SideReport {
+        rev: rev.into(),
+        commit: "0123456789abcdef".into(),
+        working_tree: false,
+        dirty: false,
+        env: Vec::new(),
+        build_s: 0.0,
+        run: None,
+    };
+    let s = timing_samples(vec![30.0; 12], vec![33.0; 12]);
+    let row = report::judge(
+        "axum",
+        metric("latency/32B:rtt_mean_us"),
+        &s,
+        &judging(Method::Paired),
+    );
+    let r = CompareReport {
+        schema: 1,
+        base: side("main"),
+        head: side("HEAD"),
+        features: None,
+        placement: "same-core".into(),
+        rounds: 12,
+        window_ms: 100,
+        windows: 10,
+        method: Method::Paired,
+        threshold: 0.01,
+        confidence: CONFIDENCE,
+        coverage: stats::median_rank(12, CONFIDENCE).map(|r| r.coverage),
+        stacks: vec!["axum".into()],
+        skipped_stacks: Vec::new(),
+        elapsed_s: 1.0,
+        regressions: 1,
+        rows: vec![row],
+    };
+    let md = wsbench::compare::markdown(&r);
+    assert!(
+        md.contains("95% requested, 96.1% exact (distribution-free); threshold 1%"),
+        "{md}"
+    );
+
+    // A report written before the coverage was recorded: a bootstrap's
+    // resamples and seed, no coverage in the report or its rows.
+    let mut old = serde_json::to_value(&r).unwrap();
+    let o = old.as_object_mut().unwrap();
+    o.remove("coverage");
+    o.insert("resamples".into(), 2000.into());
+    o.insert("seed".into(), 1.into());
+    o["rows"][0].as_object_mut().unwrap().remove("coverage");
+    let back: CompareReport = serde_json::from_value(old).unwrap();
+    assert_eq!(back.coverage, None);
+    assert_eq!(back.rows[0].coverage, None);
+    assert_eq!(back.rows[0].verdict, Verdict::Regression);
 }

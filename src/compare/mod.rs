@@ -46,12 +46,14 @@ pub struct CompareArgs {
     /// uncommitted changes included).
     pub head: Option<String>,
     /// Rounds per build: each stack is measured this many times in each
-    /// build, alternating between the builds.
-    #[arg(long, default_value_t = 7)]
+    /// build, alternating between the builds. A 95% interval needs at
+    /// least 6; 12 give one of 96.1% between the 3rd and 10th round ratio
+    /// (README, "Regression checks", has the trade-off).
+    #[arg(long, default_value_t = 12)]
     pub rounds: usize,
     /// Smallest change of a timing or rate called a regression or an
-    /// improvement: 0.05 = 1.05 times the time or 1/1.05 times the rate.
-    #[arg(long, default_value_t = 0.05)]
+    /// improvement: 0.01 = 1.01 times the time or 1/1.01 times the rate.
+    #[arg(long, default_value_t = 0.01)]
     pub threshold: f64,
     /// Cargo features for both builds (e.g. regression-demo).
     #[arg(long)]
@@ -79,8 +81,7 @@ pub struct CompareArgs {
     /// the base and of the head run back to back.
     #[arg(long, default_value_t = 10)]
     pub windows: usize,
-    /// How timings are judged: paired (per-round ratios) or unpaired (ratio
-    /// of the medians).
+    /// How timings are judged: paired (per-round ratios; the only method).
     #[arg(long, value_enum, default_value_t = Method::Paired)]
     pub method: Method,
     /// Seconds one measuring process may take before it is killed.
@@ -226,9 +227,12 @@ pub struct CompareReport {
     pub windows: usize,
     pub method: Method,
     pub threshold: f64,
+    /// The coverage asked of each timing's interval.
     pub confidence: f64,
-    pub resamples: usize,
-    pub seed: u64,
+    /// The coverage `rounds` give exactly; `None` when they are too few
+    /// for an interval (older reports: a bootstrap's nominal level only).
+    #[serde(default)]
+    pub coverage: Option<f64>,
     pub stacks: Vec<String>,
     /// Stacks only one build knows, not compared.
     pub skipped_stacks: Vec<String>,
@@ -421,11 +425,10 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
     };
     let measured = run_rounds(&plan, &sides)?;
 
-    let bootstrap = stats::Bootstrap::default();
     let how = Judging {
         method: args.method,
         threshold: args.threshold,
-        bootstrap,
+        confidence: stats::CONFIDENCE,
     };
     let rows = report::judge_all(&stacks, &measured.samples, &how);
     let regressions = report::regressions(&rows);
@@ -440,9 +443,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         windows: args.windows,
         method: args.method,
         threshold: args.threshold,
-        confidence: bootstrap.confidence,
-        resamples: bootstrap.resamples,
-        seed: bootstrap.seed,
+        confidence: how.confidence,
+        coverage: stats::median_rank(args.rounds, how.confidence).map(|r| r.coverage),
         stacks: stacks.clone(),
         skipped_stacks: skipped,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -450,6 +452,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         rows,
     };
     print!("{}", report::text_table(&report.rows));
+    println!("{}", report::interval_legend(args.rounds, how.confidence));
     let md = compare_dir.join(format!("{name}.md"));
     let json = compare_dir.join(format!("{name}.json"));
     crate::results::write_atomically(&md, markdown(&report).as_bytes())?;
@@ -731,12 +734,10 @@ pub fn markdown(r: &CompareReport) -> String {
         r.rounds, r.windows, r.window_ms, r.elapsed_s
     ));
     out.push_str(&format!(
-        "- timings: {} bootstrap, {:.0}% interval, {} resamples, seed {:#x}; threshold {:.1}%\n",
+        "- timings: {} per-round ratios; {}; threshold {}%\n",
         r.method.as_str(),
-        r.confidence * 100.0,
-        r.resamples,
-        r.seed,
-        r.threshold * 100.0
+        report::interval_legend(r.rounds, r.confidence),
+        report::fmt_percent(r.threshold)
     ));
     if !r.skipped_stacks.is_empty() {
         out.push_str(&format!(
@@ -762,12 +763,14 @@ pub fn markdown(r: &CompareReport) -> String {
     }
     out.push_str(
         "\nRatio: head/base; for timings, the median over rounds of each round's median \
-         ratio of windows measured back to back (paired), or the ratio of the medians \
-         (unpaired). Verdicts: a regression or an improvement when the whole interval \
-         lies beyond the threshold (exact metrics: when the median changed by the \
-         tolerance or more); no change when the whole interval lies within it; \
-         inconclusive when the rounds were too noisy to tell at this threshold, which \
-         is not a regression (more --rounds narrow the interval).\n",
+         ratio of windows measured back to back. Interval: two of the rounds' ratios in \
+         sorted order, chosen so that the binomial law gives the stated exact coverage of \
+         the median ratio whatever the ratios' distribution. Verdicts: a regression or an \
+         improvement when the whole interval lies beyond the threshold (exact metrics: \
+         when the median changed by the tolerance or more); no change when the whole interval lies within it; \
+         inconclusive when the rounds were too noisy to tell at this threshold, or too \
+         few for an interval, which is not a regression (more --rounds narrow the \
+         interval).\n",
     );
     out
 }

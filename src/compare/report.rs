@@ -7,26 +7,30 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{self, Kind, MetricDef};
-use super::stats::{self, Bootstrap, Interval, Verdict};
+use super::stats::{self, Interval, NoInterval, Verdict};
 
-/// Which interval judges timings.
+/// Which interval judges timings. One method today; the option stays so
+/// that `--method paired` and the JSON's `"method": "paired"` keep meaning
+/// what they meant.
+///
+/// An unpaired method (the ratio of each build's medians, each build's
+/// rounds resampled on their own) was dropped: a percentile bootstrap of a
+/// median of a few rounds does not reach the coverage it names, and the
+/// ratio of two independent medians has no distribution-free interval
+/// short of assuming both builds' rounds differ by a pure shift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// One ratio per round: the median over its windows of head_k/base_k,
     /// window k of each build measured back to back; the interval is that
-    /// of the median of the rounds' ratios.
+    /// of the median of the rounds' ratios, from their order statistics.
     Paired,
-    /// Ratio of the medians of each build's whole-round figures, each
-    /// build's rounds resampled on their own.
-    Unpaired,
 }
 
 impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Paired => "paired",
-            Method::Unpaired => "unpaired",
         }
     }
 }
@@ -71,7 +75,8 @@ impl Samples {
 pub struct Judging {
     pub method: Method,
     pub threshold: f64,
-    pub bootstrap: Bootstrap,
+    /// The coverage asked of each interval ([`stats::CONFIDENCE`]).
+    pub confidence: f64,
 }
 
 /// One line of the result.
@@ -88,11 +93,16 @@ pub struct Row {
     /// Medians over rounds.
     pub base: f64,
     pub head: f64,
-    /// head / base: the median of the pair ratios (paired method) or the
-    /// ratio of the medians; `None` when base is zero.
+    /// head / base: for timings the median of the rounds' ratios, for
+    /// exact metrics the ratio of the medians; `None` when base is zero.
     pub ratio: Option<f64>,
-    /// Bootstrap interval of the ratio (timings only).
+    /// The interval of the median ratio (timings only): order statistics
+    /// of the rounds' ratios.
     pub interval: Option<Interval>,
+    /// The exact probability that `interval` holds the median ratio (0.961
+    /// for 12 rounds at 95% asked); `None` without an interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
     /// The paired method's ratio of each round (timings only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub round_ratios: Vec<f64>,
@@ -123,6 +133,7 @@ pub fn judge(stack: &str, def: &MetricDef, samples: &Samples, how: &Judging) -> 
         head: head_median,
         ratio: stats::ratio(base_median, head_median),
         interval: None,
+        coverage: None,
         round_ratios: Vec::new(),
         verdict: Verdict::Inconclusive,
         note: None,
@@ -135,23 +146,29 @@ pub fn judge(stack: &str, def: &MetricDef, samples: &Samples, how: &Judging) -> 
     }
     match def.kind {
         Kind::Timing => {
-            let (ratio, interval) = match how.method {
-                Method::Paired => match samples.round_ratios() {
-                    Some(r) => (stats::median(&r), how.bootstrap.median(&r)),
-                    None => (None, None),
-                },
-                Method::Unpaired => (
-                    row.ratio,
-                    how.bootstrap.ratio_of_medians(&samples.base, &samples.head),
-                ),
+            let Some(ratios) = samples.round_ratios() else {
+                row.ratio = None;
+                row.note = Some("no interval: a base value is zero".into());
+                return row;
             };
-            row.round_ratios = samples.round_ratios().unwrap_or_default();
-            row.ratio = ratio;
-            row.interval = interval;
-            match interval {
-                Some(i) => row.verdict = stats::timing_verdict(i, def.better(), how.threshold),
-                None => row.note = Some("no interval: a base value is zero".into()),
+            row.ratio = stats::median(&ratios);
+            match stats::median_interval(&ratios, how.confidence) {
+                Ok(m) => {
+                    row.interval = Some(m.interval);
+                    row.coverage = Some(m.rank.coverage);
+                    row.verdict = stats::timing_verdict(m.interval, def.better(), how.threshold);
+                }
+                Err(NoInterval::TooFew { values, needed }) => {
+                    row.note = Some(format!(
+                        "no interval: {values} rounds are too few for {}% ({needed} needed)",
+                        fmt_percent(how.confidence)
+                    ));
+                }
+                Err(NoInterval::Undefined) => {
+                    row.note = Some("no interval: a ratio is undefined".into());
+                }
             }
+            row.round_ratios = ratios;
         }
         Kind::Exact { tolerance } => {
             row.verdict = stats::exact_verdict(base_median, head_median, def.better(), tolerance);
@@ -205,6 +222,33 @@ fn fmt_value(x: f64) -> String {
         format!("{x:.1}")
     } else {
         format!("{x:.3}")
+    }
+}
+
+/// 95 for 0.95, 96.1 for 0.9614: one decimal unless it is zero.
+pub fn fmt_percent(p: f64) -> String {
+    let pct = format!("{:.1}", p * 100.0);
+    pct.strip_suffix(".0").map(str::to_string).unwrap_or(pct)
+}
+
+/// What the interval column means, for the header of the table: the
+/// method, the confidence asked and the coverage `rounds` give exactly.
+pub fn interval_legend(rounds: usize, confidence: f64) -> String {
+    match stats::median_rank(rounds, confidence) {
+        Some(r) => format!(
+            "interval: order statistics {} and {} of the {rounds} sorted round ratios, \
+             {}% requested, {}% exact (distribution-free)",
+            r.k,
+            rounds + 1 - r.k,
+            fmt_percent(confidence),
+            fmt_percent(r.coverage)
+        ),
+        None => format!(
+            "no interval: {rounds} rounds are too few for {}% ({} needed); \
+             timings are inconclusive",
+            fmt_percent(confidence),
+            stats::min_values_for(confidence)
+        ),
     }
 }
 

@@ -1,13 +1,18 @@
 //! The statistics of a comparison: pure functions, no I/O, no clocks, so
 //! that `tests/compare.rs` can check them on synthetic data.
 //!
-//! Timings and rates are compared by a bootstrap confidence interval of the
-//! head/base ratio; deterministic figures (allocations, bytes) exactly, up
-//! to a stated tolerance.
+//! Timings and rates are compared by a distribution-free confidence
+//! interval of the median of the per-round head/base ratios: two of the
+//! sorted ratios, chosen so that the binomial law gives the coverage;
+//! deterministic figures (allocations, bytes) exactly, up to a stated
+//! tolerance.
 
 use serde::{Deserialize, Serialize};
 
-/// A small xorshift64* generator: reproducible resampling without a crate.
+/// The confidence asked of every interval.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// A small xorshift64* generator: reproducible simulations without a crate.
 #[derive(Debug, Clone)]
 pub struct XorShift64 {
     state: u64,
@@ -35,9 +40,14 @@ impl XorShift64 {
     }
 
     /// A uniform index below `n` (`n` > 0). The modulo bias is below
-    /// n / 2^64, far under anything a bootstrap of a few rounds can see.
+    /// n / 2^64, far under anything a simulation of this size can see.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
+    }
+
+    /// A uniform number in [0, 1), from the top 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -64,89 +74,93 @@ pub struct Interval {
     pub hi: f64,
 }
 
-/// How the bootstrap is run.
-#[derive(Debug, Clone, Copy)]
-pub struct Bootstrap {
-    pub resamples: usize,
-    /// 0.95 for a 95% interval.
-    pub confidence: f64,
-    pub seed: u64,
+/// P(Binomial(n, 1/2) <= k). Summed in logarithms, so that 2^-n does not
+/// underflow for large n.
+pub fn binomial_half_cdf(n: usize, k: usize) -> f64 {
+    if k >= n {
+        return 1.0;
+    }
+    let mut ln_pmf = -(n as f64) * std::f64::consts::LN_2;
+    let mut sum = 0.0;
+    for i in 0..=k {
+        sum += ln_pmf.exp();
+        // C(n, i+1) = C(n, i) * (n - i) / (i + 1)
+        ln_pmf += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    sum.min(1.0)
 }
 
-impl Default for Bootstrap {
-    fn default() -> Self {
-        Bootstrap {
-            resamples: 2000,
-            confidence: 0.95,
-            seed: 0x5EED_5EED_5EED_5EED,
-        }
-    }
+/// Which two order statistics bound the median of `n` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MedianRank {
+    /// The interval is (x_(k), x_(n+1-k)), counting from 1 in sorted order.
+    pub k: usize,
+    /// The exact probability that the interval holds the median of a
+    /// continuous distribution: 1 - 2 P(Binomial(n, 1/2) <= k - 1).
+    pub coverage: f64,
 }
 
-impl Bootstrap {
-    /// The percentile interval of `stat` over resamples drawn by `draw`.
-    fn interval(&self, mut draw: impl FnMut(&mut XorShift64) -> Option<f64>) -> Option<Interval> {
-        let mut rng = XorShift64::new(self.seed);
-        let mut stats = Vec::with_capacity(self.resamples);
-        for _ in 0..self.resamples {
-            stats.push(draw(&mut rng)?);
+/// The largest `k` whose interval (x_(k), x_(n+1-k)) covers the median
+/// with at least `confidence`; `None` when even (min, max) falls short
+/// (fewer than 6 values for 95%).
+pub fn median_rank(n: usize, confidence: f64) -> Option<MedianRank> {
+    let mut best = None;
+    for k in 1..=n.div_ceil(2) {
+        let coverage = 1.0 - 2.0 * binomial_half_cdf(n, k - 1);
+        if coverage < confidence {
+            break;
         }
-        if stats.is_empty() {
-            return None;
-        }
-        stats.sort_by(f64::total_cmp);
-        let tail = (1.0 - self.confidence) / 2.0;
-        let n = stats.len();
-        let lo = ((tail * n as f64).floor() as usize).min(n - 1);
-        let hi = (((1.0 - tail) * n as f64).ceil() as usize)
-            .saturating_sub(1)
-            .min(n - 1);
-        Some(Interval {
-            lo: stats[lo],
-            hi: stats[hi],
-        })
+        best = Some(MedianRank { k, coverage });
     }
+    best
+}
 
-    /// Interval of median(head) / median(base), resampling each side's
-    /// rounds independently. `None` when a side is empty or a base median
-    /// is zero.
-    pub fn ratio_of_medians(&self, base: &[f64], head: &[f64]) -> Option<Interval> {
-        if base.is_empty() || head.is_empty() {
-            return None;
-        }
-        let mut b = vec![0.0; base.len()];
-        let mut h = vec![0.0; head.len()];
-        self.interval(|rng| {
-            for x in b.iter_mut() {
-                *x = base[rng.below(base.len())];
-            }
-            for x in h.iter_mut() {
-                *x = head[rng.below(head.len())];
-            }
-            ratio(median(&b)?, median(&h)?)
-        })
-    }
+/// The fewest values for which [`median_rank`] gives an interval.
+pub fn min_values_for(confidence: f64) -> usize {
+    // (min, max) covers with 1 - 2^(1-n), which reaches any confidence
+    // below 1; the bound keeps a confidence of 1 from looping forever.
+    (1..=64)
+        .find(|&n| median_rank(n, confidence).is_some())
+        .unwrap_or(usize::MAX)
+}
 
-    /// Interval of the median of `values`, resampled.
-    pub fn median(&self, values: &[f64]) -> Option<Interval> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut r = vec![0.0; values.len()];
-        self.interval(|rng| {
-            for x in r.iter_mut() {
-                *x = values[rng.below(values.len())];
-            }
-            median(&r)
-        })
-    }
+/// The distribution-free interval of a median and its exact coverage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MedianInterval {
+    pub interval: Interval,
+    pub rank: MedianRank,
+}
 
-    /// Interval of the median of the per-pair ratios head_k / base_k,
-    /// resampling pairs. Pair k holds the two builds measured back to back,
-    /// so load that lasts longer than one pair cancels out of its ratio.
-    pub fn median_of_paired_ratios(&self, pairs: &[(f64, f64)]) -> Option<Interval> {
-        self.median(&paired_ratios(pairs)?)
+/// Why a median has no interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoInterval {
+    /// No values, or one of them is NaN.
+    Undefined,
+    /// Too few values for the confidence asked.
+    TooFew { values: usize, needed: usize },
+}
+
+/// The order-statistic interval of the median of `values`: independent
+/// draws from one continuous distribution give an interval that holds its
+/// median with exactly `rank.coverage`, whatever the distribution.
+pub fn median_interval(values: &[f64], confidence: f64) -> Result<MedianInterval, NoInterval> {
+    if values.is_empty() || values.iter().any(|x| x.is_nan()) {
+        return Err(NoInterval::Undefined);
     }
+    let n = values.len();
+    let rank = median_rank(n, confidence).ok_or(NoInterval::TooFew {
+        values: n,
+        needed: min_values_for(confidence),
+    })?;
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Ok(MedianInterval {
+        interval: Interval {
+            lo: v[rank.k - 1],
+            hi: v[n - rank.k],
+        },
+        rank,
+    })
 }
 
 /// head / base, or `None` when base is zero or either is not finite.
