@@ -52,8 +52,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 12)]
     pub rounds: usize,
     /// Smallest change of a timing or rate called a regression or an
-    /// improvement: 0.01 = 1.01 times the time or 1/1.01 times the rate.
-    #[arg(long, default_value_t = 0.01)]
+    /// improvement: 0.03 = 1.03 times the time or 1/1.03 times the rate.
+    #[arg(long, default_value_t = 0.03)]
     pub threshold: f64,
     /// Cargo features for both builds (e.g. regression-demo).
     #[arg(long)]
