@@ -10,7 +10,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
 use wsbench::client::PayloadKind;
 use wsbench::placement::Placement;
-use wsbench::settings::{Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, StackInfo, STACKS};
 
 #[derive(Parser)]
@@ -107,6 +107,10 @@ pub struct ServerArgs {
     /// Server configuration.
     #[arg(long, value_enum, default_value_t = Profile::Suite)]
     pub profile: Profile,
+    /// How the server writes its echoes (default: $WSBENCH_ECHO or
+    /// flush-each).
+    #[arg(long, value_enum)]
+    pub echo: Option<EchoPolicy>,
 }
 
 impl ServerArgs {
@@ -124,6 +128,10 @@ impl ServerArgs {
             threads: self.threads,
             placement: self.placement()?,
             profile: self.profile,
+            echo: match self.echo {
+                Some(e) => e,
+                None => EchoPolicy::from_env()?,
+            },
         })
     }
 }
