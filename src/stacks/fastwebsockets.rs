@@ -27,11 +27,11 @@ pub const STACK: StackInfo = StackInfo {
     notes: "hyper http1 upgrade; auto close and auto pong on; set_max_message_size raised. \
             No read-buffer setting (small-buffers = suite). No compression support. flush-each: \
             `write_frame(frame).await` per echo, straight to the socket, as the library's \
-            examples/echo_server.rs and its crate docs do (its own recommendation; it has no \
-            write buffer of its own, vectored writes on by default). batched: the upgraded stream \
-            wrapped in a 64 KiB write buffer that is flushed whenever a read would block; the \
-            library's docs say to call flush when its stream is buffered, and this is the point \
-            where no more input is waiting.",
+            examples/echo_server.rs and echo_server_split.rs do (its own recommendation; it has \
+            no write buffer of its own, and writes payloads over 1 KiB vectored by default). \
+            batched: the upgraded stream wrapped in a 64 KiB write buffer that flushes itself \
+            whenever a read would block; WebSocket::flush's docs say a buffered stream needs \
+            such a flush, and that is the point where no more input is waiting.",
     start,
 };
 
