@@ -1,8 +1,9 @@
 //! The command line: every subcommand and flag, as types.
 //!
-//! Placements, payload kinds and profiles are clap value enums, and stacks
-//! are parsed against [`STACKS`], so `--help` lists the valid values and a
-//! typo is refused with them; nothing past this module parses a string.
+//! Placements, payload kinds, profiles and echo policies are clap value
+//! enums, and stacks are parsed against [`STACKS`], so `--help` lists the
+//! valid values and a typo is refused with them; nothing past this module
+//! parses a string.
 
 use std::net::SocketAddr;
 
