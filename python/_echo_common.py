@@ -35,6 +35,13 @@ def parse_args(description):
         help="suite: compression off, 32 MiB messages, no keepalive; "
         "defaults: the library's own settings",
     )
+    parser.add_argument(
+        "--echo",
+        choices=["flush-each", "batched"],
+        default="flush-each",
+        help="the echo write policy; neither library has a separate flush "
+        "(each send writes to the transport at once), so both run the same code",
+    )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     parser.add_argument(
         "--exit-on-stdin-eof",

@@ -18,6 +18,10 @@ SUITE = dict(
 )
 
 
+# Both --echo policies run the same loop. send_str/send_bytes write each
+# uncompressed frame to the transport at once (WebSocketWriter.send_frame ->
+# transport.write(); it waits only when the transport is paused); the
+# library has no separate flush and no batched idiom.
 def make_app(profile):
     options = SUITE if profile == "suite" else {}
     # Kept so that a stop can close them with 1001; otherwise the runner's

@@ -20,6 +20,11 @@ SUITE = dict(
 )
 
 
+# Both --echo policies run this same loop. `send` hands each frame to the
+# transport at once (send_context() -> send_data() -> transport.write(), then
+# drain() only waits when the write buffer is over its high-water mark); the
+# library has no separate flush and no batched idiom, and the echo server in
+# its README.rst is this loop.
 async def echo(ws):
     common.set_nodelay(ws.transport.get_extra_info("socket"))
     try:

@@ -1,8 +1,9 @@
 //! The command line: every subcommand and flag, as types.
 //!
-//! Placements, payload kinds and profiles are clap value enums, and stacks
-//! are parsed against [`STACKS`], so `--help` lists the valid values and a
-//! typo is refused with them; nothing past this module parses a string.
+//! Placements, payload kinds, profiles and echo policies are clap value
+//! enums, and stacks are parsed against [`STACKS`], so `--help` lists the
+//! valid values and a typo is refused with them; nothing past this module
+//! parses a string.
 
 use std::net::SocketAddr;
 
@@ -10,7 +11,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
 use wsbench::client::PayloadKind;
 use wsbench::placement::Placement;
-use wsbench::settings::{Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, StackInfo, STACKS};
 
 #[derive(Parser)]
@@ -114,6 +115,10 @@ pub struct ServerArgs {
     /// Server configuration.
     #[arg(long, value_enum, default_value_t = Profile::Suite)]
     pub profile: Profile,
+    /// How the server writes its echoes (default: $WSBENCH_ECHO or
+    /// flush-each).
+    #[arg(long, value_enum)]
+    pub echo: Option<EchoPolicy>,
 }
 
 impl ServerArgs {
@@ -131,6 +136,10 @@ impl ServerArgs {
             threads: self.threads,
             placement: self.placement()?,
             profile: self.profile,
+            echo: match self.echo {
+                Some(e) => e,
+                None => EchoPolicy::from_env()?,
+            },
         })
     }
 }

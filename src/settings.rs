@@ -2,7 +2,8 @@
 //!
 //! One struct, [`ServerSettings`], carries everything a stack needs to start.
 //! Each stack maps [`Profile`] onto its own configuration knobs; where a
-//! stack cannot honour a setting, its file says so.
+//! stack cannot honour a setting, its file says so. [`EchoPolicy`] says
+//! how a server writes its echoes.
 
 use std::net::SocketAddr;
 
@@ -67,6 +68,72 @@ impl Profile {
     }
 }
 
+/// Environment variable that selects the echo write policy when no
+/// `--echo` is given.
+pub const ECHO_ENV: &str = "WSBENCH_ECHO";
+
+/// How a server writes its echoes: after each one, or in batches while
+/// more input is already buffered. Each stack's notes say how it maps this
+/// onto its library and which one the library's own examples use.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum EchoPolicy {
+    /// Each echo is written and flushed before the next message is read
+    /// (`send(msg).await`): one write per echo.
+    #[default]
+    #[value(help = "write and flush each echo before reading the next message")]
+    FlushEach,
+    /// Echoes are fed while more input is already buffered and flushed when
+    /// the read side would block, so a lone message is still echoed at once.
+    #[value(help = "feed echoes while input is buffered, flush when the read would block")]
+    Batched,
+}
+
+impl EchoPolicy {
+    pub const ALL: [EchoPolicy; 2] = [EchoPolicy::FlushEach, EchoPolicy::Batched];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchoPolicy::FlushEach => "flush-each",
+            EchoPolicy::Batched => "batched",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<EchoPolicy> {
+        EchoPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown echo policy {s:?}: expected flush-each or batched")
+            })
+    }
+
+    /// The policy named by `WSBENCH_ECHO`, or flush-each.
+    pub fn from_env() -> anyhow::Result<EchoPolicy> {
+        match std::env::var(ECHO_ENV) {
+            Ok(s) => EchoPolicy::parse(s.trim()).map_err(|e| anyhow::anyhow!("{ECHO_ENV}: {e}")),
+            Err(_) => Ok(EchoPolicy::default()),
+        }
+    }
+}
+
+impl std::fmt::Display for EchoPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything a stack needs to start one echo server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -78,6 +145,8 @@ pub struct ServerSettings {
     /// Where the server's threads may run.
     pub placement: Placement,
     pub profile: Profile,
+    /// How the server writes its echoes.
+    pub echo: EchoPolicy,
 }
 
 impl Default for ServerSettings {
@@ -87,6 +156,7 @@ impl Default for ServerSettings {
             threads: 1,
             placement: Placement::from_env().unwrap_or_default(),
             profile: Profile::Suite,
+            echo: EchoPolicy::from_env().unwrap_or_default(),
         }
     }
 }
@@ -103,5 +173,11 @@ mod tests {
             assert_eq!(Profile::parse(p.as_str()).unwrap(), p);
         }
         assert_eq!(Profile::value_variants(), &Profile::ALL[..]);
+        for p in EchoPolicy::ALL {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
+            assert_eq!(EchoPolicy::parse(p.as_str()).unwrap(), p);
+        }
+        assert_eq!(EchoPolicy::value_variants(), &EchoPolicy::ALL[..]);
+        assert!(EchoPolicy::parse("flush").is_err());
     }
 }

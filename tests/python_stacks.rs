@@ -2,7 +2,9 @@
 //! WebSocket client (tungstenite) over loopback.
 //!
 //! The tests are made from the stack table (see `table/mod.rs`): every
-//! child-process stack gets each case, named `case::stack`. Where Python or
+//! child-process stack gets each case, named `case::stack`; the echo
+//! contract and a window of 16 run under each echo write policy (the
+//! batched cases are named `batched_...`). Where Python or
 //! the pinned packages cannot be had, each is skipped with the reason,
 //! unless `WSBENCH_REQUIRE_PYTHON=1` (as in CI), which turns the reason into
 //! a failure. Every network wait has a
@@ -24,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use wsbench::settings::{Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{python, versions, Host, Protocol, ServerHandle, StackInfo};
 
 mod table;
@@ -155,8 +157,11 @@ fn assert_gone(pid: u32) {
 }
 
 /// The whole echo contract against one stack under the suite's settings.
-async fn echo_contract(stack: &'static StackInfo) {
-    let s = settings(Profile::Suite);
+async fn echo_contract(stack: &'static StackInfo, echo_policy: EchoPolicy) {
+    let s = ServerSettings {
+        echo: echo_policy,
+        ..settings(Profile::Suite)
+    };
     let server: ServerHandle = stack.start(&s).unwrap_or_else(|e| panic!("{e:#}"));
     let pid = server.pid.expect("a child process has a pid");
     if let Some(cpus) = s.placement.server_cpus() {
@@ -309,6 +314,54 @@ async fn echo_contract(stack: &'static StackInfo) {
     assert_gone(pid);
 }
 
+/// Sixteen small messages sent before any echo is read come back whole and
+/// in order, and a lone message after them still comes back.
+async fn window_of_16(stack: &'static StackInfo, echo_policy: EchoPolicy) {
+    let s = ServerSettings {
+        echo: echo_policy,
+        ..settings(Profile::Suite)
+    };
+    let server = stack.start(&s).unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = server.pid.unwrap();
+    let mut ws = connect(server.addr).await;
+    let what = format!("{} {echo_policy}", stack.name);
+    for round in 0..20 {
+        let sent: Vec<Message> = (0..16)
+            .map(|i| match i % 2 {
+                0 => Message::binary(binary_of_len(16 + i)),
+                _ => Message::text(text_of_len(128 + i)),
+            })
+            .collect();
+        for m in &sent {
+            timeout(WAIT, ws.feed(m.clone()))
+                .await
+                .expect("feed timed out")
+                .expect("feed");
+        }
+        timeout(WAIT, ws.flush())
+            .await
+            .expect("flush timed out")
+            .expect("flush");
+        for (i, want) in sent.into_iter().enumerate() {
+            let got = next(&mut ws).await;
+            assert!(
+                got == want,
+                "{what}: round {round}, echo {i} is not message {i} ({} back)",
+                kind(&got)
+            );
+        }
+    }
+    echo(
+        &mut ws,
+        Message::text("alone"),
+        &format!("{what} lone message"),
+    )
+    .await;
+    drop(ws);
+    server.shutdown().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_gone(pid);
+}
+
 /// The library defaults still serve the contract for ordinary messages.
 async fn defaults_profile(stack: &'static StackInfo) {
     let server = stack
@@ -331,6 +384,35 @@ async fn defaults_profile(stack: &'static StackInfo) {
     drop(ws);
     server.shutdown().unwrap_or_else(|e| panic!("{e:#}"));
     assert_gone(pid);
+}
+
+/// The policy reaches the script, which refuses a name it does not know:
+/// the setting is recorded, not dropped on the way.
+fn passes_the_echo_policy(stack: &'static StackInfo) {
+    let python = python::venv_python().unwrap_or_else(|e| panic!("{e}"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(python::script_of(stack));
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--port", "0", "--echo", "sometimes"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}: accepted --echo sometimes",
+        stack.name
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for policy in EchoPolicy::ALL {
+        assert!(
+            stderr.contains(policy.as_str()),
+            "{}: the script does not offer --echo {policy}: {stderr}",
+            stack.name
+        );
+    }
 }
 
 fn port_in_use(stack: &'static StackInfo) {
@@ -397,10 +479,23 @@ fn the_venv_holds_every_pin() {
 /// Child-process WebSocket stacks get every case; in-process ones are
 /// tests/stacks.rs's; a child process speaking raw TCP has no cases here.
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    let cases: [(&str, table::Check); 5] = [
+    let cases: [(&str, table::Check); 9] = [
         ("serves_the_echo_contract", |s| {
-            block_on(|| echo_contract(s))
+            block_on(|| echo_contract(s, EchoPolicy::FlushEach))
         }),
+        ("batched_serves_the_echo_contract", |s| {
+            block_on(|| echo_contract(s, EchoPolicy::Batched))
+        }),
+        ("echoes_a_window_of_16_small_messages", |s| {
+            block_on(|| window_of_16(s, EchoPolicy::FlushEach))
+        }),
+        ("batched_echoes_a_window_of_16_small_messages", |s| {
+            block_on(|| window_of_16(s, EchoPolicy::Batched))
+        }),
+        (
+            "passes_the_echo_policy_to_its_script",
+            passes_the_echo_policy,
+        ),
         ("serves_with_library_defaults", |s| {
             block_on(|| defaults_profile(s))
         }),

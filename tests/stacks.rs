@@ -1,7 +1,9 @@
 //! The echo contract, for every in-process stack in the table: echo of
 //! text and binary at the frame-length boundaries and 16 MiB, fragmented
-//! input, ping/pong, the close handshake and 100 concurrent connections.
-//! The Python stacks get the same checks in `python_stacks.rs`.
+//! input, ping/pong, the close handshake, a window of 16 small messages and
+//! 100 concurrent connections, under each echo write policy (the batched
+//! cases are named `batched_...`). The Python stacks get the same checks in
+//! `python_stacks.rs`.
 //!
 //! The tests are made from [`stacks::STACKS`] (see `table/mod.rs`): one per
 //! case and stack, named `case::stack`, so `cargo test --test stacks -- axum`
@@ -18,7 +20,7 @@ use libtest_mimic::Trial;
 use wsbench::client::wire::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
 use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
 use wsbench::placement::Placement;
-use wsbench::settings::{Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, versions, Host, Protocol, ServerHandle, StackInfo};
 
 mod table;
@@ -28,10 +30,11 @@ use table::{Action, Case};
 /// lengths), plus 16 MiB.
 const SIZES: [usize; 7] = [0, 1, 125, 126, 65535, 65536, 16 << 20];
 
-fn start(stack: &StackInfo) -> ServerHandle {
+fn start(stack: &StackInfo, echo: EchoPolicy) -> ServerHandle {
     let settings = ServerSettings {
         placement: Placement::Unpinned,
         profile: Profile::Suite,
+        echo,
         ..Default::default()
     };
     stack.start(&settings).unwrap()
@@ -51,9 +54,9 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not finish within 120 s"))
 }
 
-fn echo_all_sizes(stack: &'static StackInfo) {
+fn echo_all_sizes(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -91,9 +94,9 @@ fn echo_all_sizes(stack: &'static StackInfo) {
     server.shutdown().unwrap();
 }
 
-fn fragmented_message_comes_back_whole(stack: &'static StackInfo) {
+fn fragmented_message_comes_back_whole(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -121,9 +124,9 @@ fn fragmented_message_comes_back_whole(stack: &'static StackInfo) {
     server.shutdown().unwrap();
 }
 
-fn ping_gets_pong(stack: &'static StackInfo) {
+fn ping_gets_pong(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -143,9 +146,9 @@ fn ping_gets_pong(stack: &'static StackInfo) {
     server.shutdown().unwrap();
 }
 
-fn close_handshake_completes(stack: &'static StackInfo) {
+fn close_handshake_completes(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         // Close right away, and after traffic.
@@ -169,9 +172,49 @@ fn close_handshake_completes(stack: &'static StackInfo) {
     server.shutdown().unwrap();
 }
 
-fn hundred_connections_hundred_messages(stack: &'static StackInfo) {
+/// Sixteen small messages in flight at once: the case a batched policy
+/// writes several echoes at a time for. Every echo must come back, in order,
+/// and none may be held back (the client waits for the last ones with
+/// nothing more to send).
+fn window_of_16_small_messages(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
+    let target = Target::of(&server);
+    runtime().block_on(bounded(name, async {
+        let mut conn = Connection::open(&target).await.unwrap();
+        for (kind, size) in [(PayloadKind::Binary, 16), (PayloadKind::Text, 128)] {
+            let spec = MessageSpec {
+                size_bytes: size,
+                kind,
+                window: 16,
+            };
+            let mut hist = client::new_histogram();
+            let n = conn
+                .run(spec, Budget::Count(1000), &mut hist)
+                .await
+                .unwrap_or_else(|e| panic!("{name} {echo}: {size} B {kind:?}: {e}"));
+            assert_eq!(n, 1000);
+            assert_eq!(hist.len(), 1000);
+        }
+        // A lone message after the burst still comes back.
+        let spec = MessageSpec {
+            size_bytes: 32,
+            kind: PayloadKind::Binary,
+            window: 1,
+        };
+        let n = conn
+            .run(spec, Budget::Count(1), &mut client::new_histogram())
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        conn.close().await.unwrap();
+    }));
+    server.shutdown().unwrap();
+}
+
+fn hundred_connections_hundred_messages(stack: &'static StackInfo, echo: EchoPolicy) {
+    let name = stack.name;
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conns = client::connect_many(&target, 100).await.unwrap();
@@ -225,9 +268,9 @@ fn server_end_of(server_port: u16, client_port: u16) -> Option<libc::c_int> {
 /// TCP_NODELAY is one of the suite's settings (README): small echoes must
 /// not wait for Nagle's algorithm. Checked on the server's own socket,
 /// which the client cannot see from its side.
-fn server_socket_has_nodelay(stack: &'static StackInfo) {
+fn server_socket_has_nodelay(stack: &'static StackInfo, echo: EchoPolicy) {
     let name = stack.name;
-    let server = start(stack);
+    let server = start(stack, echo);
     let target = Target::of(&server);
     runtime().block_on(bounded(name, async {
         let mut conn = Connection::open(&target).await.unwrap();
@@ -278,36 +321,76 @@ enum Applies {
     WebSocketOnly(&'static str),
 }
 
-/// The cases every in-process stack gets, in the order they run.
-const CASES: [StackCase; 6] = [
+const NO_FRAMES: &str = "raw TCP has no frames, so nothing to fragment";
+const NO_PING: &str = "raw TCP has no ping";
+
+/// The cases every in-process stack gets, in the order they run: the
+/// contract under flush-each, then again under batched (TCP_NODELAY does
+/// not depend on the policy).
+const CASES: [StackCase; 13] = [
     StackCase {
         name: "echoes_text_and_binary_at_every_size",
-        check: echo_all_sizes,
+        check: |s| echo_all_sizes(s, EchoPolicy::FlushEach),
         applies: Applies::Always,
     },
     StackCase {
         name: "reassembles_fragmented_messages",
-        check: fragmented_message_comes_back_whole,
-        applies: Applies::WebSocketOnly("raw TCP has no frames, so nothing to fragment"),
+        check: |s| fragmented_message_comes_back_whole(s, EchoPolicy::FlushEach),
+        applies: Applies::WebSocketOnly(NO_FRAMES),
     },
     StackCase {
         name: "answers_ping_with_pong",
-        check: ping_gets_pong,
-        applies: Applies::WebSocketOnly("raw TCP has no ping"),
+        check: |s| ping_gets_pong(s, EchoPolicy::FlushEach),
+        applies: Applies::WebSocketOnly(NO_PING),
     },
     StackCase {
         name: "completes_the_close_handshake",
-        check: close_handshake_completes,
+        check: |s| close_handshake_completes(s, EchoPolicy::FlushEach),
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "echoes_a_window_of_16_small_messages",
+        check: |s| window_of_16_small_messages(s, EchoPolicy::FlushEach),
         applies: Applies::Always,
     },
     StackCase {
         name: "serves_100_connections_with_100_messages_each",
-        check: hundred_connections_hundred_messages,
+        check: |s| hundred_connections_hundred_messages(s, EchoPolicy::FlushEach),
         applies: Applies::Always,
     },
     StackCase {
         name: "sets_tcp_nodelay_on_its_connections",
-        check: server_socket_has_nodelay,
+        check: |s| server_socket_has_nodelay(s, EchoPolicy::FlushEach),
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "batched_echoes_text_and_binary_at_every_size",
+        check: |s| echo_all_sizes(s, EchoPolicy::Batched),
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "batched_reassembles_fragmented_messages",
+        check: |s| fragmented_message_comes_back_whole(s, EchoPolicy::Batched),
+        applies: Applies::WebSocketOnly(NO_FRAMES),
+    },
+    StackCase {
+        name: "batched_answers_ping_with_pong",
+        check: |s| ping_gets_pong(s, EchoPolicy::Batched),
+        applies: Applies::WebSocketOnly(NO_PING),
+    },
+    StackCase {
+        name: "batched_completes_the_close_handshake",
+        check: |s| close_handshake_completes(s, EchoPolicy::Batched),
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "batched_echoes_a_window_of_16_small_messages",
+        check: |s| window_of_16_small_messages(s, EchoPolicy::Batched),
+        applies: Applies::Always,
+    },
+    StackCase {
+        name: "batched_serves_100_connections_with_100_messages_each",
+        check: |s| hundred_connections_hundred_messages(s, EchoPolicy::Batched),
         applies: Applies::Always,
     },
 ];

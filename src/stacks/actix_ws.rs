@@ -23,7 +23,12 @@ pub const STACK: StackInfo = StackInfo {
     notes:
         "actix-web HttpServer, TCP_NODELAY set with HttpServer::tcp_nodelay; max_frame_size and \
             max_continuation_size raised (defaults: 64 KiB frames). Replies to ping and close by \
-            hand, as actix-ws requires. No read-buffer setting (small-buffers = suite).",
+            hand, as actix-ws requires. No read-buffer setting (small-buffers = suite). Both \
+            echo policies run the same loop, `session.text/binary(..).await` per echo as in the \
+            library's examples/chat.rs (its only idiom): that await returns once the frame is in \
+            the session's channel (capacity 32), not on the socket, and actix-web's dispatcher \
+            encodes every queued frame into its write buffer and writes them together, so the \
+            library batches by design and has no per-echo flush to offer for flush-each.",
     start,
 };
 

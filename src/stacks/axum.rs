@@ -2,16 +2,17 @@
 //! extractor (built on the same tokio-tungstenite version as the
 //! `tokio-tungstenite` stack), served by `axum::serve` behind a router.
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
+use futures_util::{future, StreamExt, TryStreamExt};
 
 use super::runtime::start_tokio_server;
 use super::{Host, Protocol, ServerHandle, StackInfo};
-use crate::settings::{Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
     name: "axum",
@@ -20,16 +21,22 @@ pub const STACK: StackInfo = StackInfo {
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "WebSocketUpgrade with max_message_size and max_frame_size raised; routes `/` and \
-            `/{*path}` through a Router. small-buffers: read_buffer_size 4 KiB.",
+            `/{*path}` through a Router. small-buffers: read_buffer_size 4 KiB. flush-each: \
+            `socket.send(msg).await` per echo, which flushes each one, as the echo in the docs of \
+            axum::extract::ws does (the library's own recommendation). batched: the socket split \
+            with `StreamExt::split` (the module docs' \"read and write concurrently\") and the \
+            stream forwarded into the sink, which feeds echoes while messages are ready and \
+            flushes when the read would block.",
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-    start_tokio_server(STACK.name, settings, |listener, profile| async move {
+    let policy = settings.echo;
+    start_tokio_server(STACK.name, settings, move |listener, profile| async move {
         let app = Router::new()
             .route("/", get(upgrade))
             .route("/{*path}", get(upgrade))
-            .with_state(profile);
+            .with_state((profile, policy));
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -39,7 +46,10 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     })
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(profile): State<Profile>) -> Response {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State((profile, policy)): State<(Profile, EchoPolicy)>,
+) -> Response {
     let ws = match profile.max_message_bytes() {
         Some(max) => ws.max_message_size(max).max_frame_size(max),
         None => ws,
@@ -48,13 +58,19 @@ async fn upgrade(ws: WebSocketUpgrade, State(profile): State<Profile>) -> Respon
         Profile::SmallBuffers => ws.read_buffer_size(SMALL_READ_BUFFER_BYTES),
         _ => ws,
     };
-    ws.on_upgrade(echo)
+    match policy {
+        EchoPolicy::FlushEach => ws.on_upgrade(echo_flush_each),
+        EchoPolicy::Batched => ws.on_upgrade(echo_batched),
+    }
 }
 
-async fn echo(mut socket: WebSocket) {
-    use axum::extract::ws::Message;
+fn is_data(msg: &Message) -> bool {
+    matches!(msg, Message::Text(_) | Message::Binary(_))
+}
+
+async fn echo_flush_each(mut socket: WebSocket) {
     while let Some(Ok(msg)) = socket.recv().await {
-        if !matches!(msg, Message::Text(_) | Message::Binary(_)) {
+        if !is_data(&msg) {
             continue;
         }
         super::demo::per_message(STACK.name);
@@ -62,4 +78,21 @@ async fn echo(mut socket: WebSocket) {
             return;
         }
     }
+}
+
+/// `forward` feeds each echo into the sink while the stream has messages
+/// ready and flushes when it has none (axum's socket is tokio-tungstenite's
+/// underneath, so its write buffer takes several echoes per write).
+async fn echo_batched(socket: WebSocket) {
+    let (write, read) = socket.split();
+    let _ = read
+        .try_filter(|msg| {
+            let data = is_data(msg);
+            if data {
+                super::demo::per_message(STACK.name);
+            }
+            future::ready(data)
+        })
+        .forward(write)
+        .await;
 }

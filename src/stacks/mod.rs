@@ -9,7 +9,12 @@
 //! - ping gets pong; a close gets the close handshake;
 //! - TCP_NODELAY on, compression off, message and frame limits raised to
 //!   [`crate::settings::MAX_MESSAGE_BYTES`] (under [`Profile::Suite`]);
-//! - the upgrade is accepted on any request path.
+//! - the upgrade is accepted on any request path;
+//! - under either [`crate::settings::EchoPolicy`] (`settings.echo`):
+//!   flush-each writes each echo before reading on; batched may let echoes
+//!   of input that is already buffered share a write, but flushes before
+//!   the read waits, so no echo is held back. A stack whose library has no way to do one of
+//!   them runs the same loop for both, and its `notes` say so.
 //!
 //! Adding a stack is one file here and one line in the `stacks!` list
 //! below; its version comes from Cargo.lock or python/requirements.txt
@@ -20,6 +25,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(doc)]
+use crate::settings::EchoPolicy;
 use crate::settings::{Profile, ServerSettings};
 
 pub mod demo;

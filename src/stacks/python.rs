@@ -292,6 +292,9 @@ fn spawn_server(
         .arg("--port")
         .arg(settings.addr.port().to_string())
         .args(["--profile", profile])
+        // Recorded so: neither script's library has a batched idiom, so
+        // both policies run the same code (the scripts say why).
+        .args(["--echo", settings.echo.as_str()])
         // A server must never outlive a killed benchmark and load the next
         // one's CPU: the pipe closes when this process dies, however it dies.
         .arg("--exit-on-stdin-eof")

@@ -16,7 +16,12 @@ pub const STACK: StackInfo = StackInfo {
             (all defaults). Defaults: permessage-deflate accepted, 4 MiB max_msg_size. \
             TCP_NODELAY set by aiohttp and again per connection. One asyncio event loop on one \
             thread: --threads does not apply; the process is pinned to the placement's server \
-            CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
+            CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop. Echo policy: not applicable, both \
+            policies run the same code: `await ws.send_str/send_bytes(msg.data)` per echo, as \
+            in the WebSockets section of aiohttp's docs/web_quickstart.rst, and each \
+            uncompressed frame goes to the transport at once (WebSocketWriter.send_frame -> \
+            transport.write, waiting only while the transport is paused); there is no separate \
+            flush to defer.",
     start,
 };
 

@@ -16,7 +16,11 @@ pub const STACK: StackInfo = StackInfo {
             at their defaults. Defaults: permessage-deflate offered, 1 MiB max_size, keepalive \
             pings every 20 s. TCP_NODELAY set by asyncio and again per connection. One asyncio \
             event loop on one thread: --threads does not apply; the process is pinned to the \
-            placement's server CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop.",
+            placement's server CPUs. WSBENCH_PYTHON_UVLOOP=1 runs it on uvloop. Echo policy: \
+            not applicable, both policies run the same code: `await ws.send(message)` per \
+            echo, as the echo server in the library's README.rst does, and send writes each \
+            frame to the transport at once (Connection.send_context -> send_data -> \
+            transport.write); there is no separate flush to defer.",
     start,
 };
 

@@ -1,13 +1,13 @@
 //! tokio-tungstenite: the dedicated WebSocket library of the original
 //! question, on a bare tokio accept loop.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Host, Protocol, ServerHandle, StackInfo};
-use crate::settings::{Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
     name: "tokio-tungstenite",
@@ -16,7 +16,11 @@ pub const STACK: StackInfo = StackInfo {
     protocol: Protocol::WebSocket,
     host: Host::InProcess,
     notes: "Suite: max_message_size and max_frame_size raised; 128 KiB read buffer (default). \
-            small-buffers: read_buffer_size 4 KiB. No compression support in tungstenite.",
+            small-buffers: read_buffer_size 4 KiB. No compression support in tungstenite. \
+            flush-each: `ws.send(msg).await` per echo, which flushes each one. batched: the \
+            stream split and forwarded into the sink (`StreamExt::forward`), which feeds echoes \
+            while messages are ready and flushes when the read would block; this is what the \
+            library's own examples/echo-server.rs does, so batched is what it recommends.",
     start,
 };
 
@@ -37,18 +41,30 @@ pub fn config(profile: Profile) -> Option<WebSocketConfig> {
 }
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-    start_tokio_server(STACK.name, settings, |listener, profile| {
-        accept_loop(STACK.name, listener, profile, echo)
+    let policy = settings.echo;
+    start_tokio_server(STACK.name, settings, move |listener, profile| {
+        accept_loop(STACK.name, listener, profile, move |stream, profile| {
+            echo(stream, profile, policy)
+        })
     })
 }
 
-async fn echo(stream: TcpStream, profile: Profile) {
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await
+async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await
     else {
         return;
     };
     // tungstenite answers pings and closes by itself while we keep reading;
-    // the loop ends when the peer's close completes or the socket fails.
+    // either loop ends when the peer's close completes or the socket fails.
+    match policy {
+        EchoPolicy::FlushEach => echo_flush_each(ws).await,
+        EchoPolicy::Batched => echo_batched(ws).await,
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn echo_flush_each(mut ws: Ws) {
     while let Some(Ok(msg)) = ws.next().await {
         if !(msg.is_text() || msg.is_binary()) {
             continue;
@@ -58,4 +74,21 @@ async fn echo(stream: TcpStream, profile: Profile) {
             return;
         }
     }
+}
+
+/// As the library's examples/echo-server.rs: `forward` feeds each echo into
+/// the sink while the stream has messages ready and flushes when it has
+/// none, so tungstenite's write buffer takes several echoes per write.
+async fn echo_batched(ws: Ws) {
+    let (write, read) = ws.split();
+    let _ = read
+        .try_filter(|msg| {
+            let data = msg.is_text() || msg.is_binary();
+            if data {
+                super::demo::per_message(STACK.name);
+            }
+            future::ready(data)
+        })
+        .forward(write)
+        .await;
 }
