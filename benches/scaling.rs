@@ -1,7 +1,9 @@
 //! What happens as connections pile up? 1 to 8,192 concurrent connections,
 //! all active with one 32-byte message in flight each: aggregate msgs/s and
-//! latency percentiles under load; then how fast each stack completes
-//! handshakes. (The server's peak heap at the largest point is the memory
+//! latency percentiles under load, under both echo write policies (with
+//! one message in flight per connection they can differ only in code
+//! path, never in how many echoes share a write); then how fast each stack
+//! completes handshakes. (The server's peak heap at the largest point is the memory
 //! bench's: this one runs without the counting allocator.)
 
 mod common;
@@ -13,7 +15,7 @@ use criterion::{BenchmarkId, Throughput};
 use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::metrics::{self, Metric, Source};
 use wsbench::placement::Placement;
-use wsbench::settings::Profile;
+use wsbench::settings::{EchoPolicy, Profile};
 use wsbench::stacks::{Host, ServerHandle, StackInfo};
 use wsbench::workload;
 
@@ -72,44 +74,50 @@ fn main() {
     let mut group = c.benchmark_group("scaling");
     group.sample_size(10);
     for stack in stacks_to_measure() {
-        let label = format!("scaling/{}", stack.name);
-        let server = start_server(stack, &mode.settings(Profile::Suite), &label);
-        for &conns in &conn_counts {
-            let id = format!("scaling/{}/{conns}", stack.name);
-            let params = params(&[
-                ("conns", v(conns)),
-                ("size_bytes", v(SIZE_BYTES)),
-                ("window", v(1)),
-            ]);
-            if let Some(why) = skip_reason(stack, conns) {
-                eprintln!("wsbench: skipping {id}: {why}");
-                rec.add(&id, stack, &params, &metrics::SKIPPED, 0.0, Source::Harness)
-                    .detail = Some(why);
-                continue;
+        for echo in EchoPolicy::ALL {
+            let label = format!("scaling/{}/{echo}", stack.name);
+            let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
+            for &conns in &conn_counts {
+                let id = format!("scaling/{}/{echo}/{conns}", stack.name);
+                let params = params(&[
+                    ("conns", v(conns)),
+                    ("size_bytes", v(SIZE_BYTES)),
+                    ("window", v(1)),
+                    ("echo", v(echo.as_str())),
+                ]);
+                if let Some(why) = skip_reason(stack, conns) {
+                    eprintln!("wsbench: skipping {id}: {why}");
+                    rec.add(&id, stack, &params, &metrics::SKIPPED, 0.0, Source::Harness)
+                        .detail = Some(why);
+                    continue;
+                }
+                let mut open = open_connections(&rt, &server, conns, &id);
+                let spec = MessageSpec {
+                    size_bytes: SIZE_BYTES,
+                    kind: PayloadKind::Binary,
+                    window: 1,
+                };
+                group.throughput(Throughput::Elements(conns as u64));
+                let acc = bench_round_trips(
+                    &mut group,
+                    &id,
+                    stack.name,
+                    &format!("{echo}/{conns}"),
+                    &rt,
+                    &mut open,
+                    spec,
+                    &server,
+                    mode.figures_skip(WARM_UP),
+                );
+                rec.add_sample(&id, stack, &params, &acc, FIGURES);
+                close_connections(&rt, open, &id);
             }
-            let mut open = open_connections(&rt, &server, conns, &id);
-            let spec = MessageSpec {
-                size_bytes: SIZE_BYTES,
-                kind: PayloadKind::Binary,
-                window: 1,
-            };
-            group.throughput(Throughput::Elements(conns as u64));
-            let acc = bench_round_trips(
-                &mut group,
-                &id,
-                stack.name,
-                &conns.to_string(),
-                &rt,
-                &mut open,
-                spec,
-                &server,
-                mode.figures_skip(WARM_UP),
-            );
-            rec.add_sample(&id, stack, &params, &acc, FIGURES);
-            close_connections(&rt, open, &id);
+            // The echo policy does not enter a handshake: measured once.
+            if echo == EchoPolicy::FlushEach {
+                bench_handshakes(&mut group, &mut rec, &rt, stack, &server, &mode);
+            }
+            stop_server(server);
         }
-        bench_handshakes(&mut group, &mut rec, &rt, stack, &server, &mode);
-        stop_server(server);
         rec.flush();
     }
     group.finish();

@@ -1,6 +1,8 @@
 //! How many bytes per second can a stack echo, and how does that change
 //! with message size? One connection, several messages in flight, binary
-//! from 16 B to 16 MiB, text at 1 KiB and 1 MiB (UTF-8 validation cost).
+//! from 16 B to 16 MiB, text at 1 KiB and 1 MiB (UTF-8 validation cost),
+//! under both echo write policies (flush each echo, or batch while input
+//! is buffered: `settings::EchoPolicy`).
 
 mod common;
 
@@ -10,7 +12,7 @@ use common::*;
 use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::metrics::{self, Metric};
-use wsbench::settings::Profile;
+use wsbench::settings::{EchoPolicy, Profile};
 
 // No counting allocator here: its few atomic additions per allocation
 // would be charged to whichever stack allocates more, in the very figures
@@ -64,40 +66,43 @@ fn main() {
         .collect();
 
     for stack in stacks_to_measure() {
-        let label = format!("throughput/{}", stack.name);
-        let server = start_server(stack, &mode.settings(Profile::Suite), &label);
-        let mut conns = open_connections(&rt, &server, 1, &label);
-        for &(kind, size) in &points {
-            let parameter = format!("{}/{}", kind.as_str(), size_label(size));
-            let id = format!("throughput/{}/{parameter}", stack.name);
-            let window = window_for(size);
-            let spec = MessageSpec {
-                size_bytes: size,
-                kind,
-                window,
-            };
-            group.throughput(Throughput::Bytes(size as u64));
-            let acc = bench_round_trips(
-                &mut group,
-                &id,
-                stack.name,
-                &parameter,
-                &rt,
-                &mut conns,
-                spec,
-                &server,
-                mode.figures_skip(WARM_UP),
-            );
-            let params = params(&[
-                ("size_bytes", v(size)),
-                ("kind", v(kind.as_str())),
-                ("conns", v(1)),
-                ("window", v(window)),
-            ]);
-            rec.add_sample(&id, stack, &params, &acc, FIGURES);
+        for echo in EchoPolicy::ALL {
+            let label = format!("throughput/{}/{echo}", stack.name);
+            let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
+            let mut conns = open_connections(&rt, &server, 1, &label);
+            for &(kind, size) in &points {
+                let parameter = format!("{echo}/{}/{}", kind.as_str(), size_label(size));
+                let id = format!("throughput/{}/{parameter}", stack.name);
+                let window = window_for(size);
+                let spec = MessageSpec {
+                    size_bytes: size,
+                    kind,
+                    window,
+                };
+                group.throughput(Throughput::Bytes(size as u64));
+                let acc = bench_round_trips(
+                    &mut group,
+                    &id,
+                    stack.name,
+                    &parameter,
+                    &rt,
+                    &mut conns,
+                    spec,
+                    &server,
+                    mode.figures_skip(WARM_UP),
+                );
+                let params = params(&[
+                    ("size_bytes", v(size)),
+                    ("kind", v(kind.as_str())),
+                    ("conns", v(1)),
+                    ("window", v(window)),
+                    ("echo", v(echo.as_str())),
+                ]);
+                rec.add_sample(&id, stack, &params, &acc, FIGURES);
+            }
+            close_connections(&rt, conns, &label);
+            stop_server(server);
         }
-        close_connections(&rt, conns, &label);
-        stop_server(server);
         rec.flush();
     }
     group.finish();

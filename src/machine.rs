@@ -6,6 +6,7 @@ use std::process::Command;
 
 use crate::placement::Placement;
 use crate::results::RunInfo;
+use crate::settings::EchoPolicy;
 use crate::stacks::STACKS;
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
@@ -106,7 +107,12 @@ pub fn stack_versions() -> BTreeMap<String, String> {
 }
 
 /// Collects the record for a run under `placement`.
-pub fn run_info(placement: Placement, server_threads: usize, quick: bool) -> RunInfo {
+pub fn run_info(
+    placement: Placement,
+    server_threads: usize,
+    quick: bool,
+    echo: EchoPolicy,
+) -> RunInfo {
     RunInfo {
         commit: commit(),
         date: now_rfc3339(),
@@ -121,6 +127,7 @@ pub fn run_info(placement: Placement, server_threads: usize, quick: bool) -> Run
         quick,
         versions: stack_versions(),
         tcp_congestion_control: tcp_congestion_control(),
+        echo: echo.as_str().to_string(),
     }
 }
 

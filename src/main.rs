@@ -97,13 +97,14 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
         stacks::Protocol::RawTcp => "tcp",
     };
     println!(
-        "wsbench: serving {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}; Ctrl-C stops",
+        "wsbench: serving {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}, echo {}; Ctrl-C stops",
         stack.name,
         stack.package_version(),
         server.addr,
         settings.threads,
         settings.placement,
-        settings.profile.as_str()
+        settings.profile.as_str(),
+        settings.echo
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -234,13 +235,14 @@ fn drive(
 fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
     let s = &outcome.sample;
     println!(
-        "stack {} conns {} size {} B {} window {} placement {}: {} verified round trips in {:.2} s",
+        "stack {} conns {} size {} B {} window {} placement {} echo {}: {} verified round trips in {:.2} s",
         name,
         s.conns,
         s.spec.size_bytes,
         s.spec.kind.as_str(),
         s.spec.window,
         settings.placement,
+        settings.echo,
         s.round_trips,
         s.elapsed.as_secs_f64()
     );
@@ -271,7 +273,8 @@ fn run_records(
     settings: &ServerSettings,
     outcome: &RunOutcome,
 ) -> GroupResults {
-    let run = wsbench::machine::run_info(settings.placement, settings.threads, false);
+    let run =
+        wsbench::machine::run_info(settings.placement, settings.threads, false, settings.echo);
     let s = &outcome.sample;
     let mut params = results::params(&[
         ("size_bytes", s.spec.size_bytes.into()),

@@ -64,6 +64,15 @@ pub struct RunInfo {
     /// records written before it was recorded.
     #[serde(default = "unknown")]
     pub tcp_congestion_control: String,
+    /// The servers' echo write policy (see `settings::EchoPolicy`) where a
+    /// group does not sweep it; a group that does records it as the
+    /// parameter `echo`. "flush-each" in records written before.
+    #[serde(default = "flush_each")]
+    pub echo: String,
+}
+
+fn flush_each() -> String {
+    "flush-each".into()
 }
 
 fn unknown() -> String {

@@ -404,6 +404,7 @@ fn run_info() -> RunInfo {
         quick: false,
         versions: BTreeMap::new(),
         tcp_congestion_control: "cubic".into(),
+        echo: "flush-each".into(),
     }
 }
 

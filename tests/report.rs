@@ -58,6 +58,7 @@ fn run_info() -> RunInfo {
         client_threads: 1,
         quick: false,
         tcp_congestion_control: "bbr".into(),
+        echo: "flush-each".into(),
         versions: versions
             .iter()
             .map(|(s, v)| (s.to_string(), v.to_string()))

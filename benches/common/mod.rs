@@ -16,7 +16,7 @@ use wsbench::client::{self, Target};
 use wsbench::measure::{threads, Cpu};
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Params};
-use wsbench::settings::{Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, Host, ServerHandle, StackInfo};
 use wsbench::workload::{self, Sample};
 
@@ -30,6 +30,9 @@ pub struct Mode {
     pub quick: bool,
     pub placement: Placement,
     pub server_threads: usize,
+    /// The servers' echo write policy where a group does not sweep it
+    /// (`WSBENCH_ECHO`, default flush-each).
+    pub echo: EchoPolicy,
 }
 
 impl Mode {
@@ -60,8 +63,10 @@ impl Mode {
                 }),
             Err(_) => 1,
         };
+        let echo = EchoPolicy::from_env().unwrap_or_else(|e| fail(&format!("{e:#}")));
         raise_fd_limit();
         Mode {
+            echo,
             bench,
             profile,
             quick,
@@ -84,12 +89,20 @@ impl Mode {
         }
     }
 
+    /// Server settings of this mode, with the run's echo policy.
     pub fn settings(&self, profile: Profile) -> ServerSettings {
+        self.settings_echoing(profile, self.echo)
+    }
+
+    /// Server settings of this mode, with the echo policy `echo` (for the
+    /// groups that sweep it).
+    pub fn settings_echoing(&self, profile: Profile, echo: EchoPolicy) -> ServerSettings {
         ServerSettings {
+            addr: ServerSettings::default().addr,
             threads: self.server_threads,
             placement: self.placement,
             profile,
-            ..ServerSettings::default()
+            echo,
         }
     }
 
@@ -262,7 +275,8 @@ impl std::ops::DerefMut for Recorder {
 
 impl Recorder {
     pub fn new(group: &str, mode: &Mode) -> Recorder {
-        let run = wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick);
+        let run =
+            wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick, mode.echo);
         Recorder {
             inner: results::Recorder::new(group, &run.placement),
             mode_records: mode.records(),

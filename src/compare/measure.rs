@@ -31,7 +31,7 @@ use crate::measure::threads;
 use crate::metrics::{self, Metric, Source};
 use crate::placement::Placement;
 use crate::results::{self, Measurement, Recorder, RunInfo};
-use crate::settings::{Profile, ServerSettings};
+use crate::settings::{EchoPolicy, Profile, ServerSettings};
 use crate::stacks::{self, Host, ServerHandle, StackInfo};
 use crate::workload::{self, IdleOpening, Sample};
 
@@ -169,7 +169,7 @@ pub fn measure_to_file(
 fn begin_round(plan: &Plan) -> anyhow::Result<(RoundFile, tokio::runtime::Runtime)> {
     check_allocator()?;
     let file = RoundFile {
-        run: crate::machine::run_info(plan.placement, 1, true),
+        run: crate::machine::run_info(plan.placement, 1, true, EchoPolicy::FlushEach),
         measurements: Vec::new(),
         windows: BTreeMap::new(),
     };
@@ -264,6 +264,9 @@ impl<'rt> Session<'rt> {
             threads: 1,
             placement: plan.placement,
             profile: Profile::Suite,
+            // The quick set measures the suite's default loop, whatever
+            // WSBENCH_ECHO says.
+            echo: EchoPolicy::FlushEach,
             ..ServerSettings::default()
         };
         let server = stack.start(&settings)?;
