@@ -1,7 +1,9 @@
 //! How long does one round trip take? One connection, one 32-byte message
-//! in flight, binary and text, per stack. criterion times the round trips;
-//! the client's histogram gives the percentiles and the per-thread clocks
-//! the CPU each side spent per message.
+//! in flight, binary and text, per stack. criterion times each case for
+//! its report; the figures come from interleaved rounds over every stack
+//! and kind (`wsbench::rounds`): the client's histogram gives the
+//! percentiles and the per-thread clocks the CPU each side spent per
+//! message, each the median over rounds with its interval.
 
 mod common;
 
@@ -12,6 +14,7 @@ use criterion::Throughput;
 use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::metrics::{self, Metric};
 use wsbench::settings::Profile;
+use wsbench::stacks::ServerHandle;
 
 // No counting allocator here: its few atomic additions per allocation
 // would be charged to whichever stack allocates more, in the very figures
@@ -42,41 +45,55 @@ fn main() {
     let mut group = c.benchmark_group("latency");
     group.throughput(Throughput::Elements(1));
 
-    for stack in stacks_to_measure() {
-        let label = format!("latency/{}", stack.name);
-        let server = start_server(stack, &mode.settings(Profile::Suite), &label);
-        let mut conns = open_connections(&rt, &server, 1, &label);
-        for kind in [PayloadKind::Binary, PayloadKind::Text] {
+    // Every stack's server up at once, so that each round visits them all.
+    let stacks = stacks_to_measure();
+    let servers: Vec<ServerHandle> = stacks
+        .iter()
+        .map(|s| {
+            start_server(
+                s,
+                &mode.settings(Profile::Suite),
+                &format!("latency/{}", s.name),
+            )
+        })
+        .collect();
+    let mut cases = Vec::new();
+    for kind in [PayloadKind::Binary, PayloadKind::Text] {
+        for (stack, server) in stacks.iter().zip(&servers) {
             let parameter = format!("{}/{}", kind.as_str(), size_label(SIZE_BYTES));
             let id = format!("latency/{}/{parameter}", stack.name);
-            let spec = MessageSpec {
-                size_bytes: SIZE_BYTES,
-                kind,
-                window: 1,
-            };
-            let acc = bench_round_trips(
-                &mut group,
-                &id,
-                stack.name,
-                &parameter,
-                &rt,
-                &mut conns,
-                spec,
-                &server,
-                mode.figures_skip(WARM_UP),
-            );
-            let params = params(&[
-                ("size_bytes", v(SIZE_BYTES)),
-                ("kind", v(kind.as_str())),
-                ("conns", v(1)),
-                ("window", v(1)),
-            ]);
-            rec.add_sample(&id, stack, &params, &acc, FIGURES);
+            cases.push(RoundTripCase {
+                stack,
+                server,
+                conns: open_connections(&rt, server, 1, &id),
+                spec: MessageSpec {
+                    size_bytes: SIZE_BYTES,
+                    kind,
+                    window: 1,
+                },
+                function: stack.name.to_string(),
+                parameter,
+                id,
+                params: params(&[
+                    ("size_bytes", v(SIZE_BYTES)),
+                    ("kind", v(kind.as_str())),
+                    ("conns", v(1)),
+                    ("window", v(1)),
+                ]),
+            });
         }
-        close_connections(&rt, conns, &label);
-        stop_server(server);
-        rec.flush();
     }
+    if mode.criterion_phase() {
+        criterion_round_trips(&mut group, &rt, &mut cases, |_| Throughput::Elements(1));
+    }
+    if mode.rounds_phase() {
+        let plan = mode.round_plan(Duration::from_millis(250));
+        round_trip_rounds(&rt, &mut cases, plan, "latency", &mut rec, FIGURES);
+    }
+    for case in cases {
+        close_connections(&rt, case.conns, &case.id);
+    }
+    servers.into_iter().for_each(stop_server);
     group.finish();
     c.final_summary();
     rec.finish();

@@ -56,8 +56,16 @@ const FIGURES: &[&Metric] = &[
     &metrics::RTT_P50_US,
     &metrics::RTT_P99_US,
     &metrics::RTT_P999_US,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
+
+/// Descriptors `conns` connections to `stack` take in this process.
+fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
+    let per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
+    conns as u64 * per_conn
+}
 
 fn main() {
     // Many connections make the client's work as large as the server's: on
@@ -66,98 +74,204 @@ fn main() {
     // stable placement for one connection).
     let mode = Mode::from_env_placing(Placement::SplitCores);
     const WARM_UP: Duration = Duration::from_millis(500);
-    let mut c = mode.criterion(Duration::from_secs(2), WARM_UP);
+    // criterion's timings are its report's; the figures come from the rounds.
+    let mut c = mode.criterion(Duration::from_secs(1), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("scaling", &mode);
     let conn_counts: Vec<usize> = mode.pick(vec![1, 10, 100, 1000, 8192], vec![1, 1000]);
+    let plan = mode.round_plan(Duration::from_millis(250));
 
     let mut group = c.benchmark_group("scaling");
     group.sample_size(10);
+    // A server per stack and echo policy, all up at once.
+    let mut servers: Vec<(&'static StackInfo, EchoPolicy, ServerHandle)> = Vec::new();
     for stack in stacks_to_measure() {
         for echo in EchoPolicy::ALL {
             let label = format!("scaling/{}/{echo}", stack.name);
             let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
-            for &conns in &conn_counts {
-                let id = format!("scaling/{}/{echo}/{conns}", stack.name);
-                let params = params(&[
-                    ("conns", v(conns)),
-                    ("size_bytes", v(SIZE_BYTES)),
-                    ("window", v(1)),
-                    ("echo", v(echo.as_str())),
-                ]);
-                if let Some(why) = skip_reason(stack, conns) {
-                    eprintln!("wsbench: skipping {id}: {why}");
-                    rec.add(&id, stack, &params, &metrics::SKIPPED, 0.0, Source::Harness)
-                        .detail = Some(why);
-                    continue;
-                }
-                let mut open = open_connections(&rt, &server, conns, &id);
-                let spec = MessageSpec {
-                    size_bytes: SIZE_BYTES,
-                    kind: PayloadKind::Binary,
-                    window: 1,
-                };
-                group.throughput(Throughput::Elements(conns as u64));
-                let acc = bench_round_trips(
-                    &mut group,
-                    &id,
-                    stack.name,
-                    &format!("{echo}/{conns}"),
-                    &rt,
-                    &mut open,
-                    spec,
-                    &server,
-                    mode.figures_skip(WARM_UP),
-                );
-                rec.add_sample(&id, stack, &params, &acc, FIGURES);
-                close_connections(&rt, open, &id);
-            }
-            // The echo policy does not enter a handshake: measured once.
-            if echo == EchoPolicy::FlushEach {
-                bench_handshakes(&mut group, &mut rec, &rt, stack, &server, &mode);
-            }
-            stop_server(server);
+            servers.push((stack, echo, server));
         }
-        rec.flush();
+    }
+    for &conns in &conn_counts {
+        let params_of = |echo: EchoPolicy| {
+            params(&[
+                ("conns", v(conns)),
+                ("size_bytes", v(SIZE_BYTES)),
+                ("window", v(1)),
+                ("echo", v(echo.as_str())),
+            ])
+        };
+        let mut measurable = Vec::new();
+        for (i, (stack, echo, _)) in servers.iter().enumerate() {
+            let id = format!("scaling/{}/{echo}/{conns}", stack.name);
+            match skip_reason(stack, conns) {
+                Some(why) => {
+                    eprintln!("wsbench: skipping {id}: {why}");
+                    rec.add(
+                        &id,
+                        stack,
+                        &params_of(*echo),
+                        &metrics::SKIPPED,
+                        0.0,
+                        Source::Harness,
+                    )
+                    .detail = Some(why);
+                }
+                None => measurable.push(i),
+            }
+        }
+        for (block, members) in blocks(&servers, &measurable, conns) {
+            let mut cases: Vec<RoundTripCase> = members
+                .iter()
+                .map(|&i| {
+                    let (stack, echo, server) = &servers[i];
+                    let id = format!("scaling/{}/{echo}/{conns}", stack.name);
+                    RoundTripCase {
+                        stack,
+                        server,
+                        conns: open_connections(&rt, server, conns, &id),
+                        spec: MessageSpec {
+                            size_bytes: SIZE_BYTES,
+                            kind: PayloadKind::Binary,
+                            window: 1,
+                        },
+                        id,
+                        function: stack.name.to_string(),
+                        parameter: format!("{echo}/{conns}"),
+                        params: params_of(*echo),
+                    }
+                })
+                .collect();
+            if mode.criterion_phase() {
+                criterion_round_trips(&mut group, &rt, &mut cases, |case| {
+                    Throughput::Elements(case.conns.len() as u64)
+                });
+            }
+            if mode.rounds_phase() {
+                round_trip_rounds(&rt, &mut cases, plan, &block, &mut rec, FIGURES);
+            }
+            for case in cases {
+                close_connections(&rt, case.conns, &case.id);
+            }
+        }
+    }
+    // The echo policy does not enter a handshake: measured once per stack.
+    let mut connecting: Vec<(&'static StackInfo, &ServerHandle)> = servers
+        .iter()
+        .filter(|(_, echo, _)| *echo == EchoPolicy::FlushEach)
+        .map(|(stack, _, server)| (*stack, server))
+        .collect();
+    if mode.criterion_phase() {
+        for &(stack, server) in &connecting {
+            bench_handshakes(&mut group, &rt, stack, server);
+        }
+    }
+    if mode.rounds_phase() {
+        handshake_rounds(&mut rec, &rt, &mut connecting, plan);
+    }
+    for (_, _, server) in servers {
+        stop_server(server);
     }
     group.finish();
     c.final_summary();
     rec.finish();
 }
 
-/// Handshakes per second: each iteration opens one connection (TCP connect
+/// Splits the cases at one connection count into blocks of interleaved
+/// rounds whose connections fit in this process's descriptors together:
+/// all of them, else one block per echo policy, else each case alone (its
+/// rounds then run back to back, and no other figure pairs with it).
+fn blocks(
+    servers: &[(&'static StackInfo, EchoPolicy, ServerHandle)],
+    cases: &[usize],
+    conns: usize,
+) -> Vec<(String, Vec<usize>)> {
+    let fits = |members: &[usize]| {
+        let needed: u64 = members.iter().map(|&i| fds_for(servers[i].0, conns)).sum();
+        needed + open_fds() + FD_RESERVE <= fd_limit()
+    };
+    if fits(cases) {
+        return vec![(format!("scaling/{conns}"), cases.to_vec())];
+    }
+    let by_echo: Vec<(String, Vec<usize>)> = EchoPolicy::ALL
+        .iter()
+        .map(|&echo| {
+            let members: Vec<usize> = cases
+                .iter()
+                .copied()
+                .filter(|&i| servers[i].1 == echo)
+                .collect();
+            (format!("scaling/{conns}/{echo}"), members)
+        })
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    if by_echo.iter().all(|(_, m)| fits(m)) {
+        return by_echo;
+    }
+    cases
+        .iter()
+        .map(|&i| {
+            let (stack, echo, _) = &servers[i];
+            (format!("scaling/{conns}/{echo}/{}", stack.name), vec![i])
+        })
+        .collect()
+}
+
+/// Handshakes per second in interleaved rounds over every stack: in each
+/// stretch, connections opened and reset one after another (see
+/// [`workload::handshakes`]) until the stretch's deadline.
+fn handshake_rounds(
+    rec: &mut Recorder,
+    rt: &tokio::runtime::Runtime,
+    cases: &mut [(&'static StackInfo, &ServerHandle)],
+    plan: wsbench::rounds::RoundPlan,
+) {
+    const BATCH: u64 = 20;
+    let rates = wsbench::rounds::interleave(cases, plan, |(_, server), budget| {
+        let target = target(server);
+        let (mut opened, mut spent) = (0u64, Duration::ZERO);
+        while opened == 0 || budget.allows(opened) {
+            spent += rt.block_on(workload::handshakes(&target, BATCH))?;
+            opened += BATCH;
+        }
+        Ok::<f64, wsbench::client::ClientError>(opened as f64 / spent.as_secs_f64().max(1e-12))
+    })
+    .unwrap_or_else(|(i, e)| fail(&format!("benchmark connect/{}: {e}", cases[i].0.name)));
+    for ((stack, _), values) in cases.iter().zip(rates) {
+        let id = format!("connect/{}", stack.name);
+        let r = wsbench::rounds::Rounds::new("scaling/connect", values);
+        let median = r.median();
+        rec.add(
+            &id,
+            stack,
+            &params(&[("conns", v(1))]),
+            &metrics::HANDSHAKES_PER_S,
+            median,
+            Source::Wallclock,
+        )
+        .rounds = Some(r);
+    }
+    rec.flush();
+}
+
+/// criterion's benchmark of handshakes (its report; the figures come from
+/// [`handshake_rounds`]): each iteration opens one connection (TCP connect
 /// plus WebSocket upgrade) and resets it at once, so neither descriptors nor
 /// TIME_WAIT ports pile up across criterion's thousands of iterations. The
 /// reset is one system call inside the timed part.
 fn bench_handshakes(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rec: &mut Recorder,
     rt: &tokio::runtime::Runtime,
     stack: &StackInfo,
     server: &ServerHandle,
-    _mode: &Mode,
 ) {
     let id = format!("connect/{}", stack.name);
     let target = target(server);
-    let (mut opened, mut spent) = (0u64, Duration::ZERO);
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new(stack.name, "connect"), |b| {
         b.iter_custom(|iters| {
-            let elapsed = rt
-                .block_on(workload::handshakes(&target, iters))
-                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-            opened += iters;
-            spent += elapsed;
-            elapsed
+            rt.block_on(workload::handshakes(&target, iters))
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
         })
     });
-    let per_s = opened as f64 / spent.as_secs_f64().max(1e-12);
-    rec.add(
-        &id,
-        stack,
-        &params(&[("conns", v(1))]),
-        &metrics::HANDSHAKES_PER_S,
-        per_s,
-        Source::Wallclock,
-    );
 }

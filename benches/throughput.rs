@@ -2,7 +2,9 @@
 //! with message size? One connection, several messages in flight, binary
 //! from 16 B to 16 MiB, text at 1 KiB and 1 MiB (UTF-8 validation cost),
 //! under both echo write policies (flush each echo, or batch while input
-//! is buffered: `settings::EchoPolicy`).
+//! is buffered: `settings::EchoPolicy`). Each size is one block of
+//! interleaved rounds over every stack under both policies
+//! (`wsbench::rounds`); criterion times each case for its report.
 
 mod common;
 
@@ -10,9 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use criterion::Throughput;
-use wsbench::client::{MessageSpec, PayloadKind};
+use wsbench::client::{Connection, MessageSpec, PayloadKind};
 use wsbench::metrics::{self, Metric};
 use wsbench::settings::{EchoPolicy, Profile};
+use wsbench::stacks::{ServerHandle, StackInfo};
 
 // No counting allocator here: its few atomic additions per allocation
 // would be charged to whichever stack allocates more, in the very figures
@@ -46,7 +49,9 @@ fn window_for(size_bytes: usize) -> usize {
 fn main() {
     let mode = Mode::from_env();
     const WARM_UP: Duration = Duration::from_millis(500);
-    let mut c = mode.criterion(Duration::from_secs(2), WARM_UP);
+    // criterion's timings are its report's; the figures come from the
+    // rounds, so a second per case is enough for criterion.
+    let mut c = mode.criterion(Duration::from_secs(1), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("throughput", &mode);
     let mut group = c.benchmark_group("throughput");
@@ -65,45 +70,65 @@ fn main() {
         .chain(text_sizes.iter().map(|&s| (PayloadKind::Text, s)))
         .collect();
 
+    // A server per stack and echo policy, all up at once, so that each
+    // round visits every stack under both policies: the policies' effect
+    // is then measured in the same rounds as the stacks' differences.
+    let mut slots: Vec<(&'static StackInfo, EchoPolicy, ServerHandle)> = Vec::new();
+    let mut conns: Vec<Vec<Connection>> = Vec::new();
     for stack in stacks_to_measure() {
         for echo in EchoPolicy::ALL {
             let label = format!("throughput/{}/{echo}", stack.name);
             let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
-            let mut conns = open_connections(&rt, &server, 1, &label);
-            for &(kind, size) in &points {
-                let parameter = format!("{echo}/{}/{}", kind.as_str(), size_label(size));
-                let id = format!("throughput/{}/{parameter}", stack.name);
-                let window = window_for(size);
-                let spec = MessageSpec {
-                    size_bytes: size,
-                    kind,
-                    window,
-                };
-                group.throughput(Throughput::Bytes(size as u64));
-                let acc = bench_round_trips(
-                    &mut group,
-                    &id,
-                    stack.name,
-                    &parameter,
-                    &rt,
-                    &mut conns,
-                    spec,
-                    &server,
-                    mode.figures_skip(WARM_UP),
-                );
-                let params = params(&[
-                    ("size_bytes", v(size)),
-                    ("kind", v(kind.as_str())),
-                    ("conns", v(1)),
-                    ("window", v(window)),
-                    ("echo", v(echo.as_str())),
-                ]);
-                rec.add_sample(&id, stack, &params, &acc, FIGURES);
-            }
-            close_connections(&rt, conns, &label);
-            stop_server(server);
+            conns.push(open_connections(&rt, &server, 1, &label));
+            slots.push((stack, echo, server));
         }
-        rec.flush();
+    }
+    for &(kind, size) in &points {
+        let window = window_for(size);
+        let spec = MessageSpec {
+            size_bytes: size,
+            kind,
+            window,
+        };
+        let mut cases: Vec<RoundTripCase> = slots
+            .iter()
+            .zip(&mut conns)
+            .map(|((stack, echo, server), conns)| {
+                let parameter = format!("{echo}/{}/{}", kind.as_str(), size_label(size));
+                RoundTripCase {
+                    stack,
+                    server,
+                    conns: std::mem::take(conns),
+                    spec,
+                    id: format!("throughput/{}/{parameter}", stack.name),
+                    function: stack.name.to_string(),
+                    parameter,
+                    params: params(&[
+                        ("size_bytes", v(size)),
+                        ("kind", v(kind.as_str())),
+                        ("conns", v(1)),
+                        ("window", v(window)),
+                        ("echo", v(echo.as_str())),
+                    ]),
+                }
+            })
+            .collect();
+        if mode.criterion_phase() {
+            criterion_round_trips(&mut group, &rt, &mut cases, |_| {
+                Throughput::Bytes(size as u64)
+            });
+        }
+        if mode.rounds_phase() {
+            let block = format!("throughput/{}/{}", kind.as_str(), size_label(size));
+            let plan = mode.round_plan(Duration::from_millis(200));
+            round_trip_rounds(&rt, &mut cases, plan, &block, &mut rec, FIGURES);
+        }
+        // The connections go back to their servers for the next size.
+        conns = cases.into_iter().map(|c| c.conns).collect();
+    }
+    for ((_, _, server), conns) in slots.into_iter().zip(conns) {
+        close_connections(&rt, conns, &format!("throughput/{}", server.stack));
+        stop_server(server);
     }
     group.finish();
     c.final_summary();

@@ -15,11 +15,13 @@
 #      only.
 #
 # Usage: scripts/regression-proofs.sh [OUT_DIR]   (default regression-proofs, committed)
-# Settings (environment): AA_RUNS (3), SLOW_STACK (axum), SLOW_NS
-# ("3000 1500 750"), ALLOC_STACK (tokio-websockets), and COMPARE_ARGS for
-# extra `wsbench compare` options (e.g. "--rounds 9"). EVALUATE_ONLY=1
-# rewrites OUT_DIR/summary.md from the reports already there, without
-# running anything.
+# Settings (environment): AA_RUNS (8), SLOW_STACK (axum), SLOW_NS
+# ("400", about 3% of axum's round trip), ALLOC_STACK (tokio-websockets),
+# and COMPARE_ARGS for extra `wsbench compare` options (e.g. "--rounds 9").
+# EVALUATE_ONLY=1 rewrites OUT_DIR/summary.md from the reports already
+# there, without running anything; AA_DISTURBED (run numbers, e.g. "4")
+# then names A/A runs that something else disturbed: they are shown apart
+# and not counted.
 #
 # Each comparison's Markdown and JSON report and its log are copied to
 # OUT_DIR as <name>.md, <name>.json, <name>.log; OUT_DIR/summary.md lists
@@ -31,9 +33,10 @@ set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 
 out=${1:-regression-proofs}
-aa_runs=${AA_RUNS:-3}
+aa_runs=${AA_RUNS:-8}
 slow_stack=${SLOW_STACK:-axum}
-slow_ns=${SLOW_NS:-3000 1500 750}
+slow_ns=${SLOW_NS:-400}
+aa_disturbed=" ${AA_DISTURBED:-} "
 alloc_stack=${ALLOC_STACK:-tokio-websockets}
 # shellcheck disable=SC2206 # word splitting of the extra options is wanted
 extra=(${COMPARE_ARGS:-})
@@ -44,8 +47,8 @@ mkdir -p "$out"
 out=$(realpath "$out")
 summary=$out/summary.md
 if [ "$evaluate_only" = 1 ]; then
-    rev=$(grep -o '^Commit [0-9a-f]*' "$summary" | cut -d' ' -f2)
-    written=$(grep -o 'on [0-9T:-]*Z\.$' "$summary" | cut -c4- | tr -d .)
+    rev="each section's"
+    written="$(date -u +%Y-%m-%dT%H:%MZ) from the reports in $(basename "$out")"
 else
     rm -f "$out"/*.md "$out"/*.json "$out"/*.log
     cargo build --release --locked -q
@@ -59,7 +62,7 @@ failed=0
 {
     echo "# wsbench compare: proofs"
     echo
-    echo "Commit $rev compared with itself, features regression-demo;"
+    echo "Commit ($rev) compared with itself, features regression-demo;"
     echo "options: ${extra[*]:-(defaults)}. Written by scripts/regression-proofs.sh on $written."
     echo
 } >"$summary"
@@ -98,7 +101,7 @@ compare() {
     {
         echo "## $name"
         echo
-        echo "exit $code; $(tail -n 1 "$out/$name.log" | sed 's/^wsbench compare: //'); $(grep -o '[0-9]* s in all' "$out/$name.md")"
+        echo "commit $(sed -n 's/^- base: .* = \([0-9a-f]*\) .*/\1/p' "$out/$name.md"); exit $code; $(verdict_counts "$name"); $(grep -o '[0-9]* s in all' "$out/$name.md")"
         echo
         if [ -n "$flagged" ]; then
             echo "| metric | stack | base | head | ratio | interval | verdict |"
@@ -128,17 +131,44 @@ expect() {
 # "improvement").
 flagged_verdicts='\| (\*\*REGRESSION\*\*|improvement) \|$'
 
+# "0 regressions, 0 improvements, 31 no change, 35 inconclusive", counted
+# in the report's table (the log may not be kept).
+verdict_counts() {
+    local md=$out/$1.md
+    local reg imp same inc
+    reg=$(grep -cE '\| \*\*REGRESSION\*\* \|$' "$md" || true)
+    imp=$(grep -cE '\| improvement \|$' "$md" || true)
+    same=$(grep -cE '\| no change \|$' "$md" || true)
+    inc=$(grep -cE '\| inconclusive \|$' "$md" || true)
+    echo "$reg regressions, $imp improvements, $same no change, $inc inconclusive"
+}
+
 # Stacks of the flagged rows of a comparison, one per line.
 flagged_stacks() {
     grep -E "$flagged_verdicts" "$out/$1.md" | awk -F'|' '{gsub(/ /, "", $3); print $3}' | sort -u
 }
 
+aa_counted=0
+aa_verdicts=0
+aa_alarms=0
 for i in $(seq 1 "$aa_runs"); do
     compare "a-a-$i"
+    if [[ "$aa_disturbed" == *" $i "* ]]; then
+        echo "- not counted: another process ran on the measuring CPU during part of this comparison" >>"$summary"
+        echo >>"$summary"
+        continue
+    fi
     ok=no
     [ "$last_code" -eq 0 ] && [ -z "$(flagged_stacks "a-a-$i")" ] && ok=yes
     expect "a-a-$i" "nothing flagged, exit 0" "$ok"
+    aa_counted=$((aa_counted + 1))
+    aa_verdicts=$((aa_verdicts + $(grep -cE '\| (\*\*REGRESSION\*\*|improvement|no change|inconclusive) \|$' "$out/a-a-$i.md" || true)))
+    aa_alarms=$((aa_alarms + $(grep -cE "$flagged_verdicts" "$out/a-a-$i.md" || true)))
 done
+{
+    echo "**A/A: $aa_counted comparisons counted, $aa_verdicts verdicts, $aa_alarms false alarms.**"
+    echo
+} >>"$summary"
 
 for ns in $slow_ns; do
     name="slow-$slow_stack-${ns}ns"

@@ -52,6 +52,21 @@ pub enum Command {
         #[arg(long)]
         publish: bool,
     },
+    /// List the claims a run's report makes (one stack faster than
+    /// another, the whole interval of their ratio beyond the threshold);
+    /// with --against, what another run says about each. Exits 1 when
+    /// another run does not confirm every claim.
+    Claims {
+        /// The run whose claims to list.
+        #[arg(default_value = "target/wsbench/results.json")]
+        results: std::path::PathBuf,
+        /// Another run's results.json, to check every claim against.
+        #[arg(long)]
+        against: Option<std::path::PathBuf>,
+        /// Smallest ratio beyond 1 called a difference: 0.10 = 1.10 times.
+        #[arg(long, default_value_t = wsbench::rounds::CLAIM_THRESHOLD)]
+        threshold: f64,
+    },
     /// Compare two commits on the quick measurement set, interleaved, and
     /// exit 1 on a regression (0 without, 2 when it could not build or run).
     Compare(wsbench::compare::CompareArgs),

@@ -14,6 +14,9 @@
 //! - [`workload`]: the workloads (round trips, idle connections,
 //!   allocations, handshakes), measured one way for the benches,
 //!   `wsbench run` and `wsbench measure` alike;
+//! - [`rounds`]: interleaved rounds across stacks, each figure's interval
+//!   over them, and when two figures may be called different (on the
+//!   pure statistics in [`compare::stats`], which `compare` shares);
 //! - [`results`]: the JSON record of a run, built from catalogue metrics;
 //! - [`report`]: the files made from results, the discussion expander
 //!   included. Reports read results; they never measure;
@@ -29,6 +32,7 @@ pub mod placement;
 pub mod probe;
 pub mod report;
 pub mod results;
+pub mod rounds;
 pub mod settings;
 pub mod stacks;
 pub mod workload;

@@ -52,6 +52,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Claims {
+            results,
+            against,
+            threshold,
+        } => {
+            use wsbench::report::claims;
+            use wsbench::results::ResultsFile;
+            if !(threshold > 0.0 && threshold.is_finite()) {
+                anyhow::bail!("--threshold {threshold}: expected a positive fraction such as 0.10");
+            }
+            let file = ResultsFile::load(&results)?;
+            let other = against.as_deref().map(ResultsFile::load).transpose()?;
+            print!("{}", claims::render(&file, other.as_ref(), threshold));
+            if let Some(other) = &other {
+                let all_confirmed = claims::claims(&file, threshold)
+                    .iter()
+                    .all(|c| claims::confirm(c, other, threshold).0 == claims::Outcome::Confirmed);
+                if !all_confirmed {
+                    std::process::exit(1);
+                }
+            }
+            Ok(())
+        }
         Command::Compare(args) => std::process::exit(wsbench::compare::run(&args)),
         Command::Measure(args) => wsbench::compare::measure(&args),
         Command::Probe { stack, server } => {

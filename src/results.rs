@@ -13,6 +13,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{self, Metric, Source};
+use crate::rounds::{self, Rounds};
 use crate::stacks::StackInfo;
 use crate::workload::Sample;
 
@@ -120,6 +121,10 @@ pub struct Measurement {
     /// (conformance cases, skipped points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The figure in each of the interleaved rounds it was measured in
+    /// (timed groups), with its interval; `value` is then their median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Rounds>,
 }
 
 /// What a measurement is of: everything but the figure.
@@ -158,6 +163,7 @@ impl Measurement {
             source: source.as_str().to_string(),
             placement: subject.placement.to_string(),
             detail: None,
+            rounds: None,
         }
     }
 
@@ -234,6 +240,44 @@ impl Recorder {
                 .figure(metric)
                 .unwrap_or_else(|| panic!("{bench}: round trips do not measure {}", metric.name));
             self.add(bench, stack, params, metric, value, source);
+        }
+    }
+
+    /// Adds `metrics` as measured in interleaved rounds of `block`, one
+    /// sample per round: each figure is the median over the rounds (a
+    /// count, the total), with the rounds and their interval kept beside
+    /// it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_rounds(
+        &mut self,
+        bench: &str,
+        stack: &StackInfo,
+        params: &Params,
+        block: &str,
+        samples: &[Sample],
+        metrics: &[&'static Metric],
+    ) {
+        for &metric in metrics {
+            let figures: Vec<(f64, Source)> = samples
+                .iter()
+                .map(|s| {
+                    s.figure(metric).unwrap_or_else(|| {
+                        panic!("{bench}: round trips do not measure {}", metric.name)
+                    })
+                })
+                .collect();
+            let Some(&(_, source)) = figures.first() else {
+                continue;
+            };
+            let values: Vec<f64> = figures.iter().map(|f| f.0).collect();
+            if rounds::is_total(metric) {
+                self.add(bench, stack, params, metric, values.iter().sum(), source);
+            } else {
+                let r = Rounds::new(block, values);
+                let median = r.median();
+                self.add(bench, stack, params, metric, median, source)
+                    .rounds = Some(r);
+            }
         }
     }
 

@@ -120,45 +120,6 @@ impl Sample {
     }
 }
 
-/// Adds up samples, leaving out a warm-up: the first calls, until their
-/// wall time together exceeds `warm_up`. criterion warms a benchmark up the
-/// same way (it calls the routine with doubling iteration counts until the
-/// calls' time adds up to more than its warm-up time), so with criterion's
-/// warm-up time here no warm-up call enters the figures; the calls'
-/// times are measured around the whole routine, so this side's sum never
-/// runs ahead of criterion's.
-#[derive(Debug, Clone)]
-pub struct Accumulator {
-    pub sample: Sample,
-    warm_up: Duration,
-    /// Wall time of the calls seen so far, while it is at most `warm_up`.
-    seen: Duration,
-}
-
-impl Accumulator {
-    /// `warm_up` zero counts every call.
-    pub fn new(empty: Sample, warm_up: Duration) -> Accumulator {
-        Accumulator {
-            sample: empty,
-            warm_up,
-            seen: Duration::ZERO,
-        }
-    }
-
-    /// Takes a call's sample; `wall` is the call's whole time. Returns
-    /// whether it counted (false while warming up). As in criterion, the
-    /// call after which the calls' time exceeds the warm-up is still part
-    /// of it.
-    pub fn add(&mut self, call: &Sample, wall: Duration) -> bool {
-        if !self.warm_up.is_zero() && self.seen <= self.warm_up {
-            self.seen += wall;
-            return false;
-        }
-        self.sample.add(call);
-        true
-    }
-}
-
 /// Runs verified round trips of `spec` on `conns` for `budget`, and reads
 /// the server's and the client's CPU and allocations around exactly that.
 /// `server_pid` is the server's process when it runs in a child, `None`
@@ -426,42 +387,51 @@ mod tests {
         s
     }
 
+    /// The warm-up before each round's stretch takes the slow start, so
+    /// the recorded percentiles and mean are the fast round trips' alone.
     #[test]
-    fn slow_warm_up_calls_leave_the_percentiles_alone() {
-        // criterion's warm-up: iteration counts doubling until the calls'
-        // time exceeds the warm-up time; here every warm-up round trip is
-        // 5 ms, as if the stack were slow to start.
-        let warm_up = Duration::from_millis(200);
-        let mut acc = Accumulator::new(Sample::empty(SMALL, 1, Source::Schedstat), warm_up);
-        let (mut iters, mut spent) = (1u64, Duration::ZERO);
-        loop {
-            let slow = call(iters, 5_000_000);
-            assert!(!acc.add(&slow, slow.elapsed), "a warm-up call counted");
-            spent += slow.elapsed;
-            if spent > warm_up {
-                break;
-            }
-            iters *= 2;
+    fn slow_warm_up_round_trips_leave_the_figures_alone() {
+        use crate::metrics;
+        use crate::rounds::{interleave, RoundPlan};
+        let plan = RoundPlan {
+            rounds: 12,
+            stretch: Duration::ZERO,
+            warm_up: Duration::from_nanos(1),
+        };
+        // Per case: calls so far. The first call is 5 ms round trips, as if
+        // the stack were slow to start; the rest 20 µs.
+        let mut cases = vec![0u32; 2];
+        let samples = interleave(&mut cases, plan, |calls, _| -> Result<Sample, ()> {
+            *calls += 1;
+            Ok(if *calls == 1 {
+                call(50, 5_000_000)
+            } else {
+                call(100, 20_000)
+            })
+        })
+        .unwrap();
+        let stack = crate::stacks::find("raw-tcp").unwrap();
+        let mut rec = crate::results::Recorder::new("latency", "same-core");
+        let figures = [
+            &metrics::RTT_P50_US,
+            &metrics::RTT_P99_US,
+            &metrics::RTT_MEAN_US,
+            &metrics::ROUND_TRIPS_VERIFIED,
+        ];
+        rec.add_rounds("b", stack, &Default::default(), "x", &samples[0], &figures);
+        let m = rec.measurements();
+        for f in &m[..3] {
+            assert!(
+                (19.9..=20.1).contains(&f.value),
+                "{} = {}",
+                f.metric,
+                f.value
+            );
+            let r = f.rounds.as_ref().unwrap();
+            assert_eq!(r.values.len(), 12);
+            assert!(r.interval.is_some());
         }
-        // Then the samples: 20 µs round trips.
-        for i in 1..=10 {
-            let fast = call(100 * i, 20_000);
-            assert!(acc.add(&fast, fast.elapsed));
-        }
-        let s = &acc.sample;
-        assert_eq!(s.round_trips, 100 * 55);
-        for q in [0.5, 0.99, 0.999, 1.0] {
-            let us = s.quantile_us(q);
-            assert!((19.9..=20.1).contains(&us), "p{q} = {us} µs");
-        }
-        assert!((s.rtt_mean_us() - 20.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn without_a_warm_up_every_call_counts() {
-        let mut acc = Accumulator::new(Sample::empty(SMALL, 1, Source::Schedstat), Duration::ZERO);
-        let c = call(1, 1_000);
-        assert!(acc.add(&c, c.elapsed));
-        assert_eq!(acc.sample.round_trips, 1);
+        assert_eq!(m[3].value, 1200.0);
+        assert!(m[3].rounds.is_none());
     }
 }

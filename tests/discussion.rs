@@ -370,3 +370,66 @@ fn the_report_step_expands_the_template_beside_its_directory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The reference run with every stack's binary latency p50 measured in one
+/// block of 12 rounds: round i is `base * factor(stack) * drift(i)`.
+fn with_rounds(factor: impl Fn(&str) -> f64) -> ResultsFile {
+    let mut run = reference_run();
+    for m in run
+        .groups
+        .get_mut("latency")
+        .unwrap()
+        .measurements
+        .iter_mut()
+    {
+        if m.metric == "rtt_p50_us" && m.param("kind").as_deref() == Some("binary") {
+            let values: Vec<f64> = (0..12)
+                .map(|i| 10.0 * factor(&m.stack) * (1.0 + 0.5 * ((i * 7 % 12) as f64 / 11.0)))
+                .collect();
+            let r = wsbench::rounds::Rounds::new("latency", values);
+            m.value = r.median();
+            m.rounds = Some(r);
+        }
+    }
+    run
+}
+
+#[test]
+fn figures_of_one_block_are_ordered_only_beyond_the_claim_threshold() {
+    let check = "{{check latency.tokio-tungstenite.rtt_p50_us kind=binary < latency.axum.rtt_p50_us kind=binary}}";
+    let gap = |axum: f64| move |s: &str| if s == "axum" { axum } else { 1.0 };
+    // 5% apart: the medians differ, but the gap is within noise.
+    let close = with_rounds(gap(1.05));
+    match expand(check, &close) {
+        Err(DiscussionError::Contradicted { values, .. }) => {
+            assert!(values.contains("paired ratio"), "{values}")
+        }
+        other => panic!("expected a contradiction, got {other:?}"),
+    }
+    // ...and satisfies <= both ways.
+    let le = "{{check latency.axum.rtt_p50_us kind=binary <= latency.tokio-tungstenite.rtt_p50_us kind=binary}}";
+    assert_eq!(expand(le, &close).unwrap(), "");
+    // 30% apart, every round: a claim, whatever the drift.
+    let far = with_rounds(gap(1.3));
+    assert_eq!(expand(check, &far).unwrap(), "");
+    let ratio = "{{ratio latency.axum.rtt_p50_us kind=binary latency.tokio-tungstenite.rtt_p50_us kind=binary}}";
+    assert_eq!(expand(ratio, &far).unwrap(), "1.30× (1.30–1.30)");
+    assert_eq!(expand("{{threshold}}", &far).unwrap(), "10%");
+    assert_eq!(
+        expand("{{rounds latency.axum.rtt_p50_us kind=binary}}", &far).unwrap(),
+        "12 rounds (intervals of 96.1% coverage)"
+    );
+    // The claims among the in-process WebSocket stacks: axum behind each.
+    let claims = "{{claims latency.@rust-ws.rtt_p50_us kind=binary}}";
+    let text = expand(claims, &far).unwrap();
+    assert!(
+        text.contains("tokio-tungstenite ahead of axum by 1.30×"),
+        "{text}"
+    );
+    assert!(text.contains("within noise"), "{text}");
+    assert!(!text.contains("ahead of tokio-tungstenite"), "{text}");
+    assert_eq!(
+        expand(claims, &close).unwrap(),
+        "no claim: all 10 pairs within noise"
+    );
+}

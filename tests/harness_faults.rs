@@ -423,6 +423,7 @@ fn group(name: &str, value: f64) -> GroupResults {
             source: "wallclock".into(),
             placement: "shared-core".into(),
             detail: None,
+            rounds: None,
         }],
     }
 }

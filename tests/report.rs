@@ -99,6 +99,7 @@ fn m(
         source: source.into(),
         placement: "same-core".into(),
         detail: None,
+        rounds: None,
     }
 }
 
@@ -672,7 +673,7 @@ fn generate_full(name: &str) -> (PathBuf, ReportOptions, ReportSummary) {
 fn full_results_make_every_file() {
     let (dir, opts, summary) = generate_full("full");
     let out = &opts.out_dir;
-    for file in ["summary.md", "results.json", "results.csv"]
+    for file in ["summary.md", "claims.md", "results.json", "results.csv"]
         .iter()
         .chain(PLOTS.iter())
     {
@@ -796,10 +797,14 @@ fn csv_has_one_row_per_figure_and_quotes_text() {
             "placement",
             "detail",
             "commit",
-            "date"
+            "date",
+            "interval_lo",
+            "interval_hi",
+            "interval_coverage",
+            "rounds"
         ]
     );
-    assert!(rows.iter().all(|r| r.len() == 13), "rows of unequal width");
+    assert!(rows.iter().all(|r| r.len() == 17), "rows of unequal width");
     let ours: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[8] != "criterion").collect();
     assert_eq!(ours.len(), results.measurements().count());
     let pong = ours
@@ -1339,4 +1344,116 @@ mod publishing {
         assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Latency p50 of each stack measured in 12 rounds of one block: round i
+/// of every stack shares the drift `drift(i)`; `noise` moves tokio-tungstenite
+/// alone in alternate rounds.
+fn rounds_results(gap_axum: f64, noise: f64) -> ResultsFile {
+    let drift = |i: usize| 1.0 + 0.8 * ((i * 5 % 12) as f64 / 11.0);
+    let mut out = Vec::new();
+    for stack in ["raw-tcp", "tokio-tungstenite", "axum", "python-aiohttp"] {
+        let base = match stack {
+            "raw-tcp" => 10.0,
+            "tokio-tungstenite" => 12.0,
+            "axum" => 12.0 * gap_axum,
+            _ => 60.0,
+        };
+        let values: Vec<f64> = (0..12)
+            .map(|i| {
+                let own = if stack == "tokio-tungstenite" && i % 2 == 1 {
+                    1.0 + noise
+                } else {
+                    1.0
+                };
+                base * drift(i) * own
+            })
+            .collect();
+        let r = wsbench::rounds::Rounds::new("latency", values);
+        let mut x = m(
+            "latency",
+            &format!("latency/{stack}/binary/32B"),
+            stack,
+            json!({"size_bytes": 32, "kind": "binary"}),
+            "rtt_p50_us",
+            r.median(),
+            "us",
+            "histogram",
+        );
+        x.rounds = Some(r);
+        out.push(x);
+    }
+    results_with(&[("latency", out)])
+}
+
+/// A ratio is a claim only when its paired interval clears the threshold;
+/// another run confirms, calls within noise or reverses each claim.
+#[test]
+fn claims_need_a_clear_interval_and_another_run_checks_them() {
+    use wsbench::report::claims::{claims, confirm, render, Outcome};
+    let threshold = wsbench::rounds::CLAIM_THRESHOLD;
+    // axum 30% slower than tokio-tungstenite, whose own noise is 5%.
+    let run = rounds_results(1.3, 0.05);
+    let list = claims(&run, threshold);
+    let pairs: Vec<(String, String)> = list
+        .iter()
+        .map(|c| (c.better.clone(), c.worse.clone()))
+        .collect();
+    // Against the best (tokio-tungstenite) and against the floor:
+    // tokio-tungstenite is 1.2 times the floor, and its own 5% noise
+    // leaves that interval clear of the threshold.
+    assert!(
+        pairs.contains(&("tokio-tungstenite".into(), "axum".into())),
+        "{pairs:?}"
+    );
+    assert!(
+        pairs.contains(&("raw-tcp".into(), "axum".into())),
+        "{pairs:?}"
+    );
+    assert!(pairs.contains(&("tokio-tungstenite".into(), "python-aiohttp".into())));
+    assert!(pairs.contains(&("raw-tcp".into(), "tokio-tungstenite".into())));
+    // Every claim's whole interval clears the threshold.
+    assert!(list.iter().all(|c| c.lo > 1.0 + threshold), "{list:?}");
+    // The figures' own intervals hold the shared drift (80%): it is the
+    // pairing by round that leaves the gap clear of it.
+    let own = |stack: &str| {
+        let g = &run.groups["latency"];
+        g.measurements
+            .iter()
+            .find(|m| m.stack == stack)
+            .unwrap()
+            .rounds
+            .clone()
+            .unwrap()
+            .interval
+            .unwrap()
+    };
+    assert!(own("tokio-tungstenite").hi > own("axum").lo);
+
+    // The same run confirms all of its claims.
+    assert!(list
+        .iter()
+        .all(|c| confirm(c, &run, threshold).0 == Outcome::Confirmed));
+    // A run where axum is 5% slower: that claim is within noise there.
+    let close = rounds_results(1.05, 0.05);
+    let axum = list
+        .iter()
+        .find(|c| c.better == "tokio-tungstenite" && c.worse == "axum")
+        .unwrap();
+    assert_eq!(confirm(axum, &close, threshold).0, Outcome::WithinNoise);
+    // And one where axum is faster: reversed.
+    let reversed = rounds_results(0.7, 0.05);
+    assert_eq!(confirm(axum, &reversed, threshold).0, Outcome::Reversed);
+    let text = render(&run, Some(&close), threshold);
+    assert!(text.contains("within noise"), "{text}");
+    assert!(
+        text.contains(&format!("Of {} claims:", list.len())),
+        "{text}"
+    );
+
+    // A 6% gap is within noise in the run that measured it: no claim.
+    let small = rounds_results(1.06, 0.0);
+    assert!(!claims(&small, threshold)
+        .iter()
+        .any(|c| c.worse == "axum" && c.better == "tokio-tungstenite"));
 }

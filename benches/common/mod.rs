@@ -8,17 +8,18 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::profiler::Profiler;
 use criterion::Criterion;
 use wsbench::client::{self, Target};
-use wsbench::measure::{threads, Cpu};
+use wsbench::measure::threads;
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Params};
+use wsbench::rounds::{self, RoundPlan};
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, Host, ServerHandle, StackInfo};
-use wsbench::workload::{self, Sample};
+use wsbench::workload;
 
 /// How the binary was invoked.
 pub struct Mode {
@@ -116,14 +117,31 @@ impl Mode {
         }
     }
 
-    /// What of criterion's calls to leave out of the figures: its warm-up
-    /// when measuring; nothing in test mode, which calls each benchmark
-    /// once without one.
-    pub fn figures_skip(&self, warm_up: Duration) -> Duration {
-        if self.bench {
-            self.warm_up(warm_up)
+    /// Whether criterion runs the group's benchmarks (for its HTML report
+    /// and the flamegraphs). Their timings are criterion's; results.json's
+    /// figures come from the interleaved rounds. Quick runs, read as
+    /// numbers only, leave criterion out to keep within their budget.
+    pub fn criterion_phase(&self) -> bool {
+        !self.quick || !self.bench
+    }
+
+    /// Whether the interleaved rounds run: when recording, and once with
+    /// tiny stretches in test mode; never under the profiler.
+    pub fn rounds_phase(&self) -> bool {
+        !self.profile
+    }
+
+    /// The interleaved rounds of a timed group whose full runs measure each
+    /// case for `stretch` per round: 12 rounds (a 96.1% interval for every
+    /// figure), 6 in a quick run (96.9%, between the extremes), 2 tiny ones
+    /// in test mode (no interval; the rounds only have to work).
+    pub fn round_plan(&self, stretch: Duration) -> RoundPlan {
+        if !self.bench {
+            RoundPlan::new(2, Duration::from_millis(5))
+        } else if self.quick {
+            RoundPlan::new(6, stretch.min(Duration::from_millis(100)))
         } else {
-            Duration::ZERO
+            RoundPlan::new(12, stretch)
         }
     }
 
@@ -380,10 +398,8 @@ impl Profiler for FlamegraphProfiler {
 }
 
 /// Runs one criterion benchmark of round trips on `conns`: each iteration
-/// is one round trip on every connection. Returns what accumulated besides
-/// time (histogram, CPU, allocations) over criterion's calls, leaving out
-/// the first `skip` of them (criterion's warm-up: see
-/// [`workload::Accumulator`]).
+/// is one round trip on every connection, every echo verified. criterion's
+/// timings go to its own report only.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_round_trips(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -394,21 +410,74 @@ pub fn bench_round_trips(
     conns: &mut [client::Connection],
     spec: client::MessageSpec,
     server: &ServerHandle,
-    skip: Duration,
-) -> Sample {
-    let empty = Sample::empty(spec, conns.len(), Cpu::now(server.pid).server_source);
-    let mut acc = workload::Accumulator::new(empty, skip);
+) {
     group.bench_function(criterion::BenchmarkId::new(function, parameter), |b| {
         b.iter_custom(|iters| {
-            let started = Instant::now();
             let budget = client::Budget::Count(iters);
-            let sample = workload::round_trips(rt, conns, spec, budget, server.pid)
-                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
-            acc.add(&sample, started.elapsed());
-            sample.elapsed
+            workload::round_trips(rt, conns, spec, budget, server.pid)
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
+                .elapsed
         })
     });
-    acc.sample
+}
+
+/// One case of a block of interleaved rounds: a stack's server, its
+/// connections and the round trips to run on them.
+pub struct RoundTripCase<'a> {
+    pub stack: &'static StackInfo,
+    pub server: &'a ServerHandle,
+    pub conns: Vec<client::Connection>,
+    pub spec: client::MessageSpec,
+    /// The benchmark id, as criterion shows it and results.json keeps it.
+    pub id: String,
+    /// criterion's function and parameter for this case.
+    pub function: String,
+    pub parameter: String,
+    pub params: Params,
+}
+
+/// criterion's benchmark of every case, one after the other (its HTML and
+/// flamegraphs; what it accumulates is not recorded).
+pub fn criterion_round_trips(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    cases: &mut [RoundTripCase<'_>],
+    throughput: impl Fn(&RoundTripCase<'_>) -> criterion::Throughput,
+) {
+    for case in cases {
+        group.throughput(throughput(case));
+        let server = case.server;
+        bench_round_trips(
+            group,
+            &case.id,
+            &case.function,
+            &case.parameter,
+            rt,
+            &mut case.conns,
+            case.spec,
+            server,
+        );
+    }
+}
+
+/// Measures `cases` in interleaved rounds (`block` names them) and records
+/// `figures` of each, the median over rounds with its interval.
+pub fn round_trip_rounds(
+    rt: &tokio::runtime::Runtime,
+    cases: &mut [RoundTripCase<'_>],
+    plan: RoundPlan,
+    block: &str,
+    rec: &mut Recorder,
+    figures: &[&'static wsbench::metrics::Metric],
+) {
+    let samples = rounds::interleave(cases, plan, |case, budget| {
+        workload::round_trips(rt, &mut case.conns, case.spec, budget, case.server.pid)
+    })
+    .unwrap_or_else(|(i, e)| fail(&format!("benchmark {}: {e}", cases[i].id)));
+    for (case, samples) in cases.iter().zip(&samples) {
+        rec.add_rounds(&case.id, case.stack, &case.params, block, samples, figures);
+    }
+    rec.flush();
 }
 
 /// Opens `n` connections or ends the run naming the benchmark.

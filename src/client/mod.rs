@@ -103,7 +103,9 @@ pub enum Budget {
 }
 
 impl Budget {
-    fn allows(self, done: u64) -> bool {
+    /// Whether another round trip (or anything else counted) may start
+    /// after `done`.
+    pub fn allows(self, done: u64) -> bool {
         self.allows_at(done, Instant::now())
     }
 

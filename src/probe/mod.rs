@@ -185,6 +185,7 @@ impl ProbeTable {
                         " (STOPPED SERVING)"
                     }
                 )),
+                rounds: None,
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use super::criterion::{split_id, Estimate};
 use super::data::{cmp_groups, params_kv};
 use crate::results::{Measurement, ResultsFile, RunInfo};
 
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 17] = [
     "group",
     "bench",
     "stack",
@@ -24,6 +24,10 @@ pub const HEADER: [&str; 13] = [
     "detail",
     "commit",
     "date",
+    "interval_lo",
+    "interval_hi",
+    "interval_coverage",
+    "rounds",
 ];
 
 /// One field, quoted when it must be.
@@ -50,6 +54,14 @@ fn number(v: f64) -> String {
 }
 
 fn measurement_row(out: &mut String, group: &str, m: &Measurement, run: &RunInfo) {
+    // Figures measured in interleaved rounds: their interval and the
+    // value of each round (separated by spaces).
+    let r = m.rounds.as_ref();
+    let interval = r.and_then(|r| r.interval);
+    let opt = |v: Option<f64>| v.map(number).unwrap_or_default();
+    let rounds: Vec<String> = r
+        .map(|r| r.values.iter().map(|v| number(*v)).collect())
+        .unwrap_or_default();
     push_row(
         out,
         &[
@@ -66,6 +78,10 @@ fn measurement_row(out: &mut String, group: &str, m: &Measurement, run: &RunInfo
             m.detail.as_deref().unwrap_or(""),
             &run.commit,
             &run.date,
+            &opt(interval.map(|i| i.lo)),
+            &opt(interval.map(|i| i.hi)),
+            &opt(r.and_then(|r| r.coverage)),
+            &rounds.join(" "),
         ],
     );
 }
@@ -118,6 +134,10 @@ fn estimate_rows(out: &mut String, file: &ResultsFile, e: &Estimate, stacks: &[S
                 detail,
                 run.map(|r| r.commit.as_str()).unwrap_or(""),
                 run.map(|r| r.date.as_str()).unwrap_or(""),
+                "",
+                "",
+                "",
+                "",
             ],
         );
     }

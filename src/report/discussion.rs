@@ -26,7 +26,16 @@
 //! - `{{A}}`: the figure, formatted by its unit ("26.2 µs", "14,219 ns");
 //! - `{{param A KEY}}`: a parameter of the one measurement A selects;
 //! - `{{ratio A B}}` "1.20×", `{{share A B}}` "0.95", `{{times A B}}` "21",
-//!   `{{pct A B}}` "5%" (how far A is from B);
+//!   `{{pct A B}}` "5%" (how far A is from B); for two figures measured in
+//!   the same interleaved rounds, `ratio` and `pct` are the median of the
+//!   paired round ratios, with its interval: "1.20× (1.18–1.22)";
+//! - `{{threshold}}` "10%": the claim threshold;
+//! - `{{rounds A}}` "12 rounds (intervals of 96.1% coverage)": how many
+//!   interleaved rounds measured figure A;
+//! - `{{claims A}}`: of the stacks of pattern A (one figure each), every
+//!   pair whose paired ratio clears the claim threshold
+//!   ([`crate::rounds::CLAIM_THRESHOLD`]), and how many pairs are within
+//!   noise;
 //! - `{{list A}}` "raw-tcp 0 bytes; axum 0 bytes", `{{list A vs B}}`
 //!   "axum 810 MiB/s vs 651 MiB/s; ...", `{{stacks A OP B}}` the stacks of
 //!   pattern A for which the comparison holds, `{{range A}}` "8.1 MiB/s to
@@ -38,8 +47,14 @@
 //!   `{{check best A is STACK}}`, `{{check best A by KEY is VALUE}}`,
 //!   `{{check run.GROUP.FIELD is VALUE}}`
 //!   (lowest mean per parameter value, or highest for a metric where
-//!   higher is better): expand to nothing, and fail when the run
-//!   contradicts them. OP is `<`, `<=`, `>`, `>=`, `==`, `!=`;
+//!   higher is better; for figures of one block of rounds, the best stack
+//!   must also clear the claim threshold against every other): expand to
+//!   nothing, and fail when the run contradicts them. OP is `<`, `<=`,
+//!   `>`, `>=`, `==`, `!=`. Two figures measured in the same rounds are
+//!   ordered only by their paired ratio:
+//!   `<` and `>` hold only when its whole interval clears the claim
+//!   threshold (a gap within noise satisfies `<=` and `>=` but neither
+//!   `<` nor `>`); this holds for `count`, `exceptions` and `stacks` too;
 //! - `{{table HEAD | title: metric filters | ...}}`: a markdown table, one
 //!   row per stack of HEAD's pattern (`group.stacks` with filters, and
 //!   `rows=KEY` for a row per stack and parameter value), one column per
@@ -58,6 +73,7 @@ use std::path::{Path, PathBuf};
 
 use crate::metrics::{self, Better, Metric, Unit};
 use crate::results::{Measurement, ResultsFile};
+use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
 use crate::stacks::{Host, Protocol, StackInfo, STACKS};
 
 /// The template's name, beside the report directory.
@@ -221,6 +237,34 @@ impl Op {
     }
 }
 
+/// The paired ratio of two figures measured in the same interleaved rounds.
+fn paired(a: &Measurement, b: &Measurement) -> Option<Paired> {
+    Paired::of(a.rounds.as_ref()?, b.rounds.as_ref()?)
+}
+
+/// Whether `a OP b` holds, `b` being `b_value` (a partner figure's or a
+/// number). Two figures measured in the same rounds are ordered (`<`, `>`)
+/// only by the interval of their paired ratio beyond [`CLAIM_THRESHOLD`]:
+/// a gap within noise is no `<` and no `>` (and both `<=` and `>=`).
+fn compare_figures(op: Op, a: &Measurement, b: Option<&Measurement>, b_value: f64) -> bool {
+    let standing = b
+        .and_then(|b| paired(a, b))
+        .map(|p| p.standing(CLAIM_THRESHOLD));
+    match (op, standing) {
+        (Op::Lt, Some(s)) => s == Standing::Lower,
+        (Op::Gt, Some(s)) => s == Standing::Higher,
+        (Op::Le, Some(s)) => s != Standing::Higher,
+        (Op::Ge, Some(s)) => s != Standing::Lower,
+        _ => op.holds(a.value, b_value),
+    }
+}
+
+/// " (1.18–1.22)": the interval of a paired ratio, for a ratio's text.
+fn interval_text(p: Option<Paired>) -> String {
+    p.map(|p| format!(" ({:.2}–{:.2})", p.interval.lo, p.interval.hi))
+        .unwrap_or_default()
+}
+
 /// A condition on one parameter.
 #[derive(Debug, Clone)]
 struct Filter {
@@ -354,13 +398,40 @@ impl Cx<'_> {
                 Ok(param_text(key, value))
             }
             "ratio" | "share" | "times" | "pct" => {
-                let (a, b) = self.two_figures(&tokens[1..])?;
+                let (a, b, p) = self.two_figures(&tokens[1..])?;
                 let r = a / b;
                 Ok(match tokens[0] {
-                    "ratio" => format!("{r:.2}×"),
+                    // Two figures of the same rounds: the median of their
+                    // paired ratios, with its interval.
+                    "ratio" => match p {
+                        Some(p) => format!("{:.2}×{}", p.ratio, interval_text(Some(p))),
+                        None => format!("{r:.2}×"),
+                    },
                     "share" => format!("{r:.2}"),
                     "times" => format!("{r:.0}"),
-                    _ => format!("{:.0}%", (r - 1.0).abs() * 100.0),
+                    _ => format!(
+                        "{:.0}%{}",
+                        (p.map_or(r, |p| p.ratio) - 1.0).abs() * 100.0,
+                        p.map(|p| format!(" (ratio {:.2}–{:.2})", p.interval.lo, p.interval.hi))
+                            .unwrap_or_default()
+                    ),
+                })
+            }
+            "claims" => self.claims(&tokens[1..]),
+            "threshold" => Ok(format!("{:.0}%", CLAIM_THRESHOLD * 100.0)),
+            "rounds" => {
+                let (r, _) = self.reference(&tokens, 1, true)?;
+                let m = self.one(&r)?;
+                let rounds = m.rounds.as_ref().ok_or_else(|| {
+                    self.syntax(&claim, format!("{} was not measured in rounds", m.bench))
+                })?;
+                Ok(match rounds.coverage {
+                    Some(c) => format!(
+                        "{} rounds (intervals of {:.1}% coverage)",
+                        rounds.values.len(),
+                        c * 100.0
+                    ),
+                    None => format!("{} rounds (too few for an interval)", rounds.values.len()),
                 })
             }
             "list" => self.list(&tokens[1..]),
@@ -627,8 +698,9 @@ impl Cx<'_> {
         }
     }
 
-    /// Two single figures: `A B` or `A / B`.
-    fn two_figures(&self, tokens: &[&str]) -> Result<(f64, f64)> {
+    /// Two single figures: `A B` or `A / B`, and their paired ratio when
+    /// they were measured in the same rounds.
+    fn two_figures(&self, tokens: &[&str]) -> Result<(f64, f64, Option<Paired>)> {
         let (a, next) = self.reference(tokens, 0, true)?;
         let next = if tokens.get(next) == Some(&"/") {
             next + 1
@@ -636,12 +708,88 @@ impl Cx<'_> {
             next
         };
         let (b, _) = self.operand(tokens, next)?;
-        let a = self.one(&a)?.value;
-        let b = match b {
-            Operand::Number(n) => n,
-            Operand::Ref(r) => self.one(&r)?.value,
-        };
-        Ok((a, b))
+        let a = self.one(&a)?;
+        Ok(match b {
+            Operand::Number(n) => (a.value, n, None),
+            Operand::Ref(r) => {
+                let b = self.one(&r)?;
+                (a.value, b.value, paired(a, b))
+            }
+        })
+    }
+
+    /// `claims A`: of the stacks pattern A selects (one figure each, all of
+    /// one block of rounds), every pair whose paired ratio clears
+    /// [`CLAIM_THRESHOLD`], better first; then how many pairs are within
+    /// noise.
+    fn claims(&self, tokens: &[&str]) -> Result<String> {
+        let (a, next) = self.reference(tokens, 0, true)?;
+        let text = tokens.join(" ");
+        if next != tokens.len() {
+            return Err(self.syntax(&text, format!("unexpected {:?}", tokens[next])));
+        }
+        let mut all = self.all(&a)?;
+        let stacks: std::collections::BTreeSet<&str> =
+            all.iter().map(|m| m.stack.as_str()).collect();
+        if stacks.len() != all.len() {
+            return Err(self.syntax(
+                &text,
+                "claims needs filters that select one figure per stack",
+            ));
+        }
+        let better = a.metric().better;
+        match better {
+            Better::Lower => all.sort_by(|x, y| x.value.total_cmp(&y.value)),
+            Better::Higher => all.sort_by(|x, y| y.value.total_cmp(&x.value)),
+            Better::Neither => return Err(self.syntax(&text, "a metric with no better direction")),
+        }
+        let (mut made, mut noise) = (Vec::new(), 0);
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                let Some(p) = paired(y, x) else {
+                    return Err(self.syntax(
+                        &text,
+                        format!(
+                            "{} and {} were not measured in the same rounds",
+                            x.stack, y.stack
+                        ),
+                    ));
+                };
+                // y against x, as "times worse".
+                let (times, lo, hi) = match better {
+                    Better::Higher => (1.0 / p.ratio, 1.0 / p.interval.hi, 1.0 / p.interval.lo),
+                    _ => (p.ratio, p.interval.lo, p.interval.hi),
+                };
+                if lo > 1.0 + CLAIM_THRESHOLD {
+                    made.push(format!(
+                        "{} ahead of {} by {times:.2}× ({lo:.2}–{hi:.2})",
+                        x.stack, y.stack
+                    ));
+                } else if hi < 1.0 / (1.0 + CLAIM_THRESHOLD) {
+                    // The medians and the paired ratio can disagree on
+                    // which is better; the ratio decides.
+                    made.push(format!(
+                        "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
+                        y.stack,
+                        x.stack,
+                        1.0 / times,
+                        1.0 / hi,
+                        1.0 / lo
+                    ));
+                } else {
+                    noise += 1;
+                }
+            }
+        }
+        let pairs = all.len() * all.len().saturating_sub(1) / 2;
+        Ok(match (made.is_empty(), noise) {
+            (true, _) => format!("no claim: all {pairs} pairs within noise"),
+            (false, 0) => made.join("; "),
+            (false, n) => format!(
+                "{}; the other {n} of {pairs} pairs within noise",
+                made.join("; ")
+            ),
+        })
     }
 
     /// Every case of pattern A paired with B and compared.
@@ -667,7 +815,7 @@ impl Cx<'_> {
                 a: m,
                 b: partner,
                 b_value,
-                holds: op.holds(m.value, b_value),
+                holds: compare_figures(op, m, partner, b_value),
                 reference: a.clone(),
                 label: case_label(m, &keys),
             });
@@ -724,14 +872,28 @@ impl Cx<'_> {
                     return Err(self.syntax(claim, format!("unexpected {:?}", tokens[next])));
                 }
                 let a_m = self.one(&a)?;
-                let (b_value, b_text) = match &b {
-                    Operand::Number(n) => (*n, format!("{n}")),
+                let (b_m, b_value, b_text) = match &b {
+                    Operand::Number(n) => (None, *n, format!("{n}")),
                     Operand::Ref(r) => {
-                        let v = self.one(r)?.value;
-                        (v, format!("{} = {}", r.text, format_value(r, v)))
+                        let m = self.one(r)?;
+                        let p = paired(a_m, m)
+                            .map(|p| {
+                                format!(
+                                    ", paired ratio {:.2}×{} with a {:.0}% threshold",
+                                    p.ratio,
+                                    interval_text(Some(p)),
+                                    CLAIM_THRESHOLD * 100.0
+                                )
+                            })
+                            .unwrap_or_default();
+                        (
+                            Some(m),
+                            m.value,
+                            format!("{} = {}{p}", r.text, format_value(r, m.value)),
+                        )
                     }
                 };
-                if op.holds(a_m.value, b_value) {
+                if compare_figures(op, a_m, b_m, b_value) {
                     Ok(())
                 } else {
                     Err(contradicted(format!(
@@ -786,6 +948,30 @@ impl Cx<'_> {
             })
             .expect("all() returns at least one measurement");
         if best.0 == expected {
+            // Figures of one block of rounds: best only when its paired
+            // ratio against every other stack clears the claim threshold.
+            let all = self.all(&a)?;
+            let chosen: Vec<&&Measurement> = all.iter().filter(|m| m.stack == expected).collect();
+            if let (None, [chosen]) = (by, chosen.as_slice()) {
+                let op = if higher { Op::Gt } else { Op::Lt };
+                for other in all.iter().filter(|m| m.stack != expected) {
+                    if let Some(p) = paired(chosen, other) {
+                        if !compare_figures(op, chosen, Some(other), other.value) {
+                            return Err(DiscussionError::Contradicted {
+                                line: self.line,
+                                claim: claim.to_string(),
+                                values: format!(
+                                    "{expected} against {}: paired ratio {:.2}×{}, within the {:.0}% threshold",
+                                    other.stack,
+                                    p.ratio,
+                                    interval_text(Some(p)),
+                                    CLAIM_THRESHOLD * 100.0
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
             Ok(())
         } else {
             let values: Vec<String> = means
@@ -1140,8 +1326,22 @@ impl Case<'_> {
                 None => format!("{}", self.b_value),
             }
         );
+        let p = self.b.and_then(|b| paired(self.a, b));
         if with_share && self.b_value != 0.0 {
-            text.push_str(&format!(", {:.2} of it", self.a.value / self.b_value));
+            match p {
+                Some(p) => text.push_str(&format!(
+                    ", {:.2}×{} of it",
+                    p.ratio,
+                    interval_text(Some(p))
+                )),
+                None => text.push_str(&format!(", {:.2} of it", self.a.value / self.b_value)),
+            }
+        } else if let Some(p) = p {
+            text.push_str(&format!(
+                ", paired ratio {:.2}×{}",
+                p.ratio,
+                interval_text(Some(p))
+            ));
         }
         text.push(')');
         text

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::claims::{best_of_row, fmt_times, key_metrics, row_versus};
 use super::criterion::CriterionScan;
 use super::data::{
     cmp_groups, cmp_stacks, fmt_bytes, fmt_duration_ns, fmt_num, fmt_sig, fmt_value,
@@ -15,8 +16,9 @@ use super::data::{
 };
 use super::flamegraphs::FlamePlan;
 use super::plots::Plot;
-use crate::metrics::{self, Better, Metric, Source};
+use crate::metrics::{self, Better, Source};
 use crate::results::{GroupResults, Measurement, ResultsFile, RunInfo};
+use crate::rounds::CLAIM_THRESHOLD;
 
 /// Everything the summary is made from.
 pub struct Inputs<'a> {
@@ -53,25 +55,6 @@ fn source_meaning(source: &str) -> &'static str {
     Source::parse(source)
         .map(Source::meaning)
         .unwrap_or("see the bench that wrote it")
-}
-
-/// Per group, the metrics that lead its section and get ratio tables.
-fn key_metrics(group: &str) -> &'static [&'static Metric] {
-    match group {
-        "latency" => &[&metrics::RTT_P50_US, &metrics::RTT_P99_US],
-        "throughput" => &[&metrics::MIB_PER_S, &metrics::MSGS_PER_S],
-        "scaling" => &[
-            &metrics::MSGS_PER_S,
-            &metrics::RTT_P99_US,
-            &metrics::HANDSHAKES_PER_S,
-        ],
-        "memory" => &[
-            &metrics::LIVE_BYTES_PER_IDLE_CONN,
-            &metrics::SERVER_ALLOC_BYTES_PER_RTT,
-            &metrics::SERVER_ALLOCS_PER_RTT,
-        ],
-        _ => &[],
-    }
 }
 
 /// Lower or higher is better, from the catalogue; `None` for metrics it
@@ -453,6 +436,14 @@ fn metric_table(
             .map(|s| match pivot.cells.get(&(row, s)) {
                 Some(Cell::Value(m)) => {
                     let mut text = fmt_value(m.value, &m.unit);
+                    if let Some(i) = m.rounds.as_ref().and_then(|r| r.interval) {
+                        let _ = write!(
+                            text,
+                            " ({}–{})",
+                            fmt_value(i.lo, &m.unit),
+                            fmt_value(i.hi, &m.unit)
+                        );
+                    }
                     if m.unit != unit && m.unit != "bytes" {
                         text = format!("{text} {}", unit_label(&m.unit));
                     }
@@ -498,31 +489,64 @@ fn ratio_table(out: &mut String, pivot: &Pivot, better: Better) {
     }
     let names: Vec<String> = columns.iter().map(|s| pivot.stacks[*s].clone()).collect();
     table_header(out, &pivot.varying.join(" · "), &names);
-    let times = |r: Option<f64>| {
-        r.map(|r| format!("{}×", fmt_sig_ratio(r)))
+    let plain = |r: Option<f64>| {
+        r.map(|r| format!("{}×", fmt_times(r)))
             .unwrap_or_else(|| "–".into())
     };
+    let mut with_rounds = None;
     for row in 0..pivot.rows.len() {
         let ratios = row_ratios(pivot, row, better);
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|s| match ratios.get(s) {
-                Some(r) if has_floor => format!("{} · {}", times(r.to_best), times(r.to_floor)),
-                Some(r) => times(r.to_best),
+        let versus = row_versus(pivot, row, better);
+        // Measured in the same rounds: the ratio with its interval, "≈"
+        // within noise; otherwise (deterministic figures) the plain ratio.
+        let mut times = |s: usize,
+                         paired: Option<crate::report::claims::Versus>,
+                         r: Option<f64>| {
+            match paired {
+                Some(v) => {
+                    with_rounds = Some(v);
+                    v.text(CLAIM_THRESHOLD)
+                }
+                None if pivot.value(row, s).is_some_and(|m| m.rounds.is_some()) && r.is_some() => {
+                    format!("{} (unpaired)", plain(r))
+                }
+                None => plain(r),
+            }
+        };
+        let best_stack = best_of_row(pivot, row, better);
+        let mut cells = Vec::new();
+        for s in &columns {
+            let (r, v) = (ratios.get(s), versus.get(s));
+            cells.push(match r {
+                Some(r) => {
+                    let best = if best_stack == Some(*s) {
+                        "best".to_string()
+                    } else {
+                        times(*s, v.and_then(|v| v.to_best), r.to_best)
+                    };
+                    if has_floor {
+                        let floor = times(*s, v.and_then(|v| v.to_floor), r.to_floor);
+                        format!("{best} · {floor}")
+                    } else {
+                        best
+                    }
+                }
                 None => "–".into(),
-            })
-            .collect();
+            });
+        }
         table_row(out, &pivot.row_label(row), &cells);
     }
     let _ = writeln!(out);
-}
-
-/// Ratios read best with two decimals near 1 and fewer when large.
-fn fmt_sig_ratio(r: f64) -> String {
-    if r < 10.0 {
-        format!("{r:.2}")
-    } else {
-        fmt_num(r)
+    if let Some(v) = with_rounds {
+        let _ = writeln!(
+            out,
+            "In parentheses: the interval of the median of the {} paired round ratios (order statistics, {:.1}% coverage). \
+             A ratio is a claim only where that whole interval lies beyond {:.0}% either way; \
+             ≈ marks the others, within noise (`wsbench claims` lists the claims and checks them against another run).\n",
+            v.rounds,
+            v.coverage * 100.0,
+            CLAIM_THRESHOLD * 100.0
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! The report step: turns `results.json` (and criterion's own files) into a
-//! directory of files a reader can open: `summary.md`, `results.csv`, a copy
+//! directory of files a reader can open: `summary.md`, `claims.md` (what
+//! the ratio tables claim), `results.csv`, a copy
 //! of the results, SVG charts and the flamegraphs.
 //!
 //! Reports read results; they never measure. Two places take a report:
@@ -16,9 +17,12 @@
 //!   the files;
 //! - `criterion` and `flamegraphs`: what criterion left on disk;
 //! - `publish`: what makes a run a reference run;
+//! - `claims`: what the ratio tables may call faster, and whether another
+//!   run agrees;
 //! - `discussion`: `discussion.md` expanded from its template and checked
 //!   against the results.
 
+pub mod claims;
 mod criterion;
 mod csv;
 mod data;
@@ -323,6 +327,12 @@ fn build(
         criterion: scan,
     });
     w.write("summary.md", summary_md.as_bytes())?;
+    // Every claim of the ratio tables, for `wsbench claims --against` and
+    // for a reader who wants them in one list.
+    w.write(
+        "claims.md",
+        claims::render(file, None, crate::rounds::CLAIM_THRESHOLD).as_bytes(),
+    )?;
 
     let mut files = w.files;
     files.sort();

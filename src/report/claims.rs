@@ -1,0 +1,356 @@
+//! What a run lets the report claim about two stacks, and whether another
+//! run makes the same claims.
+//!
+//! The report's ratio tables set each stack of a row beside the row's
+//! fastest WebSocket stack and beside the raw-TCP floor. Where both
+//! figures were measured in the same interleaved rounds
+//! ([`crate::rounds`]), each ratio carries the interval of the median of
+//! its per-round ratios, and only a ratio whose whole interval lies beyond
+//! the threshold is a claim ("this stack is slower than that one"); the
+//! others are within noise. [`claims`] lists a run's claims, and
+//! [`confirm`] looks for each in another run (`wsbench claims`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::data::{params_label, Pivot, FLOOR_STACK};
+use crate::metrics::{self, Better, Metric};
+use crate::results::{Measurement, ResultsFile};
+use crate::rounds::Paired;
+
+/// Per group, the metrics the report leads with and sets stacks side by
+/// side in (its ratio tables); the claims are made in these.
+pub fn key_metrics(group: &str) -> &'static [&'static Metric] {
+    match group {
+        "latency" => &[&metrics::RTT_P50_US, &metrics::RTT_P99_US],
+        // msgs/s would give the same ratios as MiB/s again.
+        "throughput" => &[&metrics::MIB_PER_S],
+        "scaling" => &[
+            &metrics::MSGS_PER_S,
+            &metrics::RTT_P99_US,
+            &metrics::HANDSHAKES_PER_S,
+        ],
+        "memory" => &[
+            &metrics::LIVE_BYTES_PER_IDLE_CONN,
+            &metrics::SERVER_ALLOC_BYTES_PER_RTT,
+            &metrics::SERVER_ALLOCS_PER_RTT,
+        ],
+        _ => &[],
+    }
+}
+
+/// How many times worse one figure is than a reference measured in the
+/// same rounds (1 = the same; above 1 = worse, whichever way the metric
+/// runs), with the interval of that ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Versus {
+    pub times: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub coverage: f64,
+    pub rounds: usize,
+}
+
+impl Versus {
+    /// `m` against `reference`; `None` unless both were measured in the
+    /// same rounds and the metric has a better direction.
+    pub fn of(m: &Measurement, reference: &Measurement, better: Better) -> Option<Versus> {
+        let (a, b) = (m.rounds.as_ref()?, reference.rounds.as_ref()?);
+        // Worse = higher cost ratio: m/ref for a time, ref/m for a rate.
+        let p = match better {
+            Better::Lower => Paired::of(a, b)?,
+            Better::Higher => Paired::of(b, a)?,
+            Better::Neither => return None,
+        };
+        Some(Versus {
+            times: p.ratio,
+            lo: p.interval.lo,
+            hi: p.interval.hi,
+            coverage: p.coverage,
+            rounds: p.rounds,
+        })
+    }
+
+    /// `Some(true)` when the whole interval says worse by more than
+    /// `threshold`, `Some(false)` when it says better, `None` within noise.
+    pub fn worse(&self, threshold: f64) -> Option<bool> {
+        // As `rounds::Paired::standing`, on the cost ratio.
+        if self.lo > 1.0 + threshold {
+            Some(true)
+        } else if self.hi < 1.0 / (1.0 + threshold) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// "1.23× (1.18–1.27)", with "≈ " in front when within noise.
+    pub fn text(&self, threshold: f64) -> String {
+        let noise = if self.worse(threshold).is_none() {
+            "≈ "
+        } else {
+            ""
+        };
+        format!(
+            "{noise}{}× ({}–{})",
+            fmt_times(self.times),
+            fmt_times(self.lo),
+            fmt_times(self.hi)
+        )
+    }
+}
+
+/// Ratios read best with two decimals near 1 and fewer when large.
+pub fn fmt_times(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.2}")
+    } else if r < 100.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// A row's stacks against its best WebSocket stack and against the floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowVersus {
+    pub to_best: Option<Versus>,
+    pub to_floor: Option<Versus>,
+}
+
+/// The stack (column) a row's best WebSocket figure is in: the best median.
+pub fn best_of_row(pivot: &Pivot, row: usize, better: Better) -> Option<usize> {
+    let contenders = (0..pivot.stacks.len())
+        .filter(|&s| pivot.stacks[s] != FLOOR_STACK)
+        .filter_map(|s| pivot.value(row, s).map(|m| (s, m.value)))
+        .filter(|(_, v)| v.is_finite() && *v > 0.0);
+    match better {
+        Better::Lower => contenders.min_by(|a, b| a.1.total_cmp(&b.1)),
+        Better::Higher => contenders.max_by(|a, b| a.1.total_cmp(&b.1)),
+        Better::Neither => None,
+    }
+    .map(|(s, _)| s)
+}
+
+/// Every stack of a row against the row's best and the floor, where they
+/// were measured in the same rounds.
+pub fn row_versus(pivot: &Pivot, row: usize, better: Better) -> BTreeMap<usize, RowVersus> {
+    let best = best_of_row(pivot, row, better).and_then(|s| pivot.value(row, s));
+    let floor = (0..pivot.stacks.len())
+        .find(|&s| pivot.stacks[s] == FLOOR_STACK)
+        .and_then(|s| pivot.value(row, s));
+    (0..pivot.stacks.len())
+        .filter_map(|s| pivot.value(row, s).map(|m| (s, m)))
+        .map(|(s, m)| {
+            let vs = |r: Option<&Measurement>| r.and_then(|r| Versus::of(m, r, better));
+            (
+                s,
+                RowVersus {
+                    to_best: vs(best),
+                    to_floor: vs(floor),
+                },
+            )
+        })
+        .collect()
+}
+
+/// One claim: `better` did better than `worse` on `metric` at these
+/// parameters, by `times` (interval `lo`..`hi`), in one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    pub group: String,
+    pub metric: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub better: String,
+    pub worse: String,
+    pub times: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Claim {
+    pub fn describe(&self) -> String {
+        let pairs: Vec<(String, serde_json::Value)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        format!(
+            "{} {} [{}]: {} better than {}, {}× ({}–{})",
+            self.group,
+            self.metric,
+            params_label(&pairs, ", "),
+            self.better,
+            self.worse,
+            fmt_times(self.times),
+            fmt_times(self.lo),
+            fmt_times(self.hi)
+        )
+    }
+}
+
+/// The claims of a run's ratio tables: each stack against its row's best
+/// WebSocket stack and against the floor, where the interval clears
+/// `threshold`. A pair that is both (the best against the floor) counts
+/// once.
+pub fn claims(file: &ResultsFile, threshold: f64) -> Vec<Claim> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (name, group) in &file.groups {
+        for metric in key_metrics(name) {
+            let values: Vec<&Measurement> = group
+                .measurements
+                .iter()
+                .filter(|m| m.metric == metric.name)
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let pivot = Pivot::new(&values, &[]);
+            for row in 0..pivot.rows.len() {
+                let best = best_of_row(&pivot, row, metric.better);
+                let floor = pivot.stacks.iter().position(|s| s == FLOOR_STACK);
+                for (s, rv) in row_versus(&pivot, row, metric.better) {
+                    let m = pivot.value(row, s).expect("row_versus gives filled cells");
+                    for (versus, other) in [(rv.to_best, best), (rv.to_floor, floor)] {
+                        let (Some(v), Some(o)) = (versus, other) else {
+                            continue;
+                        };
+                        let Some(worse) = v.worse(threshold) else {
+                            continue;
+                        };
+                        let (better_stack, worse_stack) = if worse {
+                            (pivot.stacks[o].clone(), m.stack.clone())
+                        } else {
+                            (m.stack.clone(), pivot.stacks[o].clone())
+                        };
+                        let key = (
+                            name.clone(),
+                            metric.name,
+                            format!("{:?}", m.params),
+                            better_stack.clone(),
+                            worse_stack.clone(),
+                        );
+                        if !seen.insert(key) {
+                            continue;
+                        }
+                        // Times worse of the worse stack against the better.
+                        let (times, lo, hi) = if worse {
+                            (v.times, v.lo, v.hi)
+                        } else {
+                            (1.0 / v.times, 1.0 / v.hi, 1.0 / v.lo)
+                        };
+                        out.push(Claim {
+                            group: name.clone(),
+                            metric: metric.name.to_string(),
+                            params: m.params.clone(),
+                            better: better_stack,
+                            worse: worse_stack,
+                            times,
+                            lo,
+                            hi,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What another run says about a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The other run makes the same claim: same direction, clearing the
+    /// threshold.
+    Confirmed,
+    /// Within noise there: neither claim.
+    WithinNoise,
+    /// The other run claims the opposite.
+    Reversed,
+    /// The other run lacks one of the figures, or did not measure them in
+    /// the same rounds.
+    Missing,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Confirmed => "confirmed",
+            Outcome::WithinNoise => "within noise",
+            Outcome::Reversed => "REVERSED",
+            Outcome::Missing => "missing",
+        }
+    }
+}
+
+/// What `other` says about `claim`, and its times-worse there.
+pub fn confirm(claim: &Claim, other: &ResultsFile, threshold: f64) -> (Outcome, Option<Versus>) {
+    let Some(group) = other.groups.get(&claim.group) else {
+        return (Outcome::Missing, None);
+    };
+    let find = |stack: &str| {
+        group
+            .measurements
+            .iter()
+            .find(|m| m.stack == stack && m.metric == claim.metric && m.params == claim.params)
+    };
+    let better = metrics::find(&claim.metric).map(|m| m.better);
+    let versus = match (find(&claim.worse), find(&claim.better), better) {
+        (Some(w), Some(b), Some(better)) => Versus::of(w, b, better),
+        _ => None,
+    };
+    match versus {
+        None => (Outcome::Missing, None),
+        Some(v) => match v.worse(threshold) {
+            Some(true) => (Outcome::Confirmed, Some(v)),
+            Some(false) => (Outcome::Reversed, Some(v)),
+            None => (Outcome::WithinNoise, Some(v)),
+        },
+    }
+}
+
+/// The claims of `file` as Markdown and, with `against`, what that run
+/// says about each; ends with the counts.
+pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64) -> String {
+    let list = claims(file, threshold);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Claims\n\n{} claims at threshold {:.0}%: ratios whose whole interval (order statistics of the paired round ratios) lies beyond it.\n",
+        list.len(),
+        threshold * 100.0
+    );
+    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+    for c in &list {
+        match against {
+            None => {
+                let _ = writeln!(out, "- {}", c.describe());
+            }
+            Some(other) => {
+                let (outcome, v) = confirm(c, other, threshold);
+                *counts.entry(outcome).or_default() += 1;
+                let there = v
+                    .map(|v| format!("; there {}", v.text(threshold)))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "- {}: **{}**{there}", c.describe(), outcome.as_str());
+            }
+        }
+    }
+    if against.is_some() {
+        let summary: Vec<String> = [
+            Outcome::Confirmed,
+            Outcome::WithinNoise,
+            Outcome::Reversed,
+            Outcome::Missing,
+        ]
+        .iter()
+        .map(|o| format!("{} {}", counts.get(o).copied().unwrap_or(0), o.as_str()))
+        .collect();
+        let _ = writeln!(out, "\nOf {} claims: {}.", list.len(), summary.join(", "));
+    }
+    out
+}
