@@ -46,6 +46,12 @@ fn with_figure(group: &str, pick: impl Fn(&Measurement) -> bool, value: f64) -> 
     let mut changed = 0;
     for m in run.groups.get_mut(group).unwrap().measurements.iter_mut() {
         if pick(m) {
+            // A figure measured in rounds moves with all its rounds.
+            if let Some(r) = &mut m.rounds {
+                let factor = value / m.value;
+                let values = r.values.iter().map(|v| v * factor).collect();
+                *r = wsbench::rounds::Rounds::new(&r.block, values);
+            }
             m.value = value;
             changed += 1;
         }
@@ -136,7 +142,9 @@ fn figures_and_derived_values_are_formatted_by_unit() {
             .iter_mut()
             .find(|m| latency(stack, metric)(m))
             .unwrap();
+        // Set by hand: no rounds, so ratios are of the values alone.
         m.value = value;
+        m.rounds = None;
     }
     let big = run
         .groups

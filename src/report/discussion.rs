@@ -1361,7 +1361,8 @@ fn in_set(stack: &StackInfo, set: &str) -> bool {
 }
 
 /// Parameters that tell cases apart, in the order labels show them.
-const LABEL_KEYS: [&str; 6] = [
+const LABEL_KEYS: [&str; 7] = [
+    "echo",
     "kind",
     "size_bytes",
     "profile",
