@@ -143,6 +143,18 @@ pub enum Standing {
     WithinNoise,
 }
 
+/// Where a ratio whose interval is `interval` stands against 1 with
+/// `threshold`: the one rule every claim of a report is made by.
+pub fn standing(interval: Interval, threshold: f64) -> Standing {
+    if interval.hi < 1.0 / (1.0 + threshold) {
+        Standing::Lower
+    } else if interval.lo > 1.0 + threshold {
+        Standing::Higher
+    } else {
+        Standing::WithinNoise
+    }
+}
+
 /// A against B, round by round.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Paired {
@@ -179,13 +191,7 @@ impl Paired {
 
     /// Where A stands against B, with `threshold` (e.g. [`CLAIM_THRESHOLD`]).
     pub fn standing(&self, threshold: f64) -> Standing {
-        if self.interval.hi < 1.0 / (1.0 + threshold) {
-            Standing::Lower
-        } else if self.interval.lo > 1.0 + threshold {
-            Standing::Higher
-        } else {
-            Standing::WithinNoise
-        }
+        standing(self.interval, threshold)
     }
 
     /// Whether A is better than B (`Some(true)`), worse (`Some(false)`), or

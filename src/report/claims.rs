@@ -16,9 +16,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::data::{params_label, Pivot, FLOOR_STACK};
+use crate::compare::stats::Interval;
 use crate::metrics::{self, Better, Metric};
 use crate::results::{Measurement, ResultsFile};
-use crate::rounds::Paired;
+use crate::rounds::{self, Paired, Standing};
 
 /// Per group, the metrics the report leads with and sets stacks side by
 /// side in (its ratio tables); the claims are made in these.
@@ -76,13 +77,14 @@ impl Versus {
     /// `Some(true)` when the whole interval says worse by more than
     /// `threshold`, `Some(false)` when it says better, `None` within noise.
     pub fn worse(&self, threshold: f64) -> Option<bool> {
-        // As `rounds::Paired::standing`, on the cost ratio.
-        if self.lo > 1.0 + threshold {
-            Some(true)
-        } else if self.hi < 1.0 / (1.0 + threshold) {
-            Some(false)
-        } else {
-            None
+        let interval = Interval {
+            lo: self.lo,
+            hi: self.hi,
+        };
+        match rounds::standing(interval, threshold) {
+            Standing::Higher => Some(true),
+            Standing::Lower => Some(false),
+            Standing::WithinNoise => None,
         }
     }
 

@@ -71,6 +71,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::compare::stats::Interval;
 use crate::metrics::{self, Better, Metric, Unit};
 use crate::results::{Measurement, ResultsFile};
 use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
@@ -760,24 +761,22 @@ impl Cx<'_> {
                     Better::Higher => (1.0 / p.ratio, 1.0 / p.interval.hi, 1.0 / p.interval.lo),
                     _ => (p.ratio, p.interval.lo, p.interval.hi),
                 };
-                if lo > 1.0 + CLAIM_THRESHOLD {
-                    made.push(format!(
+                match crate::rounds::standing(Interval { lo, hi }, CLAIM_THRESHOLD) {
+                    Standing::Higher => made.push(format!(
                         "{} ahead of {} by {times:.2}× ({lo:.2}–{hi:.2})",
                         x.stack, y.stack
-                    ));
-                } else if hi < 1.0 / (1.0 + CLAIM_THRESHOLD) {
+                    )),
                     // The medians and the paired ratio can disagree on
                     // which is better; the ratio decides.
-                    made.push(format!(
+                    Standing::Lower => made.push(format!(
                         "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
                         y.stack,
                         x.stack,
                         1.0 / times,
                         1.0 / hi,
                         1.0 / lo
-                    ));
-                } else {
-                    noise += 1;
+                    )),
+                    Standing::WithinNoise => noise += 1,
                 }
             }
         }
