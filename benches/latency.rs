@@ -87,7 +87,7 @@ fn main() {
         criterion_round_trips(&mut group, &rt, &mut cases, |_| Throughput::Elements(1));
     }
     if mode.rounds_phase() {
-        let plan = mode.round_plan(Duration::from_millis(250));
+        let plan = mode.round_plan(40, Duration::from_millis(75));
         round_trip_rounds(&rt, &mut cases, plan, "latency", &mut rec, FIGURES);
     }
     for case in cases {

@@ -120,7 +120,7 @@ fn main() {
         }
         if mode.rounds_phase() {
             let block = format!("throughput/{}/{}", kind.as_str(), size_label(size));
-            let plan = mode.round_plan(Duration::from_millis(200));
+            let plan = mode.round_plan(40, Duration::from_millis(60));
             round_trip_rounds(&rt, &mut cases, plan, &block, &mut rec, FIGURES);
         }
         // The connections go back to their servers for the next size.

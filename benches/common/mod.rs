@@ -132,16 +132,19 @@ impl Mode {
     }
 
     /// The interleaved rounds of a timed group whose full runs measure each
-    /// case for `stretch` per round: 12 rounds (a 96.1% interval for every
-    /// figure), 6 in a quick run (96.9%, between the extremes), 2 tiny ones
-    /// in test mode (no interval; the rounds only have to work).
-    pub fn round_plan(&self, stretch: Duration) -> RoundPlan {
+    /// case in `rounds` rounds of `stretch`: 6 rounds in a quick run (an
+    /// interval of 96.9%, between the extremes), 2 tiny ones in test mode
+    /// (no interval; the rounds only have to work). Many short rounds beat
+    /// a few long ones: the cases of one round run closer together in
+    /// time, so more of the machine's drift cancels in their ratios, and
+    /// the interval narrows with the square root of the rounds.
+    pub fn round_plan(&self, rounds: usize, stretch: Duration) -> RoundPlan {
         if !self.bench {
             RoundPlan::new(2, Duration::from_millis(5))
         } else if self.quick {
             RoundPlan::new(6, stretch.min(Duration::from_millis(100)))
         } else {
-            RoundPlan::new(12, stretch)
+            RoundPlan::new(rounds, stretch)
         }
     }
 

@@ -327,6 +327,8 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
         threshold * 100.0
     );
     let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+    // Within noise there, yet the whole interval on the claim's side of 1.
+    let mut same_side = 0;
     for c in &list {
         match against {
             None => {
@@ -335,6 +337,9 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
             Some(other) => {
                 let (outcome, v) = confirm(c, other, threshold);
                 *counts.entry(outcome).or_default() += 1;
+                if outcome == Outcome::WithinNoise && v.is_some_and(|v| v.lo > 1.0) {
+                    same_side += 1;
+                }
                 let there = v
                     .map(|v| format!("; there {}", v.text(threshold)))
                     .unwrap_or_default();
@@ -353,6 +358,12 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
         .map(|o| format!("{} {}", counts.get(o).copied().unwrap_or(0), o.as_str()))
         .collect();
         let _ = writeln!(out, "\nOf {} claims: {}.", list.len(), summary.join(", "));
+        if same_side > 0 {
+            let _ = writeln!(
+                out,
+                "Of those within noise there, {same_side} still lie wholly on the claim's side of 1 (the same order, by less than the threshold)."
+            );
+        }
     }
     out
 }

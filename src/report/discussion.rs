@@ -747,7 +747,8 @@ impl Cx<'_> {
         let (mut made, mut noise) = (Vec::new(), 0);
         for (i, x) in all.iter().enumerate() {
             for y in &all[i + 1..] {
-                let Some(p) = paired(y, x) else {
+                // y against x as "times worse", the report's own figure.
+                let Some(v) = crate::report::claims::Versus::of(y, x, better) else {
                     return Err(self.syntax(
                         &text,
                         format!(
@@ -756,11 +757,7 @@ impl Cx<'_> {
                         ),
                     ));
                 };
-                // y against x, as "times worse".
-                let (times, lo, hi) = match better {
-                    Better::Higher => (1.0 / p.ratio, 1.0 / p.interval.hi, 1.0 / p.interval.lo),
-                    _ => (p.ratio, p.interval.lo, p.interval.hi),
-                };
+                let (times, lo, hi) = (v.times, v.lo, v.hi);
                 match crate::rounds::standing(Interval { lo, hi }, CLAIM_THRESHOLD) {
                     Standing::Higher => made.push(format!(
                         "{} ahead of {} by {times:.2}× ({lo:.2}–{hi:.2})",
@@ -768,14 +765,14 @@ impl Cx<'_> {
                     )),
                     // The medians and the paired ratio can disagree on
                     // which is better; the ratio decides.
-                    Standing::Lower => made.push(format!(
-                        "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
-                        y.stack,
-                        x.stack,
-                        1.0 / times,
-                        1.0 / hi,
-                        1.0 / lo
-                    )),
+                    Standing::Lower => {
+                        let v = crate::report::claims::Versus::of(x, y, better)
+                            .expect("paired one way, paired the other");
+                        made.push(format!(
+                            "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
+                            y.stack, x.stack, v.times, v.lo, v.hi
+                        ))
+                    }
                     Standing::WithinNoise => noise += 1,
                 }
             }
