@@ -73,6 +73,7 @@ use std::path::{Path, PathBuf};
 
 use crate::compare::stats::Interval;
 use crate::metrics::{self, Better, Metric, Unit};
+use crate::report::claims::Versus;
 use crate::results::{Measurement, ResultsFile};
 use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
 use crate::stacks::{Host, Protocol, StackInfo, STACKS};
@@ -748,7 +749,7 @@ impl Cx<'_> {
         for (i, x) in all.iter().enumerate() {
             for y in &all[i + 1..] {
                 // y against x as "times worse", the report's own figure.
-                let Some(v) = crate::report::claims::Versus::of(y, x, better) else {
+                let Some(v) = Versus::of(y, x, better) else {
                     return Err(self.syntax(
                         &text,
                         format!(
@@ -766,8 +767,7 @@ impl Cx<'_> {
                     // The medians and the paired ratio can disagree on
                     // which is better; the ratio decides.
                     Standing::Lower => {
-                        let v = crate::report::claims::Versus::of(x, y, better)
-                            .expect("paired one way, paired the other");
+                        let v = Versus::of(x, y, better).expect("paired one way, paired the other");
                         made.push(format!(
                             "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
                             y.stack, x.stack, v.times, v.lo, v.hi
