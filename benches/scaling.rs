@@ -35,9 +35,7 @@ const PYTHON_MAX_CONNS: usize = 1000;
 
 /// Why a point cannot be measured, if it cannot.
 fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
-    // Both ends of an in-process connection hold a descriptor here.
-    let fds_per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
-    let needed = conns as u64 * fds_per_conn + open_fds() + FD_RESERVE;
+    let needed = fds_for(stack, conns) + open_fds() + FD_RESERVE;
     if needed > fd_limit() {
         return Some(format!(
             "{conns} connections need about {needed} descriptors; the limit here is {}",
@@ -61,7 +59,8 @@ const FIGURES: &[&Metric] = &[
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
 
-/// Descriptors `conns` connections to `stack` take in this process.
+/// Descriptors `conns` connections to `stack` take in this process: both
+/// ends of an in-process connection hold one here.
 fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
     let per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
     conns as u64 * per_conn
@@ -238,18 +237,15 @@ fn handshake_rounds(
     })
     .unwrap_or_else(|(i, e)| fail(&format!("benchmark connect/{}: {e}", cases[i].0.name)));
     for ((stack, _), values) in cases.iter().zip(rates) {
-        let id = format!("connect/{}", stack.name);
-        let r = wsbench::rounds::Rounds::new("scaling/connect", values);
-        let median = r.median();
-        rec.add(
-            &id,
+        rec.add_median_of_rounds(
+            &format!("connect/{}", stack.name),
             stack,
             &params(&[("conns", v(1))]),
             &metrics::HANDSHAKES_PER_S,
-            median,
+            "scaling/connect",
+            values,
             Source::Wallclock,
-        )
-        .rounds = Some(r);
+        );
     }
     rec.flush();
 }

@@ -273,12 +273,28 @@ impl Recorder {
             if rounds::is_total(metric) {
                 self.add(bench, stack, params, metric, values.iter().sum(), source);
             } else {
-                let r = Rounds::new(block, values);
-                let median = r.median();
-                self.add(bench, stack, params, metric, median, source)
-                    .rounds = Some(r);
+                self.add_median_of_rounds(bench, stack, params, metric, block, values, source);
             }
         }
+    }
+
+    /// Adds `metric` as the median of its `values` in the rounds of
+    /// `block`, keeping the rounds and their interval beside it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_median_of_rounds(
+        &mut self,
+        bench: &str,
+        stack: &StackInfo,
+        params: &Params,
+        metric: &'static Metric,
+        block: &str,
+        values: Vec<f64>,
+        source: Source,
+    ) -> &mut Measurement {
+        let r = Rounds::new(block, values);
+        let m = self.add(bench, stack, params, metric, r.median(), source);
+        m.rounds = Some(r);
+        m
     }
 
     /// Adds figures made elsewhere (the probe's table).

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Budget;
 use crate::compare::stats::{self, Interval, CONFIDENCE};
-use crate::metrics::{Better, Metric};
+use crate::metrics::Metric;
 
 /// The smallest difference a report calls a difference between two
 /// stacks: 10%. `wsbench compare` judges 3% between two builds, measured
@@ -48,12 +48,6 @@ impl RoundPlan {
             stretch,
             warm_up: stretch / 5,
         }
-    }
-
-    /// The coverage of each figure's interval under this plan, if the
-    /// rounds are enough for one at [`CONFIDENCE`].
-    pub fn coverage(&self) -> Option<f64> {
-        stats::median_rank(self.rounds, CONFIDENCE).map(|r| r.coverage)
     }
 }
 
@@ -193,16 +187,6 @@ impl Paired {
     pub fn standing(&self, threshold: f64) -> Standing {
         standing(self.interval, threshold)
     }
-
-    /// Whether A is better than B (`Some(true)`), worse (`Some(false)`), or
-    /// within noise (`None`), for a metric where `better` holds.
-    pub fn better(&self, better: Better, threshold: f64) -> Option<bool> {
-        match (self.standing(threshold), better) {
-            (Standing::WithinNoise, _) | (_, Better::Neither) => None,
-            (Standing::Lower, Better::Lower) | (Standing::Higher, Better::Higher) => Some(true),
-            _ => Some(false),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -277,8 +261,6 @@ mod tests {
         let p = Paired::of(&rounds("x", &a), &rounds("x", &b)).unwrap();
         assert!((p.ratio - 10.0 / 12.0).abs() < 1e-9);
         assert_eq!(p.standing(CLAIM_THRESHOLD), Standing::Lower);
-        assert_eq!(p.better(Better::Lower, CLAIM_THRESHOLD), Some(true));
-        assert_eq!(p.better(Better::Higher, CLAIM_THRESHOLD), Some(false));
         // The figures' own intervals overlap: drift is in each of them.
         let (ia, ib) = (
             rounds("x", &a).interval.unwrap(),
@@ -295,7 +277,6 @@ mod tests {
         let b = [1.0; 12];
         let p = Paired::of(&rounds("x", &a), &rounds("x", &b)).unwrap();
         assert_eq!(p.standing(CLAIM_THRESHOLD), Standing::WithinNoise);
-        assert_eq!(p.better(Better::Lower, CLAIM_THRESHOLD), None);
         assert!((p.coverage - 0.961).abs() < 0.001);
     }
 }

@@ -400,30 +400,6 @@ impl Profiler for FlamegraphProfiler {
     }
 }
 
-/// Runs one criterion benchmark of round trips on `conns`: each iteration
-/// is one round trip on every connection, every echo verified. criterion's
-/// timings go to its own report only.
-#[allow(clippy::too_many_arguments)]
-pub fn bench_round_trips(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    id: &str,
-    function: &str,
-    parameter: &str,
-    rt: &tokio::runtime::Runtime,
-    conns: &mut [client::Connection],
-    spec: client::MessageSpec,
-    server: &ServerHandle,
-) {
-    group.bench_function(criterion::BenchmarkId::new(function, parameter), |b| {
-        b.iter_custom(|iters| {
-            let budget = client::Budget::Count(iters);
-            workload::round_trips(rt, conns, spec, budget, server.pid)
-                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
-                .elapsed
-        })
-    });
-}
-
 /// One case of a block of interleaved rounds: a stack's server, its
 /// connections and the round trips to run on them.
 pub struct RoundTripCase<'a> {
@@ -440,7 +416,8 @@ pub struct RoundTripCase<'a> {
 }
 
 /// criterion's benchmark of every case, one after the other (its HTML and
-/// flamegraphs; what it accumulates is not recorded).
+/// flamegraphs; its timings go to its own report only): each iteration is
+/// one round trip on every connection of the case, every echo verified.
 pub fn criterion_round_trips(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
@@ -449,17 +426,15 @@ pub fn criterion_round_trips(
 ) {
     for case in cases {
         group.throughput(throughput(case));
-        let server = case.server;
-        bench_round_trips(
-            group,
-            &case.id,
-            &case.function,
-            &case.parameter,
-            rt,
-            &mut case.conns,
-            case.spec,
-            server,
-        );
+        let id = criterion::BenchmarkId::new(&case.function, &case.parameter);
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let budget = client::Budget::Count(iters);
+                workload::round_trips(rt, &mut case.conns, case.spec, budget, case.server.pid)
+                    .unwrap_or_else(|e| fail(&format!("benchmark {}: {e}", case.id)))
+                    .elapsed
+            })
+        });
     }
 }
 

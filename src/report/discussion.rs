@@ -71,7 +71,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::compare::stats::Interval;
 use crate::metrics::{self, Better, Metric, Unit};
 use crate::report::claims::Versus;
 use crate::results::{Measurement, ResultsFile};
@@ -262,9 +261,8 @@ fn compare_figures(op: Op, a: &Measurement, b: Option<&Measurement>, b_value: f6
 }
 
 /// " (1.18–1.22)": the interval of a paired ratio, for a ratio's text.
-fn interval_text(p: Option<Paired>) -> String {
-    p.map(|p| format!(" ({:.2}–{:.2})", p.interval.lo, p.interval.hi))
-        .unwrap_or_default()
+fn interval_text(p: Paired) -> String {
+    format!(" ({:.2}–{:.2})", p.interval.lo, p.interval.hi)
 }
 
 /// A condition on one parameter.
@@ -406,7 +404,7 @@ impl Cx<'_> {
                     // Two figures of the same rounds: the median of their
                     // paired ratios, with its interval.
                     "ratio" => match p {
-                        Some(p) => format!("{:.2}×{}", p.ratio, interval_text(Some(p))),
+                        Some(p) => format!("{:.2}×{}", p.ratio, interval_text(p)),
                         None => format!("{r:.2}×"),
                     },
                     "share" => format!("{r:.2}"),
@@ -758,23 +756,24 @@ impl Cx<'_> {
                         ),
                     ));
                 };
-                let (times, lo, hi) = (v.times, v.lo, v.hi);
-                match crate::rounds::standing(Interval { lo, hi }, CLAIM_THRESHOLD) {
-                    Standing::Higher => made.push(format!(
-                        "{} ahead of {} by {times:.2}× ({lo:.2}–{hi:.2})",
-                        x.stack, y.stack
-                    )),
-                    // The medians and the paired ratio can disagree on
-                    // which is better; the ratio decides.
-                    Standing::Lower => {
-                        let v = Versus::of(x, y, better).expect("paired one way, paired the other");
-                        made.push(format!(
-                            "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
-                            y.stack, x.stack, v.times, v.lo, v.hi
-                        ))
+                // The medians and the paired ratio can disagree on which
+                // is better; the ratio decides.
+                let (ahead, behind, v) = match v.worse(CLAIM_THRESHOLD) {
+                    Some(true) => (x, y, v),
+                    Some(false) => (
+                        y,
+                        x,
+                        Versus::of(x, y, better).expect("paired one way, paired the other"),
+                    ),
+                    None => {
+                        noise += 1;
+                        continue;
                     }
-                    Standing::WithinNoise => noise += 1,
-                }
+                };
+                made.push(format!(
+                    "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
+                    ahead.stack, behind.stack, v.times, v.lo, v.hi
+                ));
             }
         }
         let pairs = all.len() * all.len().saturating_sub(1) / 2;
@@ -877,7 +876,7 @@ impl Cx<'_> {
                                 format!(
                                     ", paired ratio {:.2}×{} with a {:.0}% threshold",
                                     p.ratio,
-                                    interval_text(Some(p)),
+                                    interval_text(p),
                                     CLAIM_THRESHOLD * 100.0
                                 )
                             })
@@ -960,7 +959,7 @@ impl Cx<'_> {
                                     "{expected} against {}: paired ratio {:.2}×{}, within the {:.0}% threshold",
                                     other.stack,
                                     p.ratio,
-                                    interval_text(Some(p)),
+                                    interval_text(p),
                                     CLAIM_THRESHOLD * 100.0
                                 ),
                             });
@@ -1325,18 +1324,14 @@ impl Case<'_> {
         let p = self.b.and_then(|b| paired(self.a, b));
         if with_share && self.b_value != 0.0 {
             match p {
-                Some(p) => text.push_str(&format!(
-                    ", {:.2}×{} of it",
-                    p.ratio,
-                    interval_text(Some(p))
-                )),
+                Some(p) => text.push_str(&format!(", {:.2}×{} of it", p.ratio, interval_text(p))),
                 None => text.push_str(&format!(", {:.2} of it", self.a.value / self.b_value)),
             }
         } else if let Some(p) = p {
             text.push_str(&format!(
                 ", paired ratio {:.2}×{}",
                 p.ratio,
-                interval_text(Some(p))
+                interval_text(p)
             ));
         }
         text.push(')');
