@@ -1,5 +1,6 @@
-//! Writes `$OUT_DIR/versions.rs`: every package in Cargo.lock and every
-//! `==` pin in python/requirements.txt with the version the suite uses.
+//! Writes `$OUT_DIR/versions.rs`: every package in Cargo.lock, every `==`
+//! pin in python/requirements.txt and every dependency of node/package.json
+//! with the version the suite uses.
 //! `src/stacks/versions.rs` includes it, and each stack looks its own
 //! package up there, so no list of packages is kept by hand here.
 
@@ -11,11 +12,14 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-changed=python/requirements.txt");
+    println!("cargo:rerun-if-changed=node/package.json");
 
     let lock = fs::read_to_string("Cargo.lock").expect("cannot read Cargo.lock");
     let manifest = fs::read_to_string("Cargo.toml").expect("cannot read Cargo.toml");
     let requirements =
         fs::read_to_string("python/requirements.txt").expect("cannot read python/requirements.txt");
+    let node_manifest =
+        fs::read_to_string("node/package.json").expect("cannot read node/package.json");
 
     // The compiler that builds this crate, which is not always the `rustc`
     // on PATH when a run starts (rustup overrides, RUSTC=...).
@@ -31,12 +35,15 @@ fn main() {
 
     let crates = crate_versions(&lock, &manifest);
     let python = python_pins(&requirements);
+    let node = node_pins(&node_manifest);
 
     let mut out = String::new();
     out.push_str("/// Every package in Cargo.lock and the version this build uses.\n");
     out.push_str(&table("CRATES", &crates));
     out.push_str("/// Every package pinned with `==` in python/requirements.txt.\n");
     out.push_str(&table("PYTHON", &python));
+    out.push_str("/// Every dependency of node/package.json, each pinned exactly.\n");
+    out.push_str(&table("NODE", &node));
     let path = Path::new(&std::env::var("OUT_DIR").unwrap()).join("versions.rs");
     fs::write(path, out).expect("cannot write versions.rs");
 }
@@ -156,5 +163,38 @@ fn python_pins(requirements: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.split('#').next())
         .filter_map(|l| l.trim().split_once("=="))
         .map(|(package, version)| (package.trim().to_string(), version.trim().to_string()))
+        .collect()
+}
+
+/// The `"dependencies"` of package.json, which must name exact versions
+/// (results name the version measured). A plain scan: the file is ours and
+/// holds one flat object of strings there.
+fn node_pins(manifest: &str) -> BTreeMap<String, String> {
+    let start = manifest
+        .find("\"dependencies\"")
+        .expect("node/package.json has no dependencies");
+    let rest = &manifest[start..];
+    let open = rest
+        .find('{')
+        .expect("node/package.json: dependencies is not an object");
+    let close = rest[open..]
+        .find('}')
+        .expect("node/package.json: unclosed dependencies")
+        + open;
+    rest[open + 1..close]
+        .split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            let (package, version) = entry
+                .split_once(':')
+                .expect("node/package.json: a dependency without a version");
+            let package = package.trim().trim_matches('"').to_string();
+            let version = version.trim().trim_matches('"').to_string();
+            assert!(
+                !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                "node/package.json: pin {package} exactly (\"{version}\" is a range)"
+            );
+            (package, version)
+        })
         .collect()
 }

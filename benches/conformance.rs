@@ -27,7 +27,7 @@ fn main() {
         return;
     }
     let mut rec = Recorder::new("conformance", &mode);
-    for stack in stacks_to_measure() {
+    for stack in stacks_to_measure(&mode) {
         let table = wsbench::probe::probe_stack(stack, &mode.settings(Profile::Suite))
             .unwrap_or_else(|e| fail(&format!("benchmark conformance/{}: {e:#}", stack.name)));
         eprint!("{}", wsbench::probe::format_table(&table));

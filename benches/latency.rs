@@ -38,15 +38,17 @@ const FIGURES: &[&Metric] = &[
 
 fn main() {
     let mode = Mode::from_env();
-    const WARM_UP: Duration = Duration::from_secs(1);
-    let mut c = mode.criterion(Duration::from_secs(3), WARM_UP);
+    // criterion's timings are its report's and the flamegraphs' source;
+    // the figures come from the rounds.
+    const WARM_UP: Duration = Duration::from_millis(500);
+    let mut c = mode.criterion(Duration::from_secs(2), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("latency", &mode);
     let mut group = c.benchmark_group("latency");
     group.throughput(Throughput::Elements(1));
 
     // Every stack's server up at once, so that each round visits them all.
-    let stacks = stacks_to_measure();
+    let stacks = stacks_to_measure(&mode);
     let servers: Vec<ServerHandle> = stacks
         .iter()
         .map(|s| {

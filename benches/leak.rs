@@ -18,9 +18,8 @@ use std::time::Instant;
 use common::*;
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::measure::leak::{
-    cycles, returned_bytes, settled_bytes, tolerance_bytes, CONNS_PER_BATCH, WARM_UP_CYCLES,
+    cycles, returned_bytes, settled_bytes, source, tolerance_bytes, CONNS_PER_BATCH, WARM_UP_CYCLES,
 };
-use wsbench::measure::memory_source;
 use wsbench::metrics::{self, Source};
 use wsbench::settings::Profile;
 use wsbench::stacks::StackInfo;
@@ -39,7 +38,7 @@ fn main() {
         200
     };
     let mut leaks = Vec::new();
-    for stack in stacks_to_measure() {
+    for stack in stacks_to_measure(&mode) {
         if let Some(leak) = leak_check(&mut rec, &rt, &mode, stack, n_cycles) {
             leaks.push(leak);
         }
@@ -72,7 +71,7 @@ fn leak_check(
         bytes.unwrap_or_else(|e| fail(&format!("benchmark {id}: {what}: {e:#}")))
     };
     run(WARM_UP_CYCLES, "warm-up");
-    let source = memory_source(server.pid);
+    let source = source(stack);
     let before = read("memory before the cycles", settled_bytes(&server));
     let started = Instant::now();
     run(n_cycles, "cycles");

@@ -6,7 +6,8 @@
 //!   the client side, which should stay at zero), at each message size.
 //!
 //! Figures for in-process stacks come from the counting allocator, charged
-//! to server threads; for the Python stacks from the server process's RSS.
+//! to server threads; for the child-process stacks (Python's, Node's) from
+//! the server process's RSS.
 //! Not timed, so not a criterion benchmark; it still runs once, small, in
 //! test mode (`cargo test`).
 
@@ -45,7 +46,7 @@ fn main() {
         vec![128, MIB]
     };
 
-    for stack in stacks_to_measure() {
+    for stack in stacks_to_measure(&mode) {
         for profile in Profile::ALL {
             idle_connections(&mut rec, &rt, &mode, stack, profile, idle_conns);
         }
@@ -53,7 +54,7 @@ fn main() {
             idle_connections_offering_deflate(&mut rec, &rt, &mode, stack, idle_conns);
         }
         busy_peak(&mut rec, &rt, &mode, stack);
-        if stack.host == Host::ChildProcess {
+        if stack.host() == Host::ChildProcess {
             eprintln!(
                 "wsbench: {}: allocations per round trip need the allocator; RSS cannot count them",
                 stack.name
@@ -104,8 +105,8 @@ fn busy_conns(mode: &Mode, stack: &StackInfo) -> usize {
     } else {
         20
     };
-    match stack.host {
-        // The Python servers take minutes at the largest point.
+    match stack.host() {
+        // The child-process servers take minutes at the largest point.
         Host::ChildProcess => n.min(1000),
         Host::InProcess => n,
     }
@@ -121,7 +122,11 @@ fn busy_peak(rec: &mut Recorder, rt: &tokio::runtime::Runtime, mode: &Mode, stac
     let id = format!("memory/{}/busy/{n}", stack.name);
     let params = params(&[("conns", v(n)), ("size_bytes", v(32)), ("window", v(1))]);
     // Both ends of an in-process connection hold a descriptor here.
-    let fds_per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
+    let fds_per_conn = if stack.host() == Host::InProcess {
+        2
+    } else {
+        1
+    };
     let needed = n as u64 * fds_per_conn + open_fds() + FD_RESERVE;
     if needed > fd_limit() {
         let why = format!(

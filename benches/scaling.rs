@@ -1,10 +1,14 @@
 //! What happens as connections pile up? 1 to 8,192 concurrent connections,
 //! all active with one 32-byte message in flight each: aggregate msgs/s and
-//! latency percentiles under load, under both echo write policies (with
-//! one message in flight per connection they can differ only in code
-//! path, never in how many echoes share a write); then how fast each stack
-//! completes handshakes. (The server's peak heap at the largest point is the memory
-//! bench's: this one runs without the counting allocator.)
+//! latency percentiles under load; then how fast each stack completes
+//! handshakes. One echo write policy, the run's (`WSBENCH_ECHO`, default
+//! flush-each): with one message in flight per connection nothing is ever
+//! buffered behind an echo, so the policies could differ only in code
+//! path, never in how many echoes share a write. criterion times the
+//! cases at [`CRITERION_CONNS`] for its report (every point and the
+//! handshakes with `WSBENCH_CRITERION=all`). (The server's peak heap at
+//! the largest point is the memory bench's: this one runs without the
+//! counting allocator.)
 
 mod common;
 
@@ -26,12 +30,16 @@ use wsbench::workload;
 
 const SIZE_BYTES: usize = 32;
 
+/// The point criterion times in a full run.
+const CRITERION_CONNS: usize = 100;
+
 /// Descriptors kept free for the runtime, files and criterion.
 const FD_RESERVE: u64 = 256;
 
-/// The Python servers handle a few thousand round trips per second; their
-/// largest point would take minutes, so they stop here.
-const PYTHON_MAX_CONNS: usize = 1000;
+/// The child-process servers (Python's, Node's) run one event loop and are
+/// measured in one process each, without the in-process stacks' paired
+/// rounds at the largest point: they stop here, within the time budget.
+const CHILD_MAX_CONNS: usize = 1000;
 
 /// Why a point cannot be measured, if it cannot.
 fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
@@ -42,8 +50,8 @@ fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
             fd_limit()
         ));
     }
-    if stack.host == Host::ChildProcess && conns > PYTHON_MAX_CONNS {
-        return Some(format!("Python stacks are measured up to {PYTHON_MAX_CONNS} connections to stay within the time budget"));
+    if stack.host() == Host::ChildProcess && conns > CHILD_MAX_CONNS {
+        return Some(format!("child-process stacks are measured up to {CHILD_MAX_CONNS} connections to stay within the time budget"));
     }
     None
 }
@@ -62,7 +70,11 @@ const FIGURES: &[&Metric] = &[
 /// Descriptors `conns` connections to `stack` take in this process: both
 /// ends of an in-process connection hold one here.
 fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
-    let per_conn = if stack.host == Host::InProcess { 2 } else { 1 };
+    let per_conn = if stack.host() == Host::InProcess {
+        2
+    } else {
+        1
+    };
     conns as u64 * per_conn
 }
 
@@ -82,14 +94,13 @@ fn main() {
 
     let mut group = c.benchmark_group("scaling");
     group.sample_size(10);
-    // A server per stack and echo policy, all up at once.
+    // A server per stack, all up at once.
+    let echo = mode.echo;
     let mut servers: Vec<(&'static StackInfo, EchoPolicy, ServerHandle)> = Vec::new();
-    for stack in stacks_to_measure() {
-        for echo in EchoPolicy::ALL {
-            let label = format!("scaling/{}/{echo}", stack.name);
-            let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
-            servers.push((stack, echo, server));
-        }
+    for stack in stacks_to_measure(&mode) {
+        let label = format!("scaling/{}/{echo}", stack.name);
+        let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
+        servers.push((stack, echo, server));
     }
     for &conns in &conn_counts {
         let params_of = |echo: EchoPolicy| {
@@ -141,7 +152,7 @@ fn main() {
                     }
                 })
                 .collect();
-            if mode.criterion_phase() {
+            if mode.criterion_at(conns == CRITERION_CONNS) {
                 criterion_round_trips(&mut group, &rt, &mut cases, |case| {
                     Throughput::Elements(case.conns.len() as u64)
                 });
@@ -154,13 +165,11 @@ fn main() {
             }
         }
     }
-    // The echo policy does not enter a handshake: measured once per stack.
     let mut connecting: Vec<(&'static StackInfo, &ServerHandle)> = servers
         .iter()
-        .filter(|(_, echo, _)| *echo == EchoPolicy::FlushEach)
         .map(|(stack, _, server)| (*stack, server))
         .collect();
-    if mode.criterion_phase() {
+    if mode.criterion_at(false) {
         for &(stack, server) in &connecting {
             bench_handshakes(&mut group, &rt, stack, server);
         }

@@ -4,7 +4,8 @@
 //! under both echo write policies (flush each echo, or batch while input
 //! is buffered: `settings::EchoPolicy`). Each size is one block of
 //! interleaved rounds over every stack under both policies
-//! (`wsbench::rounds`); criterion times each case for its report.
+//! (`wsbench::rounds`); criterion times the cases of [`CRITERION_POINT`]
+//! for its report (every size with `WSBENCH_CRITERION=all`).
 
 mod common;
 
@@ -35,6 +36,11 @@ const FIGURES: &[&Metric] = &[
     &metrics::CLIENT_CPU_NS_PER_MSG,
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
+
+/// The point criterion times in a full run: large enough for the stacks'
+/// framing and copying to show, small enough for the write policy to
+/// matter.
+const CRITERION_POINT: (PayloadKind, usize) = (PayloadKind::Binary, 16 * KIB);
 
 /// Messages in flight: enough to keep both sides busy, fewer for large
 /// messages, whose memory in flight would otherwise be the figure.
@@ -75,7 +81,7 @@ fn main() {
     // is then measured in the same rounds as the stacks' differences.
     let mut slots: Vec<(&'static StackInfo, EchoPolicy, ServerHandle)> = Vec::new();
     let mut conns: Vec<Vec<Connection>> = Vec::new();
-    for stack in stacks_to_measure() {
+    for stack in stacks_to_measure(&mode) {
         for echo in EchoPolicy::ALL {
             let label = format!("throughput/{}/{echo}", stack.name);
             let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
@@ -113,14 +119,14 @@ fn main() {
                 }
             })
             .collect();
-        if mode.criterion_phase() {
+        if mode.criterion_at((kind, size) == CRITERION_POINT) {
             criterion_round_trips(&mut group, &rt, &mut cases, |_| {
                 Throughput::Bytes(size as u64)
             });
         }
         if mode.rounds_phase() {
             let block = format!("throughput/{}/{}", kind.as_str(), size_label(size));
-            let plan = mode.round_plan(40, Duration::from_millis(60));
+            let plan = mode.round_plan(30, Duration::from_millis(50));
             round_trip_rounds(&rt, &mut cases, plan, &block, &mut rec, FIGURES);
         }
         // The connections go back to their servers for the next size.

@@ -1,13 +1,15 @@
-"""What the two echo servers share, so that they differ only in the library
-under test: arguments, the listening socket, the LISTENING line, TCP_NODELAY
-and a clean stop.
+"""What the echo servers share, so that they differ only in the library
+under test: arguments, the listening socket, the LISTENING line, TCP_NODELAY,
+the collector on SIGUSR2 and a clean stop.
 
-wsbench (src/stacks/python.rs) starts these scripts and reads one line,
-`LISTENING <port>`, from stdout; nothing else is ever written there.
+wsbench (src/stacks/child.rs) starts these scripts and reads one line,
+`LISTENING <port>`, from stdout, then one `COLLECTED` per SIGUSR2; nothing
+else is ever written there.
 """
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -93,11 +95,14 @@ def set_nodelay(sock):
 def stop_event(exit_on_stdin_eof):
     """An event set by SIGTERM, SIGINT or (optionally) stdin's EOF. Installed
     before LISTENING is printed, so a SIGTERM sent right after the line is
-    read still ends in a clean exit rather than the default action."""
+    read still ends in a clean exit rather than the default action. SIGUSR2
+    runs the cycle collector: wsbench's memory readings ask for it first, so
+    that they count what the server holds, not cycles yet to be freed."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, collect)
     if exit_on_stdin_eof:
 
         def watch():
@@ -115,6 +120,11 @@ def stop_event(exit_on_stdin_eof):
         # asyncio's loop and uvloop whatever stdin is.
         threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
     return stop
+
+
+def collect():
+    gc.collect()
+    print("COLLECTED", flush=True)
 
 
 def announce(sock):

@@ -89,15 +89,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn list() -> anyhow::Result<()> {
     println!("{:<20} {:<28} {:<10} where", "stack", "package", "protocol");
     for s in stacks::STACKS {
-        let (version, host) = match s.host {
+        let (version, host) = match s.host() {
             Host::InProcess => (s.package_version(), "in process".to_string()),
             Host::ChildProcess => {
-                // The pinned version, or the one the venv really has.
-                let version = match stacks::python::installed_version(s.package) {
+                // The pinned version, or the one installed really is.
+                let version = match s.installed_version() {
                     Some(v) => format!("{} {v}", s.package),
                     None => s.package_version(),
                 };
-                let host = match stacks::python::availability() {
+                let host = match s.availability() {
                     Ok(()) => "child process".to_string(),
                     Err(why) => format!("unavailable: {why}"),
                 };

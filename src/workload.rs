@@ -200,7 +200,10 @@ pub fn idle_heap(
 ) -> anyhow::Result<IdleHeap> {
     let target = Target::of(server);
     let source = measure::memory_source(server.pid);
+    // A garbage-collected server collects first: the reading is then what
+    // the connections hold, not the garbage their handshakes left.
     let read = || {
+        server.collect_garbage()?;
         measure::server_memory(server.pid)
             .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))
     };

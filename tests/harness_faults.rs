@@ -20,7 +20,7 @@ use wsbench::client::{
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Measurement, ResultsFile, RunInfo};
 use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::{self, python, Host, ServerHandle, StackInfo};
+use wsbench::stacks::{self, Host, Runtime, ServerHandle, StackInfo};
 
 /// How long the client may wait for an echo in these tests.
 const STALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,16 +57,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// True when the Python stacks can run; otherwise prints why and returns
-/// false, or fails when CI requires them.
-fn python_or_skip() -> bool {
-    match python::availability() {
+/// True when `stack` can run here; otherwise prints why and returns false,
+/// or fails when CI requires its runtime.
+fn available_or_skip(stack: &StackInfo) -> bool {
+    match stack.availability() {
         Ok(()) => true,
         Err(why) => {
-            if std::env::var("WSBENCH_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-                panic!("python stacks unavailable: {why} (and WSBENCH_REQUIRE_PYTHON=1)");
+            let required = match stack.runtime {
+                Runtime::Native => None,
+                Runtime::Python => Some("WSBENCH_REQUIRE_PYTHON"),
+                Runtime::Node => Some("WSBENCH_REQUIRE_NODE"),
+            };
+            if let Some(var) = required.filter(|v| std::env::var(v).is_ok_and(|v| v == "1")) {
+                panic!("{}: unavailable: {why} (and {var}=1)", stack.name);
             }
-            println!("SKIPPED: python stacks unavailable: {why}");
+            println!("SKIPPED {}: {why}", stack.name);
             false
         }
     }
@@ -163,14 +168,15 @@ fn in_process_server_stopped_mid_run_ends_the_run_naming_the_stack() {
     }
 }
 
-/// A Python server killed with SIGKILL in the middle of a windowed run.
-/// Its handle then reports that it had died, naming the stack.
+/// A child-process server (Python's, Node's) killed with SIGKILL in the
+/// middle of a windowed run. Its handle then reports that it had died,
+/// naming the stack.
 #[test]
-fn python_server_killed_mid_run_ends_the_run_naming_the_stack() {
-    if !python_or_skip() {
-        return;
-    }
-    for stack in [&python::WEBSOCKETS, &python::AIOHTTP] {
+fn child_server_killed_mid_run_ends_the_run_naming_the_stack() {
+    let children = stacks::STACKS
+        .iter()
+        .filter(|s| s.host() == Host::ChildProcess && available_or_skip(s));
+    for stack in children {
         let (_, stopped) = crash_mid_run(stack, |server| {
             let pid = server.pid.expect("a child process") as libc::pid_t;
             // SAFETY: kill has no memory effects; the child is not reaped
@@ -354,9 +360,8 @@ fn every_stack_binds_loopback_only_by_default() {
     if other.is_none() {
         println!("SKIPPED the connect check: this machine has no IPv4 address besides loopback");
     }
-    let with_python = python_or_skip();
     for stack in stacks::STACKS {
-        if stack.host == Host::ChildProcess && !with_python {
+        if !available_or_skip(stack) {
             continue;
         }
         let server = stack.start(&ServerSettings::default()).unwrap();

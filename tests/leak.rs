@@ -7,7 +7,9 @@
 //! 10,000 cycles.
 //!
 //! In-process stacks are read through the counting allocator installed
-//! below, charged to server threads; the Python stacks through their RSS.
+//! below, charged to server threads; the Python stacks through their RSS
+//! and Node's through V8's live heap after a full collection
+//! (`wsbench::measure::leak::source`).
 //! A deliberately leaking server proves the check can fail. Nothing is
 //! timed; every wait is bounded. One test per row of the stack table,
 //! `returns_its_memory::<stack>` (see `table/mod.rs`).
@@ -22,13 +24,13 @@ use tokio::net::TcpStream;
 use wsbench::client::Target;
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::measure::leak::{
-    cycles, returned_bytes, settled_bytes, ALLOCATOR_TOLERANCE_BYTES, RSS_TOLERANCE_BYTES,
+    cycles, returned_bytes, settled_bytes, source, tolerance_bytes, ALLOCATOR_TOLERANCE_BYTES,
     WARM_UP_CYCLES,
 };
 use wsbench::placement::Placement;
 use wsbench::settings::{Profile, ServerSettings};
 use wsbench::stacks::runtime::{accept_loop, start_tokio_server};
-use wsbench::stacks::{Host, Protocol, ServerHandle, StackInfo};
+use wsbench::stacks::{Host, Protocol, Runtime, ServerHandle, StackInfo};
 
 mod table;
 use table::{Action, Case};
@@ -46,7 +48,7 @@ const CYCLES_DEADLINE: Duration = Duration::from_secs(120);
 static SERVER_COUNTERS: Mutex<()> = Mutex::new(());
 
 /// Warms a stack up, runs `n` cycles and returns how many bytes the server
-/// kept (allocator or RSS). Panics, naming the stack, when a cycle fails.
+/// kept (allocator, RSS or live heap). Panics, naming the stack, when a cycle fails.
 fn bytes_kept_after_cycles(stack: &StackInfo, n: usize) -> i64 {
     let settings = ServerSettings {
         placement: Placement::Unpinned,
@@ -104,24 +106,27 @@ fn heap_returns(stack: &'static StackInfo) {
     );
 }
 
-/// RSS is the process's own, so these need no turn on the counters.
-fn rss_returns(stack: &'static StackInfo) {
+/// A child process's memory is its own, so these need no turn on the
+/// counters.
+fn child_returns(stack: &'static StackInfo) {
     let kept = bytes_kept_after_cycles(stack, CYCLES);
+    let tolerance = tolerance_bytes(stack);
     assert!(
-        kept <= RSS_TOLERANCE_BYTES,
-        "stack {}: the server's RSS grew by {kept} bytes after {CYCLES} cycles, \
-         over the {} MiB tolerance",
+        kept <= tolerance,
+        "stack {}: the server's {} grew by {kept} bytes after {CYCLES} cycles, \
+         over the {} KiB tolerance",
         stack.name,
-        RSS_TOLERANCE_BYTES >> 20
+        source(stack).as_str(),
+        tolerance >> 10
     );
 }
 
 /// In-process stacks are read through the allocator, child processes
-/// through their RSS (which needs the Python venv).
+/// through their runtime (which needs the Python venv or Node).
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    let action = match stack.host {
+    let action = match stack.host() {
         Host::InProcess => Action::Run(heap_returns),
-        Host::ChildProcess => Action::RunWithPython(rss_returns),
+        Host::ChildProcess => Action::RunWhereAvailable(child_returns),
     };
     vec![Case::new("returns_its_memory", stack, action)]
 }
@@ -144,7 +149,7 @@ const LEAKY: StackInfo = StackInfo {
     package: "tokio",
     version: "test",
     protocol: Protocol::RawTcp,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "leaks on purpose",
     start: start_leaky,
 };

@@ -77,9 +77,9 @@ fn check(stack: &'static StackInfo) {
 /// Every stack is probed; the Python stacks need their venv (skipped with
 /// the reason without it, a failure under `WSBENCH_REQUIRE_PYTHON=1`).
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    let action = match stack.host {
+    let action = match stack.host() {
         Host::InProcess => Action::Run(check),
-        Host::ChildProcess => Action::RunWithPython(check),
+        Host::ChildProcess => Action::RunWhereAvailable(check),
     };
     vec![Case::new("probe", stack, action)]
 }

@@ -3,7 +3,7 @@
 //! input, ping/pong, the close handshake, a window of 16 small messages and
 //! 100 concurrent connections, under each echo write policy (the batched
 //! cases are named `batched_...`). The Python stacks get the same checks in
-//! `python_stacks.rs`.
+//! `child_stacks.rs`.
 //!
 //! The tests are made from [`stacks::STACKS`] (see `table/mod.rs`): one per
 //! case and stack, named `case::stack`, so `cargo test --test stacks -- axum`
@@ -21,7 +21,7 @@ use wsbench::client::wire::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
 use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
 use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
-use wsbench::stacks::{self, versions, Host, Protocol, ServerHandle, StackInfo};
+use wsbench::stacks::{self, versions, Host, Protocol, Runtime, ServerHandle, StackInfo};
 
 mod table;
 use table::{Action, Case};
@@ -396,7 +396,7 @@ const CASES: [StackCase; 13] = [
 ];
 
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    match (stack.host, stack.protocol) {
+    match (stack.host(), stack.protocol) {
         (Host::InProcess, protocol) => CASES
             .iter()
             .map(|case| {
@@ -412,7 +412,7 @@ fn plan(stack: &'static StackInfo) -> Vec<Case> {
         (Host::ChildProcess, Protocol::WebSocket) => vec![Case::new(
             "echo_contract",
             stack,
-            Action::Elsewhere("tests/python_stacks.rs"),
+            Action::Elsewhere("tests/child_stacks.rs"),
         )],
         (Host::ChildProcess, Protocol::RawTcp) => vec![Case::no_plan("tests/stacks.rs", stack)],
     }
@@ -432,13 +432,14 @@ fn main() -> ExitCode {
     )
 }
 
-/// Each row's version is its package's, as build.rs found it in Cargo.lock
-/// or python/requirements.txt.
+/// Each row's version is its package's, as build.rs found it in Cargo.lock,
+/// python/requirements.txt or node/package.json.
 fn versions_come_from_the_lock_files() {
     for s in stacks::STACKS {
-        let table = match s.host {
-            Host::InProcess => versions::CRATES,
-            Host::ChildProcess => versions::PYTHON,
+        let table = match s.runtime {
+            Runtime::Native => versions::CRATES,
+            Runtime::Python => versions::PYTHON,
+            Runtime::Node => versions::NODE,
         };
         assert_eq!(
             versions::lookup(table, s.package),

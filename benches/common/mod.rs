@@ -18,7 +18,7 @@ use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Params};
 use wsbench::rounds::{self, RoundPlan};
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
-use wsbench::stacks::{self, Host, ServerHandle, StackInfo};
+use wsbench::stacks::{self, ServerHandle, StackInfo};
 use wsbench::workload;
 
 /// How the binary was invoked.
@@ -34,6 +34,9 @@ pub struct Mode {
     /// The servers' echo write policy where a group does not sweep it
     /// (`WSBENCH_ECHO`, default flush-each).
     pub echo: EchoPolicy,
+    /// `WSBENCH_CRITERION=all`: criterion times every case of every group,
+    /// not only the latency group's and one point of the others.
+    pub criterion_all: bool,
 }
 
 impl Mode {
@@ -65,9 +68,17 @@ impl Mode {
             Err(_) => 1,
         };
         let echo = EchoPolicy::from_env().unwrap_or_else(|e| fail(&format!("{e:#}")));
+        let criterion_all = match std::env::var("WSBENCH_CRITERION") {
+            Ok(v) if v == "all" => true,
+            Ok(v) => fail(&format!(
+                "WSBENCH_CRITERION={v:?}: expected `all` (or unset)"
+            )),
+            Err(_) => false,
+        };
         raise_fd_limit();
         Mode {
             echo,
+            criterion_all,
             bench,
             profile,
             quick,
@@ -123,6 +134,17 @@ impl Mode {
     /// numbers only, leave criterion out to keep within their budget.
     pub fn criterion_phase(&self) -> bool {
         !self.quick || !self.bench
+    }
+
+    /// Whether criterion times the cases of one point of a sweep. Its
+    /// timings repeat the rounds' figures, and timing every point of every
+    /// stack would double a full run; so a full run times the latency
+    /// group and one `representative` point of each sweep (its HTML report
+    /// and flamegraphs are for reading the stacks against one another),
+    /// every point with `WSBENCH_CRITERION=all`, and test mode every point
+    /// once.
+    pub fn criterion_at(&self, representative: bool) -> bool {
+        self.criterion_phase() && (representative || self.criterion_all || !self.bench)
     }
 
     /// Whether the interleaved rounds run: when recording, and once with
@@ -217,16 +239,32 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
-/// The stacks a bench measures: every stack of the table, except the
-/// Python ones when Python cannot be had (said once, with the reason), and
-/// those excluded by `WSBENCH_STACKS` (a comma-separated list of names).
-pub fn stacks_to_measure() -> Vec<&'static StackInfo> {
-    let only: Option<Vec<String>> = std::env::var("WSBENCH_STACKS").ok().map(|v| {
-        v.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+/// The stacks a bench measures: those `WSBENCH_STACKS` names (a
+/// comma-separated list, or `all`), by default every stack of the table,
+/// but in a quick run only the in-process ones (the Rust stacks and the
+/// floor): the child-process stacks' figures move with their interpreter
+/// and pins, not with this code, and measuring them would take a quick run
+/// past its three minutes. A child-process stack whose runtime cannot be
+/// had is skipped, with the reason.
+pub fn stacks_to_measure(mode: &Mode) -> Vec<&'static StackInfo> {
+    let only: Option<Vec<String>> = match std::env::var("WSBENCH_STACKS") {
+        Ok(v) if v.trim() == "all" => None,
+        Ok(v) => Some(
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ),
+        Err(_) if mode.quick && mode.bench => {
+            let names: Vec<String> = stacks::in_process().map(|s| s.name.to_string()).collect();
+            eprintln!(
+                "wsbench: quick run: the in-process stacks only ({}); WSBENCH_STACKS=all or a list for others",
+                names.join(", ")
+            );
+            Some(names)
+        }
+        Err(_) => None,
+    };
     if let Some(only) = &only {
         for name in only {
             if let Err(e) = stacks::find(name) {
@@ -242,11 +280,9 @@ pub fn stacks_to_measure() -> Vec<&'static StackInfo> {
         {
             continue;
         }
-        if s.host == Host::ChildProcess {
-            if let Err(why) = stacks::python::availability() {
-                eprintln!("wsbench: skipping {}: {why}", s.name);
-                continue;
-            }
+        if let Err(why) = s.availability() {
+            eprintln!("wsbench: skipping {}: {why}", s.name);
+            continue;
         }
         out.push(s);
     }

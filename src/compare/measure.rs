@@ -32,7 +32,7 @@ use crate::metrics::{self, Metric, Source};
 use crate::placement::Placement;
 use crate::results::{self, Measurement, Recorder, RunInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings};
-use crate::stacks::{self, Host, ServerHandle, StackInfo};
+use crate::stacks::{self, Runtime, ServerHandle, StackInfo};
 use crate::workload::{self, IdleOpening, Sample};
 
 /// The results group name a round's figures carry.
@@ -116,13 +116,14 @@ pub fn select_stacks(names: &[String], python: bool) -> anyhow::Result<Vec<&'sta
     }
     let mut out: Vec<&'static StackInfo> = stacks::in_process().collect();
     if python {
-        match stacks::python::availability() {
-            Ok(()) => out.extend(
-                stacks::STACKS
-                    .iter()
-                    .filter(|s| s.host == Host::ChildProcess),
-            ),
-            Err(why) => eprintln!("wsbench: skipping the Python stacks: {why}"),
+        for s in stacks::STACKS
+            .iter()
+            .filter(|s| s.runtime == Runtime::Python)
+        {
+            match s.availability() {
+                Ok(()) => out.push(s),
+                Err(why) => eprintln!("wsbench: skipping {}: {why}", s.name),
+            }
         }
     }
     Ok(out)

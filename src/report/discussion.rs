@@ -17,7 +17,8 @@
 //! where a number may carry a binary suffix (`16KiB`, `1MiB`). In a
 //! *pattern* the stack is `*` (every stack), a set (`@ws`: WebSocket
 //! stacks, `@floor`: raw TCP, `@in-process`, `@rust-ws`: in-process
-//! WebSocket stacks, `@child`: child processes) or a name; `except=NAME`
+//! WebSocket stacks, `@child`: child processes, `@python`, `@node`: by
+//! runtime) or a name; `except=NAME`
 //! leaves a stack out. Stacks are taken in [`STACKS`] order. Options:
 //! `as=MiB` shows bytes in MiB.
 //!
@@ -62,7 +63,7 @@
 //!   columns=stacks}}` puts the stacks in the columns; `label=source` adds
 //!   the figures' source to the row label;
 //! - `{{run.GROUP.FIELD}}` (GROUP may be `*`): cpu, cpus, memory_gib,
-//!   kernel, rustc, commit, date, placement, server_threads,
+//!   kernel, rustc, commit, date, placement, echo, server_threads,
 //!   client_threads, quick, tcp_congestion_control, versions.
 //!
 //! A partner in B is the measurement of B's metric (and group) with A's
@@ -75,7 +76,7 @@ use crate::metrics::{self, Better, Metric, Unit};
 use crate::report::claims::Versus;
 use crate::results::{Measurement, ResultsFile};
 use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
-use crate::stacks::{Host, Protocol, StackInfo, STACKS};
+use crate::stacks::{Host, Protocol, Runtime, StackInfo, STACKS};
 
 /// The template's name, beside the report directory.
 pub const TEMPLATE_FILE: &str = "discussion.template.md";
@@ -511,7 +512,7 @@ impl Cx<'_> {
             "*" => Stacks::Set("all".into()),
             set if set.starts_with('@') => {
                 let name = &set[1..];
-                if !["all", "ws", "floor", "in-process", "rust-ws", "child"].contains(&name) {
+                if !SETS.contains(&name) {
                     return Err(DiscussionError::UnknownStack {
                         line: self.line,
                         name: set.to_string(),
@@ -1078,6 +1079,7 @@ impl Cx<'_> {
                 }
                 "date" => run.date.chars().take(10).collect(),
                 "placement" => run.placement.clone(),
+                "echo" => run.echo.clone(),
                 "server_threads" => run.server_threads.to_string(),
                 "client_threads" => run.client_threads.to_string(),
                 "quick" => if run.quick { "quick mode" } else { "full mode" }.to_string(),
@@ -1339,14 +1341,28 @@ impl Case<'_> {
     }
 }
 
+/// The named sets of stacks a pattern can take (`@ws`, ...).
+const SETS: [&str; 8] = [
+    "all",
+    "ws",
+    "floor",
+    "in-process",
+    "rust-ws",
+    "child",
+    "python",
+    "node",
+];
+
 /// Whether a stack belongs to a named set.
 fn in_set(stack: &StackInfo, set: &str) -> bool {
     match set {
         "ws" => stack.protocol == Protocol::WebSocket,
         "floor" => stack.protocol == Protocol::RawTcp,
-        "in-process" => stack.host == Host::InProcess,
-        "rust-ws" => stack.host == Host::InProcess && stack.protocol == Protocol::WebSocket,
-        "child" => stack.host == Host::ChildProcess,
+        "in-process" => stack.host() == Host::InProcess,
+        "rust-ws" => stack.host() == Host::InProcess && stack.protocol == Protocol::WebSocket,
+        "child" => stack.host() == Host::ChildProcess,
+        "python" => stack.runtime == Runtime::Python,
+        "node" => stack.runtime == Runtime::Node,
         _ => true,
     }
 }

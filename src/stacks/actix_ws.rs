@@ -11,7 +11,7 @@ use actix_ws::AggregatedMessage;
 use anyhow::Context;
 
 use super::runtime::{bind, enter_server_thread};
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{Profile, ServerSettings};
 
 pub const STACK: StackInfo = StackInfo {
@@ -19,7 +19,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "actix-ws",
     version: super::versions::of_crate("actix-ws"),
     protocol: Protocol::WebSocket,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes:
         "actix-web HttpServer, TCP_NODELAY set with HttpServer::tcp_nodelay; max_frame_size and \
             max_continuation_size raised (defaults: 64 KiB frames). Replies to ping and close by \

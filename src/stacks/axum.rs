@@ -11,7 +11,7 @@ use axum::Router;
 use futures_util::{future, StreamExt, TryStreamExt};
 
 use super::runtime::start_tokio_server;
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
@@ -19,7 +19,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "axum",
     version: super::versions::of_crate("axum"),
     protocol: Protocol::WebSocket,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "WebSocketUpgrade with max_message_size and max_frame_size raised; routes `/` and \
             `/{*path}` through a Router. small-buffers: read_buffer_size 4 KiB. flush-each: \
             `socket.send(msg).await` per echo, which flushes each one, as the echo in the docs of \

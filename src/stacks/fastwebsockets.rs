@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::runtime::{accept_loop, start_tokio_server};
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings};
 
 pub const STACK: StackInfo = StackInfo {
@@ -23,7 +23,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "fastwebsockets",
     version: super::versions::of_crate("fastwebsockets"),
     protocol: Protocol::WebSocket,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "hyper http1 upgrade; auto close and auto pong on; set_max_message_size raised. \
             No read-buffer setting (small-buffers = suite). No compression support. flush-each: \
             `write_frame(frame).await` per echo, straight to the socket, as the library's \

@@ -17,10 +17,11 @@
 //!   them runs the same loop for both, and its `notes` say so.
 //!
 //! Adding a stack is one file here and one line in the `stacks!` list
-//! below; its version comes from Cargo.lock or python/requirements.txt
-//! through [`versions`], and the tests, the probe and the leak check make
-//! their cases from [`STACKS`]. A Python stack's file also names its script,
-//! `python/echo_<package>.py` (see [`python`]).
+//! below; its version comes from Cargo.lock, python/requirements.txt or
+//! node/package.json through [`versions`], and the tests, the probe and the
+//! leak check make their cases from [`STACKS`]. A Python stack's script is
+//! `python/echo_<package>.py` (see [`python`]), a Node stack's
+//! `node/echo_<package>.cjs` (see [`node`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,7 +30,9 @@ use std::time::Duration;
 use crate::settings::EchoPolicy;
 use crate::settings::{Profile, ServerSettings};
 
+pub mod child;
 pub mod demo;
+pub mod node;
 pub mod python;
 pub mod runtime;
 pub mod versions;
@@ -44,7 +47,7 @@ macro_rules! stacks {
         /// Every stack, in the order reports list them: the raw-TCP floor
         /// first, then the dedicated library and the framework of the
         /// original question, then the other Rust stacks, then the original
-        /// Python pair.
+        /// Python pair and the other Python stack, then Node's.
         pub const STACKS: &[StackInfo] = &[$($module::STACK),*];
     };
 }
@@ -56,8 +59,14 @@ stacks! {
     fastwebsockets,
     tokio_websockets,
     actix_ws,
+    yawc,
+    sockudo_ws,
+    soketto,
+    wtx,
     python_websockets,
     python_aiohttp,
+    python_picows,
+    node_ws,
 }
 
 /// What the client speaks to a stack.
@@ -67,6 +76,17 @@ pub enum Protocol {
     WebSocket,
     /// Length-prefixed bytes echoed verbatim: the floor, not WebSocket.
     RawTcp,
+}
+
+/// What runs a stack's server, and so what the machine needs for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Rust code in this process: always there.
+    Native,
+    /// A script in the Python venv ([`python`]).
+    Python,
+    /// A script run by Node with the pinned npm packages ([`node`]).
+    Node,
 }
 
 /// Where a stack's server runs, which decides how its CPU and memory are read.
@@ -84,13 +104,13 @@ pub enum Host {
 pub struct StackInfo {
     /// Short name used on the command line and in benchmark ids.
     pub name: &'static str,
-    /// The crate or Python package measured.
+    /// The crate, Python package or npm package measured.
     pub package: &'static str,
-    /// Its version: [`versions::of_crate`] or [`versions::of_python`] of
-    /// `package`.
+    /// Its version: [`versions::of_crate`], [`versions::of_python`] or
+    /// [`versions::of_node`] of `package`.
     pub version: &'static str,
     pub protocol: Protocol,
-    pub host: Host,
+    pub runtime: Runtime,
     /// How the suite's settings map onto this stack, and what it cannot honour.
     pub notes: &'static str,
     /// Starts an echo server. Must return once the server accepts
@@ -99,6 +119,36 @@ pub struct StackInfo {
 }
 
 impl StackInfo {
+    /// In this process or a child: a Rust stack runs in this process.
+    pub const fn host(&self) -> Host {
+        match self.runtime {
+            Runtime::Native => Host::InProcess,
+            Runtime::Python | Runtime::Node => Host::ChildProcess,
+        }
+    }
+
+    /// Whether this stack can run here: `Err` says why not (no Python or
+    /// Node, packages that could not be installed). The first call for a
+    /// child-process runtime installs its packages if needed.
+    pub fn availability(&self) -> Result<(), String> {
+        match self.runtime {
+            Runtime::Native => Ok(()),
+            Runtime::Python => python::availability(),
+            Runtime::Node => node::availability(),
+        }
+    }
+
+    /// The version its runtime reports as installed (a child-process
+    /// stack's environment may lag a changed pin until it is rebuilt);
+    /// `None` for a Rust stack or an unavailable runtime.
+    pub fn installed_version(&self) -> Option<String> {
+        match self.runtime {
+            Runtime::Native => None,
+            Runtime::Python => python::installed_version(self.package),
+            Runtime::Node => node::installed_version(self.package),
+        }
+    }
+
     /// "axum 0.8.9".
     pub fn package_version(&self) -> String {
         format!("{} {}", self.package, self.version)
@@ -129,7 +179,7 @@ pub fn find(name: &str) -> anyhow::Result<&'static StackInfo> {
 
 /// The Rust WebSocket stacks and the floor: what runs in this process.
 pub fn in_process() -> impl Iterator<Item = &'static StackInfo> {
-    STACKS.iter().filter(|s| s.host == Host::InProcess)
+    STACKS.iter().filter(|s| s.host() == Host::InProcess)
 }
 
 /// A running server. Dropping it shuts the server down and waits for it.
@@ -141,7 +191,12 @@ pub struct ServerHandle {
     pub pid: Option<u32>,
     pub profile: Profile,
     stop: Option<Box<dyn FnOnce() -> anyhow::Result<()> + Send>>,
+    collector: Option<Collector>,
 }
+
+/// Runs a garbage-collected server's collector and returns once it is
+/// done, with the live bytes its runtime counts if it counts them.
+type Collector = Box<dyn Fn() -> anyhow::Result<Option<i64>> + Send + Sync>;
 
 /// How long a server gets to stop before it is abandoned (threads) or
 /// killed (processes).
@@ -163,6 +218,29 @@ impl ServerHandle {
             pid,
             profile,
             stop: Some(Box::new(stop)),
+            collector: None,
+        }
+    }
+
+    /// The same server, with a way to run its runtime's garbage collector
+    /// (the child-process stacks: CPython's cycle collector, V8's).
+    pub fn with_collector(
+        mut self,
+        collect: impl Fn() -> anyhow::Result<Option<i64>> + Send + Sync + 'static,
+    ) -> ServerHandle {
+        self.collector = Some(Box::new(collect));
+        self
+    }
+
+    /// Runs the server's garbage collector, where it has one, so that a
+    /// memory reading right after counts what the server still holds, not
+    /// garbage it has yet to collect. Returns the live bytes the runtime
+    /// itself counts after the collection, where it counts them (Node);
+    /// `None` for a Rust stack, which has no collector.
+    pub fn collect_garbage(&self) -> anyhow::Result<Option<i64>> {
+        match &self.collector {
+            Some(collect) => collect().map_err(|e| e.context(format!("stack {}", self.stack))),
+            None => Ok(None),
         }
     }
 

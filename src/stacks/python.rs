@@ -1,6 +1,7 @@
 //! What every Python stack shares: each is an echo script under `python/`
-//! (`echo_<package>.py`) run as a child process, with its row in its own
-//! file (`python_websockets.rs`, `python_aiohttp.rs`).
+//! (`echo_<package>.py`) run as a child process ([`super::child`]), with
+//! its row in its own file (`python_websockets.rs`, `python_aiohttp.rs`,
+//! `python_picows.rs`).
 //!
 //! The interpreter is that of a virtual environment under
 //! `target/wsbench/venv`, created and filled from `python/requirements.txt`
@@ -9,21 +10,17 @@
 //! unavailable ([`availability`]) and callers skip them with the reason.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Host, Protocol, ServerHandle, StackInfo, SHUTDOWN_GRACE};
-use crate::settings::{Profile, ServerSettings};
+use super::child::{self, lock_exclusive, run, wsbench_dir, Launch};
+use super::{Runtime, ServerHandle, StackInfo};
+use crate::settings::ServerSettings;
 
 /// The two stacks of the original comparison under their older names, for
 /// callers that name them directly.
@@ -36,9 +33,7 @@ pub const PYTHON_ENV: &str = "WSBENCH_PYTHON";
 /// `1` runs the servers on uvloop instead of asyncio's own event loop.
 pub const UVLOOP_ENV: &str = "WSBENCH_PYTHON_UVLOOP";
 
-/// How long a server may take to print `LISTENING <port>`. Importing
-/// aiohttp takes a fraction of a second; the margin is for a loaded machine.
-pub const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
+pub use super::child::LISTEN_DEADLINE;
 
 /// websockets 17 needs Python 3.11 or later.
 const MIN_PYTHON: (u32, u32) = (3, 11);
@@ -69,7 +64,12 @@ pub fn venv_python() -> Result<&'static Path, String> {
 /// process) under the placement's server CPUs. Its script is
 /// `python/echo_<package>.py`: a Python stack is that script plus its row.
 pub fn start(stack: &StackInfo, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-    start_pinned(stack, settings, settings.placement.server_cpus().as_deref())
+    let launch = launch(stack).map_err(anyhow::Error::msg)?;
+    child::spawn(
+        launch,
+        settings,
+        settings.placement.server_cpus().as_deref(),
+    )
 }
 
 /// The script that serves `stack`: `echo_<package>.py` under `python/`.
@@ -77,33 +77,29 @@ pub fn script_of(stack: &StackInfo) -> String {
     format!("echo_{}.py", stack.package)
 }
 
-/// Starts a Python stack with its process pinned to `cpus` rather than the
-/// placement's server CPUs: the placements only ever name CPUs that exist,
-/// so this is how the tests reach the pinning error.
-#[doc(hidden)]
-pub fn start_pinned(
-    stack: &StackInfo,
-    settings: &ServerSettings,
-    cpus: Option<&[usize]>,
-) -> anyhow::Result<ServerHandle> {
-    if stack.host != Host::ChildProcess {
-        anyhow::bail!("{} is not a Python stack", stack.name);
+/// How [`child::spawn`] starts `stack`'s script with the venv's
+/// interpreter.
+pub(super) fn launch(stack: &StackInfo) -> Result<Launch<'static>, String> {
+    if stack.runtime != Runtime::Python {
+        return Err(format!("{} is not a Python stack", stack.name));
     }
-    let script = script_of(stack);
-    let venv = venv().map_err(|why| anyhow::anyhow!("python stacks unavailable: {why}"))?;
-    spawn_server(stack.name, &script, &venv.python, settings, cpus)
+    let venv = venv().map_err(|why| format!("python stacks unavailable: {why}"))?;
+    let mut extra_args = Vec::new();
+    if std::env::var(UVLOOP_ENV).is_ok_and(|v| v == "1") {
+        extra_args.push("--uvloop".into());
+    }
+    Ok(Launch {
+        stack: stack.name,
+        program: &venv.python,
+        script: python_dir().join(script_of(stack)),
+        extra_args,
+        // Keeps __pycache__ out of the source tree.
+        env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
+    })
 }
 
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
-}
-
-fn wsbench_dir() -> anyhow::Result<PathBuf> {
-    // Absolute, so that the interpreter path stays valid whatever the
-    // current directory of whoever runs it.
-    Ok(std::path::absolute(
-        crate::results::target_dir().join("wsbench"),
-    )?)
 }
 
 // ---------------------------------------------------------------------------
@@ -227,295 +223,4 @@ fn query_versions(python: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         "the venv lacks some of {packages:?}"
     );
     Ok(versions)
-}
-
-/// Runs a command to completion; a failure carries the end of its stderr.
-fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{}: {}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
-    Ok(out)
-}
-
-/// Holds an exclusive `flock` on `path` until the file is dropped.
-fn lock_exclusive(path: &Path) -> anyhow::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    loop {
-        // SAFETY: flock only reads the descriptor, which `file` keeps open.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A server process
-// ---------------------------------------------------------------------------
-
-fn spawn_server(
-    stack: &'static str,
-    script: &str,
-    python: &Path,
-    settings: &ServerSettings,
-    cpus: Option<&[usize]>,
-) -> anyhow::Result<ServerHandle> {
-    let profile = match settings.profile {
-        // Neither library has a read-buffer knob, so small-buffers is the suite.
-        Profile::Suite | Profile::SmallBuffers => "suite",
-        Profile::Defaults => "defaults",
-    };
-    let log_path = new_log_path(stack)?;
-    let log =
-        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-
-    let mut cmd = Command::new(python);
-    cmd.arg(python_dir().join(script))
-        .arg("--host")
-        .arg(settings.addr.ip().to_string())
-        .arg("--port")
-        .arg(settings.addr.port().to_string())
-        .args(["--profile", profile])
-        // Recorded so: neither script's library has a batched idiom, so
-        // both policies run the same code (the scripts say why).
-        .args(["--echo", settings.echo.as_str()])
-        // A server must never outlive a killed benchmark and load the next
-        // one's CPU: the pipe closes when this process dies, however it dies.
-        .arg("--exit-on-stdin-eof")
-        // Keeps __pycache__ out of the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // A file, so that a crash in the middle of a benchmark can be read
-        // afterwards; startup failures quote it.
-        .stderr(log);
-    if std::env::var(UVLOOP_ENV).is_ok_and(|v| v == "1") {
-        cmd.arg("--uvloop");
-    }
-    if let Some(cpus) = cpus {
-        let set = cpu_set(cpus)?;
-        // Pinned between fork and exec, so that every thread the
-        // interpreter ever starts inherits the set; the hook only makes a
-        // system call, which is all that is safe in a forked child.
-        // SAFETY: sched_setaffinity is async-signal-safe and `set` is a copy.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let _ = fs::remove_file(&log_path);
-            match cpus {
-                Some(cpus) => {
-                    anyhow::bail!("{stack}: cannot start {script} pinned to CPUs {cpus:?}: {e}")
-                }
-                None => anyhow::bail!("{stack}: cannot start {} {script}: {e}", python.display()),
-            }
-        }
-    };
-    let pid = child.id();
-    let stdin = child.stdin.take();
-
-    let port = match wait_for_port(stack, &mut child) {
-        Ok(port) => port,
-        Err(why) => {
-            let (status, killed) = reap(&mut child, Duration::from_secs(1));
-            let how = if killed {
-                "was killed".to_string()
-            } else {
-                format!("exited with {status}")
-            };
-            // The error carries the log's content, so the file can go.
-            let stderr = match fs::read(&log_path) {
-                Ok(bytes) if !bytes.is_empty() => {
-                    format!("; its stderr:\n{}", tail(&String::from_utf8_lossy(&bytes)))
-                }
-                _ => "; its stderr was empty".to_string(),
-            };
-            let _ = fs::remove_file(&log_path);
-            anyhow::bail!("{stack} (pid {pid}) {how} before listening: {why}{stderr}");
-        }
-    };
-    let addr = SocketAddr::new(settings.addr.ip(), port);
-    Ok(ServerHandle::new(
-        stack,
-        addr,
-        Protocol::WebSocket,
-        settings.profile,
-        Some(pid),
-        move || stop(stack, child, stdin, &log_path),
-    ))
-}
-
-/// Reads `LISTENING <port>` from the child's stdout, for at most
-/// [`LISTEN_DEADLINE`]. The read happens on a helper thread because a pipe
-/// read has no timeout; the thread then drains stdout until the child exits,
-/// so that the child never writes into a closed pipe.
-fn wait_for_port(stack: &str, child: &mut Child) -> Result<u16, String> {
-    let stdout = child.stdout.take().ok_or("its stdout is not piped")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name(format!("{stack}-stdout"))
-        .spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let first = reader.read_line(&mut line).map(|n| (n > 0).then_some(line));
-            let _ = tx.send(first);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        })
-        .map_err(|e| format!("cannot start a thread to read its stdout: {e}"))?;
-    let line = match rx.recv_timeout(LISTEN_DEADLINE) {
-        Ok(Ok(Some(line))) => line,
-        Ok(Ok(None)) => return Err("it closed stdout without printing LISTENING".into()),
-        Ok(Err(e)) => return Err(format!("reading its stdout failed: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "no LISTENING line within {} s",
-                LISTEN_DEADLINE.as_secs()
-            ))
-        }
-    };
-    line.trim()
-        .strip_prefix("LISTENING ")
-        .and_then(|p| p.parse::<u16>().ok())
-        .ok_or_else(|| format!("expected `LISTENING <port>`, got {:?}", line.trim()))
-}
-
-/// SIGTERM, up to [`SHUTDOWN_GRACE`] for a clean exit, then SIGKILL. Any
-/// exit other than a clean one after SIGTERM is an error quoting stderr.
-fn stop(
-    stack: &str,
-    mut child: Child,
-    stdin: Option<ChildStdin>,
-    log_path: &Path,
-) -> anyhow::Result<()> {
-    let pid = child.id();
-    let exited_early = child.try_wait()?;
-    if exited_early.is_none() {
-        // SAFETY: kill has no memory effects; the child is not reaped yet,
-        // so its pid cannot name another process.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    }
-    let (status, killed) = reap(&mut child, SHUTDOWN_GRACE);
-    drop(stdin);
-    let note = || stderr_note(log_path);
-    if let Some(status) = exited_early {
-        anyhow::bail!(
-            "{stack} (pid {pid}) had already exited ({status}) before shutdown{}",
-            note()
-        );
-    }
-    if killed {
-        anyhow::bail!(
-            "{stack} (pid {pid}) did not exit within {} s of SIGTERM and was killed{}",
-            SHUTDOWN_GRACE.as_secs(),
-            note()
-        );
-    }
-    if !status.success() {
-        anyhow::bail!(
-            "{stack} (pid {pid}) exited with {status} after SIGTERM{}",
-            note()
-        );
-    }
-    // Only logs with something in them are worth keeping.
-    if fs::metadata(log_path).is_ok_and(|m| m.len() == 0) {
-        let _ = fs::remove_file(log_path);
-    }
-    Ok(())
-}
-
-/// Waits up to `grace` for the child to exit, then kills it; returns its
-/// status and whether it had to be killed. Always reaps the child.
-fn reap(child: &mut Child, grace: Duration) -> (ExitStatus, bool) {
-    let deadline = Instant::now() + grace;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return (status, false),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => break,
-        }
-    }
-    let _ = child.kill();
-    match child.wait() {
-        Ok(status) => (status, true),
-        // Only when the child was reaped elsewhere; report it as killed.
-        Err(_) => (
-            std::os::unix::process::ExitStatusExt::from_raw(libc::SIGKILL),
-            true,
-        ),
-    }
-}
-
-fn cpu_set(cpus: &[usize]) -> anyhow::Result<libc::cpu_set_t> {
-    let capacity = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    // CPU_SET indexes out of bounds (and panics) past the set's size.
-    if let Some(cpu) = cpus.iter().find(|&&c| c >= capacity) {
-        anyhow::bail!("CPU {cpu} is beyond the largest CPU set ({capacity})");
-    }
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only touch the set,
-    // within bounds as checked above.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        Ok(set)
-    }
-}
-
-/// `target/wsbench/logs/<stack>-<our pid>-<n>.stderr`: unique across the
-/// servers of one process and across processes running at once.
-fn new_log_path(stack: &str) -> anyhow::Result<PathBuf> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = wsbench_dir()?.join("logs");
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    Ok(dir.join(format!("{stack}-{}-{n}.stderr", std::process::id())))
-}
-
-/// "; its stderr (path): ..." with the end of the log, for error messages.
-fn stderr_note(log_path: &Path) -> String {
-    match fs::read(log_path) {
-        Ok(bytes) if !bytes.is_empty() => format!(
-            "; its stderr ({}):\n{}",
-            log_path.display(),
-            tail(&String::from_utf8_lossy(&bytes))
-        ),
-        _ => "; its stderr was empty".to_string(),
-    }
-}
-
-/// The last few KiB of a process's output: where the error is.
-fn tail(text: &str) -> &str {
-    const KEEP: usize = 4096;
-    let text = text.trim();
-    let mut start = text.len().saturating_sub(KEEP);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }

@@ -1,7 +1,7 @@
 //! python-aiohttp: aiohttp's web server with `web.WebSocketResponse`, run
 //! by `python/echo_aiohttp.py` in a child process (see [`super::python`]).
 
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::ServerSettings;
 
 pub const STACK: StackInfo = StackInfo {
@@ -9,7 +9,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "aiohttp",
     version: super::versions::of_python("aiohttp"),
     protocol: Protocol::WebSocket,
-    host: Host::ChildProcess,
+    runtime: Runtime::Python,
     notes: "aiohttp web.WebSocketResponse on aiohttp's web server in a child process \
             (python/echo_aiohttp.py). Suite and small-buffers (no buffer knob, so the same): \
             compress=False, max_msg_size=32 MiB; heartbeat off, autoping and autoclose on \

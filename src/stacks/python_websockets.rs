@@ -1,7 +1,7 @@
 //! python-websockets: the `websockets` package's asyncio server, run by
 //! `python/echo_websockets.py` in a child process (see [`super::python`]).
 
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::ServerSettings;
 
 pub const STACK: StackInfo = StackInfo {
@@ -9,7 +9,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "websockets",
     version: super::versions::of_python("websockets"),
     protocol: Protocol::WebSocket,
-    host: Host::ChildProcess,
+    runtime: Runtime::Python,
     notes: "websockets.asyncio.server.serve in a child process (python/echo_websockets.py). \
             Suite and small-buffers (no buffer knob, so the same): compression=None, \
             max_size=32 MiB, ping_interval=None, ping_timeout=None; max_queue and write_limit \

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::runtime::{accept_loop, start_tokio_server};
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings};
 
 pub const STACK: StackInfo = StackInfo {
@@ -19,7 +19,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "tokio",
     version: super::versions::of_crate("tokio"),
     protocol: Protocol::RawTcp,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "Not WebSocket: bytes copied back through a 64 KiB buffer. Profiles change nothing. \
             flush-each: one write per message (boundaries found from the client's 8-byte length \
             prefix; a message longer than a read is written as its pieces arrive), as the \

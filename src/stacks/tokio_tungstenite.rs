@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::runtime::{accept_loop, start_tokio_server};
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
@@ -14,7 +14,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "tokio-tungstenite",
     version: super::versions::of_crate("tokio-tungstenite"),
     protocol: Protocol::WebSocket,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "Suite: max_message_size and max_frame_size raised; 128 KiB read buffer (default). \
             small-buffers: read_buffer_size 4 KiB. No compression support in tungstenite. \
             flush-each: `ws.send(msg).await` per echo, which flushes each one. batched: the \

@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 use tokio_websockets::{Config, Limits, ServerBuilder};
 
 use super::runtime::{accept_loop, start_tokio_server};
-use super::{Host, Protocol, ServerHandle, StackInfo};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings};
 
 pub const STACK: StackInfo = StackInfo {
@@ -14,7 +14,7 @@ pub const STACK: StackInfo = StackInfo {
     package: "tokio-websockets",
     version: super::versions::of_crate("tokio-websockets"),
     protocol: Protocol::WebSocket,
-    host: Host::InProcess,
+    runtime: Runtime::Native,
     notes: "Suite: max_payload_len raised and outgoing frame_size raised to the same limit, so a \
             message goes back as one frame as with the other stacks (its default splits at 4 MiB). \
             No read-buffer setting (small-buffers = suite). No compression support. flush-each: \

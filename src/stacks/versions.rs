@@ -1,5 +1,5 @@
 //! The version of every package the suite can measure, found by build.rs
-//! in Cargo.lock and python/requirements.txt. A stack names its package and
+//! in Cargo.lock, python/requirements.txt and node/package.json. A stack names its package and
 //! reads its version here; a package missing from both files stops the
 //! build rather than showing "unknown" in results.
 
@@ -20,6 +20,15 @@ pub const fn of_python(package: &str) -> &'static str {
     match lookup(PYTHON, package) {
         Some(v) => v,
         None => panic!("a stack names a Python package not pinned in python/requirements.txt"),
+    }
+}
+
+/// The version of an npm package pinned in node/package.json; a compile
+/// error when it is not pinned.
+pub const fn of_node(package: &str) -> &'static str {
+    match lookup(NODE, package) {
+        Some(v) => v,
+        None => panic!("a stack names an npm package not pinned in node/package.json"),
     }
 }
 

@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use wsbench::stacks::{python, Host, Protocol, ServerHandle, StackInfo, STACKS};
+use wsbench::stacks::{Protocol, Runtime, ServerHandle, StackInfo, STACKS};
 
 /// A check of one stack; a panic fails it.
 pub type Check = fn(&'static StackInfo);
@@ -22,9 +22,11 @@ pub type Check = fn(&'static StackInfo);
 pub enum Action {
     /// Runs the check; a panic fails it.
     Run(Check),
-    /// Runs the check when the Python venv is there. Without it the case
-    /// is skipped with the reason, or fails under `WSBENCH_REQUIRE_PYTHON=1`.
-    RunWithPython(Check),
+    /// Runs the check when the stack's runtime is there (the Python venv,
+    /// Node and its packages). Without it the case is skipped with the
+    /// reason, or fails where CI requires that runtime
+    /// (`WSBENCH_REQUIRE_PYTHON=1`, `WSBENCH_REQUIRE_NODE=1`).
+    RunWhereAvailable(Check),
     /// The case does not apply to this stack: skipped, saying why.
     Skip(&'static str),
     /// Another binary tests this stack (named in the text): no test here,
@@ -54,7 +56,9 @@ impl Case {
         let why = format!(
             "{binary} has no cases for stack {} ({:?} host, {:?} protocol): add them, \
              or the stack goes untested",
-            stack.name, stack.host, stack.protocol
+            stack.name,
+            stack.host(),
+            stack.protocol
         );
         Case::new("has_cases", stack, Action::NoPlan(why))
     }
@@ -68,8 +72,8 @@ impl Case {
                 check(stack);
                 Ok(())
             }),
-            Action::RunWithPython(check) => {
-                Trial::ignorable_test(name, move || match python_or_skip()? {
+            Action::RunWhereAvailable(check) => {
+                Trial::ignorable_test(name, move || match runtime_or_skip(stack)? {
                     Some(reason) => Ok(Completion::ignored_with(reason)),
                     None => {
                         check(stack);
@@ -88,20 +92,37 @@ impl Case {
     }
 }
 
-/// `Ok(None)` when the Python stacks can run; `Ok(Some(reason))` to skip;
-/// a failure when they cannot and CI requires them.
-pub fn python_or_skip() -> Result<Option<String>, Failed> {
-    match python::availability() {
+/// `Ok(None)` when `stack` can run here; `Ok(Some(reason))` to skip; a
+/// failure when it cannot and CI requires its runtime.
+pub fn runtime_or_skip(stack: &StackInfo) -> Result<Option<String>, Failed> {
+    match stack.availability() {
         Ok(()) => Ok(None),
-        Err(why) if require_python() => {
-            Err(format!("python stacks unavailable: {why} (and WSBENCH_REQUIRE_PYTHON=1)").into())
+        Err(why) => {
+            let (what, required) = match stack.runtime {
+                Runtime::Native => ("rust", None),
+                Runtime::Python => ("python", Some(REQUIRE_PYTHON)),
+                Runtime::Node => ("node", Some(REQUIRE_NODE)),
+            };
+            match required {
+                Some(var) if required_by(var) => {
+                    Err(format!("{what} stacks unavailable: {why} (and {var}=1)").into())
+                }
+                _ => Ok(Some(format!("{what} stacks unavailable: {why}"))),
+            }
         }
-        Err(why) => Ok(Some(format!("python stacks unavailable: {why}"))),
     }
 }
 
+/// CI sets these so that a missing runtime fails instead of skipping.
+pub const REQUIRE_PYTHON: &str = "WSBENCH_REQUIRE_PYTHON";
+pub const REQUIRE_NODE: &str = "WSBENCH_REQUIRE_NODE";
+
+pub fn required_by(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
 pub fn require_python() -> bool {
-    std::env::var("WSBENCH_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
+    required_by(REQUIRE_PYTHON)
 }
 
 /// A row no binary knows: hosted in a child process but speaking raw TCP.
@@ -111,7 +132,7 @@ pub const UNKNOWN_KIND: StackInfo = StackInfo {
     package: "none",
     version: "0",
     protocol: Protocol::RawTcp,
-    host: Host::ChildProcess,
+    runtime: Runtime::Python,
     notes: "a row for the table's own tests; never started",
     start: never_started,
 };
@@ -160,7 +181,7 @@ pub fn refuses_unknown_kind(plan: fn(&'static StackInfo) -> Vec<Case>) -> Trial 
         } else {
             Err(format!(
                 "a {:?}-hosted {:?} stack got {} cases and no failure",
-                UNKNOWN_KIND.host,
+                UNKNOWN_KIND.host(),
                 UNKNOWN_KIND.protocol,
                 cases.len()
             )

@@ -1,14 +1,14 @@
-//! The Python stacks against the suite's echo contract, driven by a real
-//! WebSocket client (tungstenite) over loopback.
+//! The child-process stacks (Python's and Node's) against the suite's echo
+//! contract, driven by a real WebSocket client (tungstenite) over loopback.
 //!
 //! The tests are made from the stack table (see `table/mod.rs`): every
 //! child-process stack gets each case, named `case::stack`; the echo
 //! contract and a window of 16 run under each echo write policy (the
-//! batched cases are named `batched_...`). Where Python or
-//! the pinned packages cannot be had, each is skipped with the reason,
-//! unless `WSBENCH_REQUIRE_PYTHON=1` (as in CI), which turns the reason into
-//! a failure. Every network wait has a
-//! timeout that only guards against a hang; nothing here is timed.
+//! batched cases are named `batched_...`). Where Python, Node or the
+//! pinned packages cannot be had, each is skipped with the reason, unless
+//! `WSBENCH_REQUIRE_PYTHON=1` or `WSBENCH_REQUIRE_NODE=1` (as in CI), which
+//! turns the reason into a failure. Every network wait has a timeout that
+//! only guards against a hang; nothing here is timed.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -27,7 +27,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
-use wsbench::stacks::{python, versions, Host, Protocol, ServerHandle, StackInfo};
+use wsbench::stacks::{
+    child, node, python, versions, Host, Protocol, Runtime, ServerHandle, StackInfo,
+};
 
 mod table;
 use table::{Action, Case};
@@ -389,14 +391,9 @@ async fn defaults_profile(stack: &'static StackInfo) {
 /// The policy reaches the script, which refuses a name it does not know:
 /// the setting is recorded, not dropped on the way.
 fn passes_the_echo_policy(stack: &'static StackInfo) {
-    let python = python::venv_python().unwrap_or_else(|e| panic!("{e}"));
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(python::script_of(stack));
-    let out = std::process::Command::new(python)
-        .arg(&script)
+    let out = child::script_command(stack)
+        .unwrap_or_else(|e| panic!("{e}"))
         .args(["--port", "0", "--echo", "sometimes"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -434,7 +431,7 @@ fn port_in_use(stack: &'static StackInfo) {
 
 fn bad_cpu(stack: &'static StackInfo) {
     // No machine this runs on has CPU 1023.
-    let err = match python::start_pinned(stack, &settings(Profile::Suite), Some(&[1023])) {
+    let err = match child::start_pinned(stack, &settings(Profile::Suite), Some(&[1023])) {
         Ok(_) => panic!("{}: started pinned to CPU 1023", stack.name),
         Err(e) => format!("{e:#}"),
     };
@@ -454,18 +451,40 @@ fn block_on<F: std::future::Future<Output = ()>>(check: impl FnOnce() -> F) {
         .block_on(check())
 }
 
-fn the_venv_holds_the_pinned_version(stack: &'static StackInfo) {
+/// The runtime's environment (the venv, the npm install) holds the
+/// version the row names.
+/// SIGUSR2 runs the collector and the script says so on stdout, twice in
+/// a row; Node counts its live heap, CPython does not.
+fn collects_on_request(stack: &'static StackInfo) {
+    let server = stack.start(&settings(Profile::Suite)).unwrap();
+    for _ in 0..2 {
+        let live = server
+            .collect_garbage()
+            .unwrap_or_else(|e| panic!("{}: {e:#}", stack.name));
+        match stack.runtime {
+            Runtime::Node => assert!(
+                live.is_some_and(|b| b > 0),
+                "{}: no live heap after collecting: {live:?}",
+                stack.name
+            ),
+            _ => assert_eq!(live, None, "{}", stack.name),
+        }
+    }
+    server.shutdown().unwrap();
+}
+
+fn installs_the_pinned_version(stack: &'static StackInfo) {
     assert_eq!(
-        python::installed_version(stack.package).as_deref(),
+        stack.installed_version().as_deref(),
         Some(stack.version),
-        "{}: the venv's {} is not the pinned one",
+        "{}: the installed {} is not the pinned one",
         stack.name,
         stack.package
     );
 }
 
-/// Every package python/requirements.txt pins (uvloop too, which no stack
-/// names) is installed at that version.
+/// Every package python/requirements.txt pins (uvloop and aiofastnet too,
+/// which no stack names) is installed at that version.
 fn the_venv_holds_every_pin() {
     for &(package, version) in versions::PYTHON {
         assert_eq!(
@@ -476,10 +495,21 @@ fn the_venv_holds_every_pin() {
     }
 }
 
+/// Every package node/package.json pins is installed at that version.
+fn the_node_install_holds_every_pin() {
+    for &(package, version) in versions::NODE {
+        assert_eq!(
+            node::installed_version(package).as_deref(),
+            Some(version),
+            "the installed {package}"
+        );
+    }
+}
+
 /// Child-process WebSocket stacks get every case; in-process ones are
 /// tests/stacks.rs's; a child process speaking raw TCP has no cases here.
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    let cases: [(&str, table::Check); 9] = [
+    let cases: [(&str, table::Check); 10] = [
         ("serves_the_echo_contract", |s| {
             block_on(|| echo_contract(s, EchoPolicy::FlushEach))
         }),
@@ -501,15 +531,13 @@ fn plan(stack: &'static StackInfo) -> Vec<Case> {
         }),
         ("a_port_in_use_is_an_error_naming_the_stack", port_in_use),
         ("a_bad_cpu_set_is_an_error_naming_the_stack", bad_cpu),
-        (
-            "the_venv_holds_the_pinned_version",
-            the_venv_holds_the_pinned_version,
-        ),
+        ("installs_the_pinned_version", installs_the_pinned_version),
+        ("collects_its_garbage_on_request", collects_on_request),
     ];
-    match (stack.host, stack.protocol) {
+    match (stack.host(), stack.protocol) {
         (Host::ChildProcess, Protocol::WebSocket) => cases
             .into_iter()
-            .map(|(name, check)| Case::new(name, stack, Action::RunWithPython(check)))
+            .map(|(name, check)| Case::new(name, stack, Action::RunWhereAvailable(check)))
             .collect(),
         (Host::InProcess, _) => vec![Case::new(
             "echo_contract",
@@ -517,22 +545,36 @@ fn plan(stack: &'static StackInfo) -> Vec<Case> {
             Action::Elsewhere("tests/stacks.rs"),
         )],
         (Host::ChildProcess, Protocol::RawTcp) => {
-            vec![Case::no_plan("tests/python_stacks.rs", stack)]
+            vec![Case::no_plan("tests/child_stacks.rs", stack)]
         }
     }
 }
 
 fn main() -> ExitCode {
-    let every_pin = Trial::ignorable_test("venv::holds_every_pinned_package", || {
-        if let Some(reason) = table::python_or_skip()? {
-            return Ok(Completion::ignored_with(reason));
-        }
-        the_venv_holds_every_pin();
-        Ok(Completion::Completed)
-    });
+    let every_pin = |name: &str, stack: &'static StackInfo, check: fn()| {
+        Trial::ignorable_test(name, move || {
+            if let Some(reason) = table::runtime_or_skip(stack)? {
+                return Ok(Completion::ignored_with(reason));
+            }
+            check();
+            Ok(Completion::Completed)
+        })
+    };
     table::run(
-        "tests/python_stacks.rs",
+        "tests/child_stacks.rs",
         plan,
-        vec![table::refuses_unknown_kind(plan), every_pin],
+        vec![
+            table::refuses_unknown_kind(plan),
+            every_pin(
+                "venv::holds_every_pinned_package",
+                &python::WEBSOCKETS,
+                the_venv_holds_every_pin,
+            ),
+            every_pin(
+                "node::holds_every_pinned_package",
+                &wsbench::stacks::node_ws::STACK,
+                the_node_install_holds_every_pin,
+            ),
+        ],
     )
 }

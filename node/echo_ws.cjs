@@ -1,0 +1,121 @@
+// Echo server on the `ws` package (WebSocketServer on Node's http server),
+// as wsbench's `node-ws` stack.
+//
+// wsbench (src/stacks/child.rs) starts this script and reads one line,
+// `LISTENING <port>`, from stdout, then one `COLLECTED <bytes>` per SIGUSR2;
+// nothing else is ever written there.
+// Arguments are those of the Python stacks' scripts (python/_echo_common.py).
+
+"use strict";
+
+const http = require("node:http");
+const { parseArgs } = require("node:util");
+const { WebSocketServer } = require("ws");
+
+// Mirrors MAX_MESSAGE_BYTES in src/settings.rs.
+const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+// How long a stop may spend closing open connections (each with 1001);
+// wsbench kills the process 5 s after SIGTERM.
+const CLOSE_GRACE_MS = 2000;
+
+function fail(message) {
+  process.stderr.write(`${process.argv[1]}: ${message}\n`);
+  process.exit(2);
+}
+
+let args;
+try {
+  ({ values: args } = parseArgs({
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "0" },
+      profile: { type: "string", default: "suite" },
+      echo: { type: "string", default: "flush-each" },
+      "exit-on-stdin-eof": { type: "boolean", default: false },
+    },
+  }));
+} catch (e) {
+  fail(e.message);
+}
+if (!["suite", "defaults"].includes(args.profile)) {
+  fail(`--profile: expected suite or defaults, got ${args.profile}`);
+}
+if (!["flush-each", "batched"].includes(args.echo)) {
+  fail(`--echo: expected flush-each or batched, got ${args.echo}`);
+}
+const port = Number(args.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port: ${args.port}`);
+
+// The suite's settings (see src/stacks/mod.rs). permessage-deflate is off
+// by default in ws, and pings are never sent by the server on its own;
+// the default message limit is 100 MiB.
+const suite = args.profile === "suite" ? { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES } : {};
+const wss = new WebSocketServer({ noServer: true, ...suite });
+
+// An upgrade on any path; anything else is not served.
+const server = http.createServer((req, res) => {
+  res.writeHead(426, { Connection: "close" }).end();
+});
+server.on("upgrade", (req, socket, head) => {
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    // ws sets TCP_NODELAY itself; set here too, as the contract asks.
+    socket.setNoDelay(true);
+    ws.on("error", () => {});
+    // ws joins fragments, answers pings (autoPong) and closes, and
+    // validates text; `isBinary` keeps text as text.
+    ws.on("message", (data, isBinary) => {
+      if (args.echo === "batched" && !socket.writableCorked) {
+        // Every message parsed from one read is emitted in the same tick,
+        // so their echoes share one write, released before the socket's
+        // next read: Node's cork/uncork idiom.
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+      ws.send(data, { binary: isBinary });
+    });
+  });
+});
+
+// wsbench's memory readings ask for a full collection first, so that they
+// count what the server holds, not garbage V8 has yet to collect; the leak
+// check reads the live heap printed here, as V8 keeps the pages it grew
+// (tens of MiB over thousands of connections) after collecting them.
+// wsbench starts Node with --expose-gc for it.
+process.on("SIGUSR2", () => {
+  global.gc();
+  const { heapUsed, external } = process.memoryUsage();
+  process.stdout.write(`COLLECTED ${heapUsed + external}\n`);
+});
+
+server.on("error", (e) => fail(`cannot listen on ${args.host}:${port}: ${e.message}`));
+server.listen(port, args.host, () => {
+  process.stdout.write(`LISTENING ${server.address().port}\n`);
+});
+
+let stopping = false;
+function stop() {
+  if (stopping) return;
+  stopping = true;
+  server.close();
+  for (const client of wss.clients) client.close(1001);
+  const deadline = setTimeout(() => {
+    for (const client of wss.clients) client.terminate();
+    process.exit(0);
+  }, CLOSE_GRACE_MS);
+  const poll = setInterval(() => {
+    if (wss.clients.size === 0) {
+      clearInterval(poll);
+      clearTimeout(deadline);
+      process.exit(0);
+    }
+  }, 10);
+}
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+if (args["exit-on-stdin-eof"]) {
+  // A server must never outlive a killed benchmark: the pipe closes when
+  // wsbench dies, however it dies.
+  process.stdin.on("end", stop);
+  process.stdin.on("error", stop);
+  process.stdin.resume();
+}

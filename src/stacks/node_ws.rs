@@ -1,0 +1,30 @@
+//! node-ws: the `ws` package, Node's most used WebSocket server, run by
+//! `node/echo_ws.cjs` in a child process (see [`super::node`]).
+
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
+use crate::settings::ServerSettings;
+
+pub const STACK: StackInfo = StackInfo {
+    name: "node-ws",
+    package: "ws",
+    version: super::versions::of_node("ws"),
+    protocol: Protocol::WebSocket,
+    runtime: Runtime::Node,
+    notes: "WebSocketServer({ noServer: true }) on Node's http server in a child process \
+            (node/echo_ws.cjs). Suite and small-buffers (no buffer knob used, so the same): \
+            perMessageDeflate false (also its default), maxPayload 32 MiB (default 100 MiB); \
+            the optional native add-ons bufferutil and utf-8-validate are not installed (ws \
+            masks and validates in JavaScript, and Node's own buffer.isUtf8). ws joins \
+            fragments, answers pings and closes and validates text; TCP_NODELAY set by ws and \
+            again per connection. One event loop on one thread: --threads does not apply; the \
+            process is pinned to the placement's server CPUs. flush-each: `ws.send(data, \
+            { binary })` per message, which writes to the socket at once. batched: the socket \
+            corked at the first echo of a tick and uncorked on the next tick, so the echoes of \
+            every message parsed from one read share a write (Node's cork/uncork idiom; ws \
+            emits the messages of one read in the same tick).",
+    start,
+};
+
+fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    super::node::start(&STACK, settings)
+}

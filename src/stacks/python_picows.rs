@@ -1,0 +1,31 @@
+//! python-picows: picows, a Cython WebSocket library for asyncio built for
+//! speed, run by `python/echo_picows.py` in a child process (see
+//! [`super::python`]).
+
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
+use crate::settings::ServerSettings;
+
+pub const STACK: StackInfo = StackInfo {
+    name: "python-picows",
+    package: "picows",
+    version: super::versions::of_python("picows"),
+    protocol: Protocol::WebSocket,
+    runtime: Runtime::Python,
+    notes: "ws_create_server with a WSListener in a child process (python/echo_picows.py), \
+            on aiofastnet (picows' default when installed, and it is its dependency). Suite and \
+            small-buffers (no buffer knob used, so the same): max_frame_size=32 MiB, and the \
+            script holds a message of several frames to the same limit; automatic pings off \
+            (its default), automatic pongs on (its default). No compression support. picows \
+            hands over frames, not messages, and neither joins fragments nor answers a close \
+            (its guides say so): the script does both, and checks text as UTF-8, which picows \
+            leaves to its user. TCP_NODELAY set by picows and again per connection. One \
+            asyncio event loop on one thread: --threads does not apply; the process is pinned \
+            to the placement's server CPUs. Echo policy: not applicable, both policies run the \
+            same code: transport.send writes each frame to the socket at once and buffers only \
+            when it is full; there is no flush to defer.",
+    start,
+};
+
+fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    super::python::start(&STACK, settings)
+}

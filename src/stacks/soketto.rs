@@ -1,0 +1,162 @@
+//! soketto: the WebSocket layer of jsonrpsee and libp2p, written against
+//! the futures I/O traits (a tokio stream goes in through tokio-util's
+//! compat adapter), with its own HTTP/1.1 handshake.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
+use soketto::connection::{self, Receiver, Sender};
+use soketto::handshake::{self, server::Response};
+use soketto::Data;
+use tokio::net::TcpStream;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use super::runtime::{accept_loop, start_tokio_server};
+use super::{Protocol, Runtime, ServerHandle, StackInfo};
+use crate::settings::{EchoPolicy, Profile, ServerSettings};
+
+pub const STACK: StackInfo = StackInfo {
+    name: "soketto",
+    package: "soketto",
+    version: super::versions::of_crate("soketto"),
+    protocol: Protocol::WebSocket,
+    runtime: Runtime::Native,
+    notes: "Its own handshake (handshake::Server), no extension added, so deflate is never \
+            negotiated (the crate's deflate feature is off). Suite: set_max_message_size and \
+            set_max_frame_size at the limit (its defaults are 256 MiB, above it). Text is \
+            checked as UTF-8 before the echo (the library leaves that to its user, as its \
+            autobahn_server example does); invalid text gets soketto's only close, \
+            Sender::close, whose code is always 1000 where RFC 6455 asks for 1007. No read-buffer setting used (small-buffers = \
+            suite). Pongs and close replies are written inside receive_data. flush-each: \
+            the socket in a BufReader over a BufWriter and `send_*` then `flush()` per echo, \
+            as the library's examples/autobahn_server.rs does. batched: the same buffered \
+            socket flushing itself whenever a read would block, and no flush per echo.",
+    start,
+};
+
+fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
+    let policy = settings.echo;
+    start_tokio_server(STACK.name, settings, move |listener, profile| {
+        accept_loop(STACK.name, listener, profile, move |stream, profile| {
+            echo(stream, profile, policy)
+        })
+    })
+}
+
+/// The socket as soketto's example buffers it; under batched its reads
+/// flush what was written before they wait.
+type Io = BufReader<FlushWhenReadBlocks<BufWriter<tokio_util::compat::Compat<TcpStream>>>>;
+
+async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+    let io = BufReader::new(FlushWhenReadBlocks {
+        inner: BufWriter::new(stream.compat()),
+        enabled: policy == EchoPolicy::Batched,
+    });
+    let mut server = handshake::Server::new(io);
+    let key = match server.receive_request().await {
+        Ok(request) => request.key(),
+        Err(_) => return,
+    };
+    let accept = Response::Accept {
+        key,
+        protocol: None,
+    };
+    if server.send_response(&accept).await.is_err() {
+        return;
+    }
+    let mut builder = server.into_builder();
+    if let Some(max) = profile.max_message_bytes() {
+        builder.set_max_message_size(max);
+        builder.set_max_frame_size(max);
+    }
+    let (mut sender, mut receiver) = builder.finish();
+    let _ = echo_messages(&mut sender, &mut receiver, policy).await;
+    let _ = sender.flush().await;
+}
+
+async fn echo_messages(
+    sender: &mut Sender<Io>,
+    receiver: &mut Receiver<Io>,
+    policy: EchoPolicy,
+) -> Result<(), connection::Error> {
+    let mut message = Vec::new();
+    loop {
+        message.clear();
+        // Fragments arrive joined; pings and the close are answered here.
+        match receiver.receive_data(&mut message).await? {
+            Data::Binary(_) => {
+                super::demo::per_message(STACK.name);
+                sender.send_binary(&message).await?;
+            }
+            Data::Text(_) => {
+                let Ok(text) = std::str::from_utf8(&message) else {
+                    // RFC 6455 7.1.7: invalid UTF-8 fails the connection
+                    // (with 1007, but soketto's close always sends 1000).
+                    return sender.close().await;
+                };
+                super::demo::per_message(STACK.name);
+                sender.send_text(text).await?;
+            }
+        }
+        if policy == EchoPolicy::FlushEach {
+            sender.flush().await?;
+        }
+    }
+}
+
+/// A write buffer that, when `enabled`, flushes itself whenever a read
+/// finds no input waiting, so echoes of buffered input share a write and a
+/// lone message's echo is not held back (the batched policy; see
+/// fastwebsockets' stack for the tokio twin). soketto's sender and receiver
+/// share this one stream, so its reads can flush the sender's writes.
+struct FlushWhenReadBlocks<S> {
+    inner: S,
+    enabled: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FlushWhenReadBlocks<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending if this.enabled => match Pin::new(&mut this.inner).poll_flush(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                // Flushed, or waiting for the socket to take more: the read
+                // is registered for wake-up either way.
+                Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FlushWhenReadBlocks<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
