@@ -90,7 +90,7 @@ fn main() {
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("scaling", &mode);
     let conn_counts: Vec<usize> = mode.pick(vec![1, 10, 100, 1000, 8192], vec![1, 1000]);
-    let plan = mode.round_plan(30, Duration::from_millis(120));
+    let plan = mode.round_plan(20, Duration::from_millis(120));
 
     let mut group = c.benchmark_group("scaling");
     group.sample_size(10);
