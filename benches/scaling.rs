@@ -187,40 +187,45 @@ fn main() {
 
 /// Splits the cases at one connection count into blocks of interleaved
 /// rounds whose connections fit in this process's descriptors together:
-/// all of them, else one block per echo policy, else each case alone (its
-/// rounds then run back to back, and no other figure pairs with it).
+/// the cases in table order, packed first-fit, so that as many pairs as
+/// possible share rounds (with every stack, 1,000 connections make two
+/// blocks: the first nine in-process stacks, then the rest). Figures of
+/// different blocks are not paired; a case alone in its block has its
+/// rounds run back to back and pairs with no other.
 fn blocks(
     servers: &[(&'static StackInfo, EchoPolicy, ServerHandle)],
     cases: &[usize],
     conns: usize,
 ) -> Vec<(String, Vec<usize>)> {
-    let fits = |members: &[usize]| {
-        let needed: u64 = members.iter().map(|&i| fds_for(servers[i].0, conns)).sum();
-        needed + open_fds() + FD_RESERVE <= fd_limit()
-    };
-    if fits(cases) {
-        return vec![(format!("scaling/{conns}"), cases.to_vec())];
+    let room = fd_limit().saturating_sub(open_fds() + FD_RESERVE);
+    let mut packed: Vec<Vec<usize>> = Vec::new();
+    let mut used = 0;
+    for &i in cases {
+        let needed = fds_for(servers[i].0, conns);
+        match packed.last_mut() {
+            Some(block) if used + needed <= room => block.push(i),
+            _ => {
+                packed.push(vec![i]);
+                used = 0;
+            }
+        }
+        used += needed;
     }
-    let by_echo: Vec<(String, Vec<usize>)> = EchoPolicy::ALL
-        .iter()
-        .map(|&echo| {
-            let members: Vec<usize> = cases
-                .iter()
-                .copied()
-                .filter(|&i| servers[i].1 == echo)
-                .collect();
-            (format!("scaling/{conns}/{echo}"), members)
-        })
-        .filter(|(_, m)| !m.is_empty())
-        .collect();
-    if by_echo.iter().all(|(_, m)| fits(m)) {
-        return by_echo;
+    if packed.len() == 1 {
+        return vec![(format!("scaling/{conns}"), packed.remove(0))];
     }
-    cases
-        .iter()
-        .map(|&i| {
-            let (stack, echo, _) = &servers[i];
-            (format!("scaling/{conns}/{echo}/{}", stack.name), vec![i])
+    packed
+        .into_iter()
+        .enumerate()
+        .map(|(n, members)| {
+            let name = match members.as_slice() {
+                &[i] => {
+                    let (stack, echo, _) = &servers[i];
+                    format!("scaling/{conns}/{echo}/{}", stack.name)
+                }
+                _ => format!("scaling/{conns}/part-{}", n + 1),
+            };
+            (name, members)
         })
         .collect()
 }

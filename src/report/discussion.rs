@@ -719,10 +719,10 @@ impl Cx<'_> {
         })
     }
 
-    /// `claims A`: of the stacks pattern A selects (one figure each, all of
-    /// one block of rounds), every pair whose paired ratio clears
+    /// `claims A`: of the stacks pattern A selects (one figure each), every
+    /// pair measured in the same rounds whose paired ratio clears
     /// [`CLAIM_THRESHOLD`], better first; then how many pairs are within
-    /// noise.
+    /// noise, and how many were measured in different blocks of rounds.
     fn claims(&self, tokens: &[&str]) -> Result<String> {
         let (a, next) = self.reference(tokens, 0, true)?;
         let text = tokens.join(" ");
@@ -744,18 +744,14 @@ impl Cx<'_> {
             Better::Higher => all.sort_by(|x, y| y.value.total_cmp(&x.value)),
             Better::Neither => return Err(self.syntax(&text, "a metric with no better direction")),
         }
-        let (mut made, mut noise) = (Vec::new(), 0);
+        let (mut made, mut noise, mut unpaired) = (Vec::new(), 0, 0);
         for (i, x) in all.iter().enumerate() {
             for y in &all[i + 1..] {
                 // y against x as "times worse", the report's own figure.
+                // Figures of different blocks of rounds make no claim.
                 let Some(v) = Versus::of(y, x, better) else {
-                    return Err(self.syntax(
-                        &text,
-                        format!(
-                            "{} and {} were not measured in the same rounds",
-                            x.stack, y.stack
-                        ),
-                    ));
+                    unpaired += 1;
+                    continue;
                 };
                 // The medians and the paired ratio can disagree on which
                 // is better; the ratio decides.
@@ -778,14 +774,22 @@ impl Cx<'_> {
             }
         }
         let pairs = all.len() * all.len().saturating_sub(1) / 2;
-        Ok(match (made.is_empty(), noise) {
-            (true, _) => format!("no claim: all {pairs} pairs within noise"),
+        let paired = pairs - unpaired;
+        let mut text = match (made.is_empty(), noise) {
+            (true, _) if paired == 0 => "no claim".to_string(),
+            (true, _) => format!("no claim: all {paired} pairs within noise"),
             (false, 0) => made.join("; "),
             (false, n) => format!(
-                "{}; the other {n} of {pairs} pairs within noise",
+                "{}; the other {n} of {paired} pairs within noise",
                 made.join("; ")
             ),
-        })
+        };
+        if unpaired > 0 {
+            text.push_str(&format!(
+                " ({unpaired} of the {pairs} pairs were measured in different rounds and make no claim)"
+            ));
+        }
+        Ok(text)
     }
 
     /// Every case of pattern A paired with B and compared.
