@@ -36,9 +36,9 @@ const CRITERION_CONNS: usize = 100;
 /// Descriptors kept free for the runtime, files and criterion.
 const FD_RESERVE: u64 = 256;
 
-/// The child-process servers (Python's, Node's) run one event loop and are
-/// measured in one process each, without the in-process stacks' paired
-/// rounds at the largest point: they stop here, within the time budget.
+/// The child-process servers (Python's, Node's) stop here: at the largest
+/// point each stack's rounds run alone, back to back, and these would take
+/// a full run past its time budget.
 const CHILD_MAX_CONNS: usize = 1000;
 
 /// Why a point cannot be measured, if it cannot.
