@@ -33,9 +33,6 @@ const SIZE_BYTES: usize = 32;
 /// The point criterion times in a full run.
 const CRITERION_CONNS: usize = 100;
 
-/// Descriptors kept free for the runtime, files and criterion.
-const FD_RESERVE: u64 = 256;
-
 /// The child-process servers (Python's, Node's) stop here: at the largest
 /// point each stack's rounds run alone, back to back, and these would take
 /// a full run past its time budget.
@@ -66,17 +63,6 @@ const FIGURES: &[&Metric] = &[
     &metrics::CLIENT_CPU_NS_PER_MSG,
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
-
-/// Descriptors `conns` connections to `stack` take in this process: both
-/// ends of an in-process connection hold one here.
-fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
-    let per_conn = if stack.host() == Host::InProcess {
-        2
-    } else {
-        1
-    };
-    conns as u64 * per_conn
-}
 
 fn main() {
     // Many connections make the client's work as large as the server's: on
@@ -197,20 +183,7 @@ fn blocks(
     cases: &[usize],
     conns: usize,
 ) -> Vec<(String, Vec<usize>)> {
-    let room = fd_limit().saturating_sub(open_fds() + FD_RESERVE);
-    let mut packed: Vec<Vec<usize>> = Vec::new();
-    let mut used = 0;
-    for &i in cases {
-        let needed = fds_for(servers[i].0, conns);
-        match packed.last_mut() {
-            Some(block) if used + needed <= room => block.push(i),
-            _ => {
-                packed.push(vec![i]);
-                used = 0;
-            }
-        }
-        used += needed;
-    }
+    let mut packed = pack_by_fds(cases, |i| servers[i].0, conns);
     if packed.len() == 1 {
         return vec![(format!("scaling/{conns}"), packed.remove(0))];
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
-use wsbench::client::PayloadKind;
+use wsbench::client::{Arrivals, PayloadKind};
 use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, StackInfo, STACKS};
@@ -101,9 +101,19 @@ pub struct RunArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 32)]
     pub size: usize,
-    /// Messages in flight per connection.
-    #[arg(long, default_value_t = 1)]
-    pub window: usize,
+    /// Messages in flight per connection (default 1). With --rate, sends
+    /// are held back while this many are unanswered (default: never).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Offer this many messages per second over all the connections, on a
+    /// schedule fixed in advance whatever the echoes do (open loop), and
+    /// time each round trip from its intended send as well as its actual
+    /// one.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<f64>,
+    /// How the send times of --rate are spaced.
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
+    pub arrivals: Arrivals,
     /// Message kind.
     #[arg(long, value_enum, default_value_t = PayloadKind::Binary)]
     pub kind: PayloadKind,

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use wsbench::client::{self, Budget, MessageSpec, Target};
+use wsbench::client::{self, Budget, MessageSpec, OpenLoop, Target};
 use wsbench::metrics::{self, Metric};
 use wsbench::results::{self, GroupResults, Measurement, Subject};
 use wsbench::settings::ServerSettings;
 use wsbench::stacks::{self, Host, StackInfo};
-use wsbench::workload::{self, Sample};
+use wsbench::workload::{self, Figures, LoadSample, Sample};
 
 mod cli;
 
@@ -148,7 +148,10 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
 
 fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.conns >= 1, "--conns must be at least 1");
-    anyhow::ensure!(args.window >= 1, "--window must be at least 1");
+    anyhow::ensure!(
+        args.window.is_none_or(|w| w >= 1),
+        "--window must be at least 1"
+    );
     anyhow::ensure!(
         args.duration.is_finite() && args.duration > 0.0,
         "--duration must be a positive number of seconds"
@@ -158,11 +161,13 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         "--size must be at most {} bytes (the suite's message limit)",
         wsbench::settings::MAX_MESSAGE_BYTES
     );
-    let spec = MessageSpec {
-        size_bytes: args.size,
-        kind: args.kind,
-        window: args.window,
-    };
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--rate must be a positive number of messages per second"
+        );
+    }
+    let load = Load::of(args);
     let settings = args
         .server
         .settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -178,8 +183,7 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         args.stack,
         args.url.as_deref(),
         args.conns,
-        spec,
-        Duration::from_secs_f64(args.duration),
+        load,
         &settings,
     )?;
     if args.json {
@@ -189,6 +193,41 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         print_summary(&name, &settings, &outcome);
     }
     Ok(())
+}
+
+/// What `wsbench run` offers the server: a window of messages in flight
+/// on each connection (closed loop), or a rate (open loop, `--rate`).
+#[derive(Clone, Copy)]
+enum Load {
+    Closed(MessageSpec, Duration),
+    Open(OpenLoop),
+}
+
+impl Load {
+    fn of(args: &RunArgs) -> Load {
+        let duration = Duration::from_secs_f64(args.duration);
+        match args.rate {
+            None => Load::Closed(
+                MessageSpec {
+                    size_bytes: args.size,
+                    kind: args.kind,
+                    window: args.window.unwrap_or(1),
+                },
+                duration,
+            ),
+            Some(rate_per_s) => Load::Open(OpenLoop {
+                rate_per_s,
+                arrivals: args.arrivals,
+                size_bytes: args.size,
+                kind: args.kind,
+                window: args.window.map(|w| w as u64),
+                duration,
+                stall_timeout: client::STALL_TIMEOUT,
+                seed: 1,
+                busy_per_send: Duration::ZERO,
+            }),
+        }
+    }
 }
 
 /// The metrics a run reports, in this order; the server's CPU only when
@@ -205,9 +244,33 @@ const RUN_METRICS: &[&Metric] = &[
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
 
-/// What one `wsbench run` measured.
+/// The metrics an open-loop run (`--rate`) reports.
+const RATE_RUN_METRICS: &[&Metric] = &[
+    &metrics::OFFERED_MSGS_PER_S,
+    &metrics::MSGS_PER_S,
+    &metrics::CORRECTED_P50_US,
+    &metrics::CORRECTED_P99_US,
+    &metrics::CORRECTED_P999_US,
+    &metrics::CORRECTED_MAX_US,
+    &metrics::RTT_P99_US,
+    &metrics::CLIENT_LATENESS_P99_US,
+    &metrics::CLIENT_LATENESS_MAX_US,
+    &metrics::CLIENT_BEHIND,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
+/// What one `wsbench run` measured (one value per run: its size does not
+/// matter).
+#[allow(clippy::large_enum_variant)]
+enum Measured {
+    Closed(Sample),
+    Open(LoadSample),
+}
+
 struct RunOutcome {
-    sample: Sample,
+    measured: Measured,
     /// False when the server ran elsewhere (--url): its CPU is not known.
     server_here: bool,
 }
@@ -218,8 +281,7 @@ fn drive(
     stack: Option<&'static StackInfo>,
     url: Option<&str>,
     conns: usize,
-    spec: MessageSpec,
-    duration: Duration,
+    load: Load,
     settings: &ServerSettings,
 ) -> anyhow::Result<RunOutcome> {
     let (target, server) = match (url, stack) {
@@ -232,31 +294,47 @@ fn drive(
     };
     let rt = client::client_runtime(settings.placement)?;
     let mut conns = rt.block_on(client::connect_many(&target, conns))?;
-    // A short warm-up fills caches and buffers before measuring.
-    let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
-    rt.block_on(client::drive(
-        &mut conns,
-        spec,
-        Budget::Until(warmup_until),
-        &mut client::new_histogram(),
-    ))?;
-    let budget = Budget::Until(Instant::now() + duration);
     // A server at --url is elsewhere: only the client's CPU can be read.
     let server_pid = server.as_ref().and_then(|s| s.pid);
-    let sample = workload::round_trips(&rt, &mut conns, spec, budget, server_pid)?;
+    let measured = match load {
+        Load::Closed(spec, duration) => {
+            // A short warm-up fills caches and buffers before measuring.
+            let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
+            rt.block_on(client::drive(
+                &mut conns,
+                spec,
+                Budget::Until(warmup_until),
+                &mut client::new_histogram(),
+            ))?;
+            let budget = Budget::Until(Instant::now() + duration);
+            Measured::Closed(workload::round_trips(
+                &rt, &mut conns, spec, budget, server_pid,
+            )?)
+        }
+        Load::Open(spec) => {
+            // The same warm-up, at the run's rate.
+            let warm_up = Duration::from_millis(200).min(spec.duration);
+            Measured::Open(workload::offered_load(
+                &mut conns, spec, warm_up, server_pid,
+            )?)
+        }
+    };
     rt.block_on(client::close_all(conns))?;
     let server_here = server.is_some();
     if let Some(server) = server {
         server.shutdown()?;
     }
     Ok(RunOutcome {
-        sample,
+        measured,
         server_here,
     })
 }
 
 fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
-    let s = &outcome.sample;
+    let s = match &outcome.measured {
+        Measured::Closed(s) => s,
+        Measured::Open(load) => return print_rate_summary(name, settings, outcome, load),
+    };
     println!(
         "stack {} conns {} size {} B {} window {} placement {} echo {}: {} verified round trips in {:.2} s",
         name,
@@ -288,6 +366,57 @@ fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
     }
 }
 
+fn print_rate_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome, s: &LoadSample) {
+    let r = &s.run;
+    let us = |m: &Metric| s.figure(m).map_or(f64::NAN, |f| f.0);
+    let held = match r.spec.window {
+        None => "never held back (open loop)".to_string(),
+        Some(w) => format!("held back at {w} in flight per connection"),
+    };
+    println!(
+        "stack {} conns {} size {} B {} at {:.0} msgs/s ({}), sends {}, placement {} echo {}: {} verified round trips in {:.2} s",
+        name,
+        r.conns,
+        r.spec.size_bytes,
+        r.spec.kind.as_str(),
+        r.spec.rate_per_s,
+        r.spec.arrivals.as_str(),
+        held,
+        settings.placement,
+        settings.echo,
+        r.sent,
+        r.elapsed.as_secs_f64()
+    );
+    println!(
+        "  achieved {:.0} msgs/s; from the intended send: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us; from the actual send: p99 {:.1} us",
+        r.achieved_per_s(),
+        us(&metrics::CORRECTED_P50_US),
+        us(&metrics::CORRECTED_P99_US),
+        us(&metrics::CORRECTED_P999_US),
+        us(&metrics::CORRECTED_MAX_US),
+        us(&metrics::RTT_P99_US),
+    );
+    println!(
+        "  client lateness p99 {:.1} us, max {:.1} us: {}",
+        us(&metrics::CLIENT_LATENESS_P99_US),
+        us(&metrics::CLIENT_LATENESS_MAX_US),
+        r.behind()
+            .unwrap_or_else(|| "the client kept its schedule".to_string())
+    );
+    if outcome.server_here {
+        println!(
+            "  CPU per message: server {:.0} ns, client {:.0} ns",
+            us(&metrics::SERVER_CPU_NS_PER_MSG),
+            us(&metrics::CLIENT_CPU_NS_PER_MSG)
+        );
+    } else {
+        println!(
+            "  CPU per message: client {:.0} ns",
+            us(&metrics::CLIENT_CPU_NS_PER_MSG)
+        );
+    }
+}
+
 /// The run as the records the benches write to results.json: one group,
 /// "run", with the machine's [`wsbench::results::RunInfo`].
 fn run_records(
@@ -298,28 +427,47 @@ fn run_records(
 ) -> GroupResults {
     let run =
         wsbench::machine::run_info(settings.placement, settings.threads, false, settings.echo);
-    let s = &outcome.sample;
-    let mut params = results::params(&[
-        ("size_bytes", s.spec.size_bytes.into()),
-        ("kind", s.spec.kind.as_str().into()),
-        ("conns", s.conns.into()),
-        ("window", s.spec.window.into()),
-    ]);
+    let (figures, metrics_list, mut params, detail): (&dyn Figures, &[&Metric], _, _) =
+        match &outcome.measured {
+            Measured::Closed(s) => (
+                s,
+                RUN_METRICS,
+                results::params(&[
+                    ("size_bytes", s.spec.size_bytes.into()),
+                    ("kind", s.spec.kind.as_str().into()),
+                    ("conns", s.conns.into()),
+                    ("window", s.spec.window.into()),
+                ]),
+                None,
+            ),
+            Measured::Open(l) => {
+                let mut p = results::params(&[
+                    ("size_bytes", l.run.spec.size_bytes.into()),
+                    ("kind", l.run.spec.kind.as_str().into()),
+                    ("conns", l.run.conns.into()),
+                    ("arrivals", l.run.spec.arrivals.as_str().into()),
+                ]);
+                if let Some(w) = l.run.spec.window {
+                    p.insert("window".into(), w.into());
+                }
+                (l as &dyn Figures, RATE_RUN_METRICS, p, l.run.behind())
+            }
+        };
     if let Some(url) = &args.url {
         params.insert("url".into(), url.as_str().into());
     }
-    let bench = format!("run/{name}/{}/{}B", s.spec.kind.as_str(), s.spec.size_bytes);
+    let bench = format!("run/{name}/{}/{}B", args.kind.as_str(), args.size);
     let version = match args.stack {
         Some(stack) => stack.package_version(),
         None => "unknown".to_string(),
     };
-    let measurements = RUN_METRICS
+    let measurements = metrics_list
         .iter()
         .filter(|m| outcome.server_here || m.name != metrics::SERVER_CPU_NS_PER_MSG.name)
         .map(|&metric| {
-            let (value, source) = s
+            let (value, source) = figures
                 .figure(metric)
-                .expect("round trips measure every metric of RUN_METRICS");
+                .expect("the run measures every metric of its list");
             let subject = Subject {
                 group: "run",
                 bench: &bench,
@@ -328,7 +476,11 @@ fn run_records(
                 params: &params,
                 placement: &run.placement,
             };
-            Measurement::new(&subject, metric, value, source)
+            let mut m = Measurement::new(&subject, metric, value, source);
+            if metric.name == metrics::CLIENT_BEHIND.name {
+                m.detail = detail.clone();
+            }
+            m
         })
         .collect();
     GroupResults { run, measurements }

@@ -24,6 +24,7 @@ pub enum Better {
 /// The unit of a metric's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    Milliseconds,
     Microseconds,
     Nanoseconds,
     MsgsPerS,
@@ -40,6 +41,7 @@ impl Unit {
     /// As written in results.json ("us", "msgs/s", ...).
     pub fn as_str(self) -> &'static str {
         match self {
+            Unit::Milliseconds => "ms",
             Unit::Microseconds => "us",
             Unit::Nanoseconds => "ns",
             Unit::MsgsPerS => "msgs/s",
@@ -59,6 +61,7 @@ impl Unit {
 }
 
 const UNITS: &[Unit] = &[
+    Unit::Milliseconds,
     Unit::Microseconds,
     Unit::Nanoseconds,
     Unit::MsgsPerS,
@@ -93,8 +96,11 @@ pub enum Source {
     Client,
     /// A protocol probe's outcome.
     Probe,
-    /// The harness itself (a point it skipped, a tolerance it set).
+    /// The harness itself (a point it skipped, a tolerance it set, a rate
+    /// it offered).
     Harness,
+    /// Read off the steps of a rate sweep (the load group's knees).
+    Sweep,
 }
 
 impl Source {
@@ -111,6 +117,7 @@ impl Source {
             Source::Client => "client",
             Source::Probe => "probe",
             Source::Harness => "harness",
+            Source::Sweep => "sweep",
         }
     }
 
@@ -131,6 +138,7 @@ impl Source {
             Source::Wallclock => "wall-clock time over the whole measurement",
             Source::Client => "the client's count of echoes it verified",
             Source::Harness => "set or decided by the harness, not measured",
+            Source::Sweep => "read off the steps of the rate sweep: the highest offered rate that met the limit",
         }
     }
 }
@@ -146,6 +154,7 @@ const SOURCES: &[Source] = &[
     Source::Client,
     Source::Probe,
     Source::Harness,
+    Source::Sweep,
 ];
 
 /// One metric's definition.
@@ -346,6 +355,88 @@ pub const SKIPPED: Metric = Metric {
     sources: &[Source::Harness],
 };
 
+/// The rate an open-loop step offered, over all its connections.
+pub const OFFERED_MSGS_PER_S: Metric = Metric {
+    name: "offered_msgs_per_s",
+    unit: Unit::MsgsPerS,
+    better: Better::Neither,
+    title: "offered rate",
+    sources: &[Source::Harness],
+};
+/// Round trips timed from the moment the schedule meant the message to go
+/// (coordinated omission corrected), not from when it went.
+pub const CORRECTED_P50_US: Metric = Metric {
+    name: "corrected_p50_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "median latency from the intended send",
+    sources: &[Source::Histogram],
+};
+pub const CORRECTED_P99_US: Metric = Metric {
+    name: "corrected_p99_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "99th percentile latency from the intended send",
+    sources: &[Source::Histogram],
+};
+pub const CORRECTED_P999_US: Metric = Metric {
+    name: "corrected_p999_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "99.9th percentile latency from the intended send",
+    sources: &[Source::Histogram],
+};
+pub const CORRECTED_MAX_US: Metric = Metric {
+    name: "corrected_max_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "longest latency from the intended send",
+    sources: &[Source::Histogram],
+};
+/// How late the client itself sent: written minus intended send time.
+pub const CLIENT_LATENESS_P99_US: Metric = Metric {
+    name: "client_lateness_p99_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "client's send lateness, 99th percentile",
+    sources: &[Source::Histogram],
+};
+pub const CLIENT_LATENESS_MAX_US: Metric = Metric {
+    name: "client_lateness_max_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "client's longest send lateness",
+    sources: &[Source::Histogram],
+};
+/// 1 when the client fell behind its schedule (see
+/// [`crate::client::open_loop::LATENESS_BOUND`]): that step's latency is
+/// the client's, not the server's.
+pub const CLIENT_BEHIND: Metric = Metric {
+    name: "client_behind",
+    unit: Unit::Bool,
+    better: Better::Neither,
+    title: "client behind its schedule",
+    sources: &[Source::Client],
+};
+/// The highest offered rate of a sweep whose step met a latency limit
+/// (the parameter `p99_limit_us`) with at least 99% of it answered.
+pub const KNEE_MSGS_PER_S: Metric = Metric {
+    name: "knee_msgs_per_s",
+    unit: Unit::MsgsPerS,
+    better: Better::Higher,
+    title: "highest rate within the latency limit",
+    sources: &[Source::Sweep],
+};
+/// Server CPU for a million messages at a rate every stack sustains: the
+/// cost of equal work.
+pub const SERVER_CPU_MS_PER_MILLION_MSGS: Metric = Metric {
+    name: "server_cpu_ms_per_million_msgs",
+    unit: Unit::Milliseconds,
+    better: Better::Lower,
+    title: "server CPU per million messages",
+    sources: CPU,
+};
+
 /// Every metric, in the order reports list them.
 pub const ALL: &[&Metric] = &[
     &RTT_MEAN_US,
@@ -372,6 +463,16 @@ pub const ALL: &[&Metric] = &[
     &LIVE_BYTES_TOLERANCE,
     &CONFORMS,
     &SKIPPED,
+    &OFFERED_MSGS_PER_S,
+    &CORRECTED_P50_US,
+    &CORRECTED_P99_US,
+    &CORRECTED_P999_US,
+    &CORRECTED_MAX_US,
+    &CLIENT_LATENESS_P99_US,
+    &CLIENT_LATENESS_MAX_US,
+    &CLIENT_BEHIND,
+    &KNEE_MSGS_PER_S,
+    &SERVER_CPU_MS_PER_MILLION_MSGS,
 ];
 
 /// The definition of a metric by its name.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{self, Metric, Source};
 use crate::rounds::{self, Rounds};
 use crate::stacks::StackInfo;
-use crate::workload::Sample;
+use crate::workload::Figures;
 
 /// Bumped when the layout changes incompatibly; readers refuse other
 /// versions, except the ones [`upgrade`] knows how to read.
@@ -225,20 +225,20 @@ impl Recorder {
         self.measurements.last_mut().expect("just pushed")
     }
 
-    /// Adds `metrics` as `sample` measured them. A metric that round trips
-    /// do not measure is a bug in the caller, and panics.
+    /// Adds `metrics` as `sample` measured them. A metric its workload does
+    /// not measure is a bug in the caller, and panics.
     pub fn add_sample(
         &mut self,
         bench: &str,
         stack: &StackInfo,
         params: &Params,
-        sample: &Sample,
+        sample: &impl Figures,
         metrics: &[&'static Metric],
     ) {
         for &metric in metrics {
-            let (value, source) = sample
-                .figure(metric)
-                .unwrap_or_else(|| panic!("{bench}: round trips do not measure {}", metric.name));
+            let (value, source) = sample.figure(metric).unwrap_or_else(|| {
+                panic!("{bench}: this workload does not measure {}", metric.name)
+            });
             self.add(bench, stack, params, metric, value, source);
         }
     }
@@ -254,7 +254,7 @@ impl Recorder {
         stack: &StackInfo,
         params: &Params,
         block: &str,
-        samples: &[Sample],
+        samples: &[impl Figures],
         metrics: &[&'static Metric],
     ) {
         for &metric in metrics {
@@ -262,7 +262,7 @@ impl Recorder {
                 .iter()
                 .map(|s| {
                     s.figure(metric).unwrap_or_else(|| {
-                        panic!("{bench}: round trips do not measure {}", metric.name)
+                        panic!("{bench}: this workload does not measure {}", metric.name)
                     })
                 })
                 .collect();

@@ -9,20 +9,30 @@
 //! - [`allocs_per_round_trip`]: heap allocations per round trip;
 //! - [`busy_peak`]: a server's peak memory with many connections at work;
 //! - [`handshakes`]: new connections per second;
+//! - [`offered_load`]: an open-loop run at a fixed rate ([`LoadSample`]),
+//!   with the CPU over exactly its measured part;
 //! - the leak check's cycles are in [`crate::measure::leak`].
 //!
-//! A [`Sample`] knows which catalogue metrics it yields
-//! ([`Sample::figure`]); recording them is [`crate::results::Recorder`]'s.
+//! A [`Sample`] or [`LoadSample`] knows which catalogue metrics it yields
+//! ([`Figures::figure`]); recording them is [`crate::results::Recorder`]'s.
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{self, Budget, ClientError, Connection, MessageSpec, PayloadKind, Target};
+use crate::client::{
+    self, Budget, ClientError, Connection, MessageSpec, OpenLoop, OpenLoopRun, PayloadKind, Target,
+};
 use crate::measure::alloc::AllocSample;
 use crate::measure::{self, Cpu};
 use crate::metrics::{self, Metric, Source};
 use crate::stacks::{Protocol, ServerHandle};
+
+/// What a measurement yields: the value and source of a catalogue metric,
+/// or `None` for a metric it does not measure.
+pub trait Figures {
+    fn figure(&self, metric: &Metric) -> Option<(f64, Source)>;
+}
 
 /// One measured stretch of round trips, or several added together.
 #[derive(Debug, Clone)]
@@ -87,10 +97,10 @@ impl Sample {
     pub fn rtt_mean_us(&self) -> f64 {
         self.elapsed.as_secs_f64() * 1e6 / self.round_trips.max(1) as f64
     }
+}
 
-    /// The value and source of `metric` in this sample, or `None` for a
-    /// metric round trips do not measure.
-    pub fn figure(&self, metric: &Metric) -> Option<(f64, Source)> {
+impl Figures for Sample {
+    fn figure(&self, metric: &Metric) -> Option<(f64, Source)> {
         let m = metric.name;
         let histogram = |q: f64| Some((self.quantile_us(q), Source::Histogram));
         if m == metrics::RTT_MEAN_US.name {
@@ -147,6 +157,87 @@ pub fn round_trips(
         cpu,
         alloc,
     })
+}
+
+/// One open-loop run and the CPU spent over it.
+#[derive(Debug, Clone)]
+pub struct LoadSample {
+    pub run: OpenLoopRun,
+    pub cpu: Cpu,
+}
+
+impl LoadSample {
+    fn per_msg(&self, total_ns: u64) -> f64 {
+        total_ns as f64 / self.run.sent.max(1) as f64
+    }
+}
+
+impl Figures for LoadSample {
+    fn figure(&self, metric: &Metric) -> Option<(f64, Source)> {
+        let m = metric.name;
+        let us = |h: &Histogram<u64>, q: f64| {
+            Some((h.value_at_quantile(q) as f64 / 1e3, Source::Histogram))
+        };
+        let run = &self.run;
+        if m == metrics::OFFERED_MSGS_PER_S.name {
+            Some((run.spec.rate_per_s, Source::Harness))
+        } else if m == metrics::MSGS_PER_S.name {
+            Some((run.achieved_per_s(), Source::Wallclock))
+        } else if m == metrics::CORRECTED_P50_US.name {
+            us(&run.corrected, 0.5)
+        } else if m == metrics::CORRECTED_P99_US.name {
+            us(&run.corrected, 0.99)
+        } else if m == metrics::CORRECTED_P999_US.name {
+            us(&run.corrected, 0.999)
+        } else if m == metrics::CORRECTED_MAX_US.name {
+            Some((run.corrected.max() as f64 / 1e3, Source::Histogram))
+        } else if m == metrics::RTT_P99_US.name {
+            us(&run.uncorrected, 0.99)
+        } else if m == metrics::CLIENT_LATENESS_P99_US.name {
+            us(&run.lateness, 0.99)
+        } else if m == metrics::CLIENT_LATENESS_MAX_US.name {
+            Some((run.lateness.max() as f64 / 1e3, Source::Histogram))
+        } else if m == metrics::CLIENT_BEHIND.name {
+            Some((f64::from(u8::from(run.behind().is_some())), Source::Client))
+        } else if m == metrics::SERVER_CPU_NS_PER_MSG.name {
+            Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
+        } else if m == metrics::SERVER_CPU_MS_PER_MILLION_MSGS.name {
+            // ns per message × 10^6 messages = ms per million.
+            Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
+        } else if m == metrics::CLIENT_CPU_NS_PER_MSG.name {
+            Some((self.per_msg(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::ROUND_TRIPS_VERIFIED.name {
+            Some((run.sent as f64, Source::Client))
+        } else {
+            None
+        }
+    }
+}
+
+/// An open-loop run of `spec` on `conns` (see [`client::open_loop`]),
+/// after a warm-up run of `warm_up` at the same rate whose echoes are all
+/// verified and none recorded; the server's and the client's CPU are read
+/// around the measured run alone. The calling thread drives the sockets
+/// itself: call it outside the runtime.
+pub fn offered_load(
+    conns: &mut [Connection],
+    spec: OpenLoop,
+    warm_up: Duration,
+    server_pid: Option<u32>,
+) -> Result<LoadSample, ClientError> {
+    if !warm_up.is_zero() {
+        client::open_loop::run(
+            conns,
+            OpenLoop {
+                duration: warm_up,
+                ..spec
+            },
+        )?;
+    }
+    let before = Cpu::now(server_pid);
+    let run = client::open_loop::run(conns, spec)?;
+    let cpu = Cpu::now(server_pid).since(before);
+    Ok(LoadSample { run, cpu })
 }
 
 /// The message every idle connection sends once, so buffers that grow on

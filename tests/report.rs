@@ -444,6 +444,78 @@ fn leak() -> Vec<Measurement> {
         .collect()
 }
 
+/// The load group's kinds of figure: each stack's steps (offered rate and
+/// the p99 from the intended send), its knees, and the equal-work figure.
+fn load() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        let capacity = 100_000.0 / factor(stack);
+        for conns in [100, 1000] {
+            for step in [0.5, 1.0, 1.25] {
+                let bench = format!("load/{stack}/{conns}/{step}");
+                let params =
+                    json!({"conns": conns, "size_bytes": 32, "step": step, "arrivals": "constant"});
+                let p99_us = if step > 1.0 { 50_000.0 } else { 300.0 * step };
+                for (metric, value, unit, source) in [
+                    ("offered_msgs_per_s", step * capacity, "msgs/s", "harness"),
+                    (
+                        "msgs_per_s",
+                        step.min(1.0) * capacity,
+                        "msgs/s",
+                        "wallclock",
+                    ),
+                    ("corrected_p99_us", p99_us, "us", "histogram"),
+                    ("rtt_p99_us", p99_us, "us", "histogram"),
+                    (
+                        "server_cpu_ns_per_msg",
+                        5_000.0 * factor(stack),
+                        "ns",
+                        "schedstat",
+                    ),
+                ] {
+                    out.push(m(
+                        "load",
+                        &bench,
+                        stack,
+                        params.clone(),
+                        metric,
+                        value,
+                        unit,
+                        source,
+                    ));
+                }
+            }
+            for limit in [1000.0, 10_000.0] {
+                let bench = format!("load/{stack}/{conns}/knee-{limit}us");
+                let params = json!({"conns": conns, "size_bytes": 32, "p99_limit_us": limit});
+                out.push(m(
+                    "load",
+                    &bench,
+                    stack,
+                    params,
+                    "knee_msgs_per_s",
+                    capacity,
+                    "msgs/s",
+                    "sweep",
+                ));
+            }
+            let bench = format!("load/{stack}/{conns}/equal-work");
+            let params = json!({"conns": conns, "size_bytes": 32, "rate": 5000.0});
+            out.push(m(
+                "load",
+                &bench,
+                stack,
+                params,
+                "server_cpu_ms_per_million_msgs",
+                8_000.0 * factor(stack),
+                "ms",
+                "schedstat",
+            ));
+        }
+    }
+    out
+}
+
 fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
     let mut file = ResultsFile {
         schema: SCHEMA_VERSION,
@@ -466,6 +538,7 @@ fn full_results() -> ResultsFile {
         ("latency", latency()),
         ("throughput", throughput()),
         ("scaling", scaling()),
+        ("load", load()),
         ("memory", memory()),
         ("placement", placement()),
         ("conformance", conformance()),
@@ -954,6 +1027,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
         [
             "throughput",
             "scaling",
+            "load",
             "memory",
             "placement",
             "conformance",
@@ -963,7 +1037,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(
         md.contains(
-            "Not measured in this run: throughput, scaling, memory, placement, conformance, leak"
+            "Not measured in this run: throughput, scaling, load, memory, placement, conformance, leak"
         ),
         "{md}"
     );
@@ -1200,10 +1274,11 @@ mod publishing {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const EXPECTED: [&str; 7] = [
+    const EXPECTED: [&str; 8] = [
         "latency",
         "throughput",
         "scaling",
+        "load",
         "memory",
         "placement",
         "conformance",

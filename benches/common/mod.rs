@@ -239,6 +239,45 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
+/// Descriptors kept free for the runtime, files and criterion.
+pub const FD_RESERVE: u64 = 256;
+
+/// Descriptors `conns` connections to `stack` take in this process: both
+/// ends of an in-process connection hold one here.
+pub fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
+    let per_conn = if stack.host() == stacks::Host::InProcess {
+        2
+    } else {
+        1
+    };
+    conns as u64 * per_conn
+}
+
+/// Splits `cases` (in their order) into blocks whose `conns` connections
+/// each fit in this process's free descriptors together, packed first-fit,
+/// so that as many cases as possible share interleaved rounds.
+pub fn pack_by_fds<T: Copy>(
+    cases: &[T],
+    stack_of: impl Fn(T) -> &'static StackInfo,
+    conns: usize,
+) -> Vec<Vec<T>> {
+    let room = fd_limit().saturating_sub(open_fds() + FD_RESERVE);
+    let mut packed: Vec<Vec<T>> = Vec::new();
+    let mut used = 0;
+    for &case in cases {
+        let needed = fds_for(stack_of(case), conns);
+        match packed.last_mut() {
+            Some(block) if used + needed <= room => block.push(case),
+            _ => {
+                packed.push(vec![case]);
+                used = 0;
+            }
+        }
+        used += needed;
+    }
+    packed
+}
+
 /// The stacks a bench measures: those `WSBENCH_STACKS` names (a
 /// comma-separated list, or `all`), by default every stack of the table,
 /// but in a quick run only the in-process ones (the Rust stacks and the

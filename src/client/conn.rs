@@ -193,7 +193,7 @@ impl Connection {
         ClientError::of(&self.stack, kind)
     }
 
-    fn prepare(&mut self, spec: MessageSpec) {
+    pub(super) fn prepare(&mut self, spec: MessageSpec) {
         if self.prepared.as_ref().is_some_and(|p| p.spec == spec) {
             return;
         }

@@ -147,6 +147,13 @@ pub enum ErrorKind {
     #[error("server did not close the TCP connection after the close handshake")]
     NoTcpClose,
 
+    /// An open-loop run ended with echoes owed: none came for `waited`.
+    #[error("{missing} echoes missing (message {first} the first) after {:.1} s without any: dropped, or the server stalled or died", .waited.as_secs_f64())]
+    MissingEchoes {
+        missing: u64,
+        waited: Duration,
+        first: u64,
+    },
     /// A counted run verified fewer (or more) round trips than asked.
     #[error("{verified} round trips verified, {expected} expected")]
     RoundTrips { verified: u64, expected: u64 },

@@ -17,6 +17,8 @@
 //!   no I/O (unit-tested on byte slices);
 //! - `blocking`: the driver for a lone connection (blocking system calls);
 //! - `tokio_driver`: the driver for many connections through the runtime;
+//! - [`open_loop`]: the driver that sends on a schedule fixed in advance,
+//!   whatever the echoes do, in an epoll loop of its own;
 //! - `conn`: a [`Connection`], its opening, and which driver runs it;
 //! - `frames`: single frames for the probe and tests (`send_frame`,
 //!   `recv_frame`, `ping`, `close`...);
@@ -40,6 +42,7 @@ mod codec;
 mod conn;
 mod error;
 mod frames;
+pub mod open_loop;
 pub mod payload;
 mod tokio_driver;
 mod watchdog;
@@ -47,6 +50,7 @@ pub mod wire;
 
 pub use conn::Connection;
 pub use error::{ClientError, ErrorKind};
+pub use open_loop::{Arrivals, OpenLoop, OpenLoopRun};
 
 /// How long a connection (TCP connect plus handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

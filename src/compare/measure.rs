@@ -33,7 +33,7 @@ use crate::placement::Placement;
 use crate::results::{self, Measurement, Recorder, RunInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings};
 use crate::stacks::{self, Runtime, ServerHandle, StackInfo};
-use crate::workload::{self, IdleOpening, Sample};
+use crate::workload::{self, Figures, IdleOpening, Sample};
 
 /// The results group name a round's figures carry.
 pub const GROUP: &str = "compare";

@@ -33,6 +33,9 @@ pub fn key_metrics(group: &str) -> &'static [&'static Metric] {
             &metrics::RTT_P99_US,
             &metrics::HANDSHAKES_PER_S,
         ],
+        // The steps of the sweep are measured once each; the equal-work
+        // rounds are what pairs the stacks.
+        "load" => &[&metrics::SERVER_CPU_MS_PER_MILLION_MSGS],
         "memory" => &[
             &metrics::LIVE_BYTES_PER_IDLE_CONN,
             &metrics::SERVER_ALLOC_BYTES_PER_RTT,

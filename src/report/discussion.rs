@@ -1462,6 +1462,7 @@ fn format_measurement(m: &Measurement, v: f64) -> String {
 
 fn format_unit(unit: Unit, v: f64) -> String {
     match unit {
+        Unit::Milliseconds => format!("{} ms", grouped(v, 1)),
         Unit::Microseconds => format!("{} µs", grouped(v, 1)),
         Unit::Nanoseconds => format!("{} ns", grouped(v, 0)),
         Unit::MibPerS if v.abs() < 100.0 => format!("{} MiB/s", grouped(v, 1)),

@@ -38,6 +38,12 @@ fn group_blurb(group: &str) -> Option<&'static str> {
         "latency" => "Round trips on one connection with one message in flight.",
         "throughput" => "Messages streamed with a window of messages in flight.",
         "scaling" => "Many concurrent connections; `connect` is the rate of new handshakes.",
+        "load" => {
+            "Fixed offered rates, open loop: each step is a fraction (`step`) of the stack's own closed-loop \
+             rate; `corrected_*` is latency from the intended send time, `rtt_p99_us` from the actual send; \
+             the knees are the highest offered rate within a p99 limit with 99% answered; \
+             `server_cpu_ms_per_million_msgs` is every stack at one common `rate`."
+        }
         "memory" => "Allocations per round trip, and live bytes per idle connection under each settings profile.",
         "placement" => {
             "The same round trip with the threads placed differently; `rtt_cv` is the coefficient of \
@@ -65,9 +71,30 @@ fn better_of(name: &str) -> Option<Better> {
         .filter(|b| *b != Better::Neither)
 }
 
+/// The load group's tables in reading order: the knees, equal work, then
+/// each step's figures.
+const LOAD_ORDER: &[&metrics::Metric] = &[
+    &metrics::KNEE_MSGS_PER_S,
+    &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
+    &metrics::OFFERED_MSGS_PER_S,
+    &metrics::MSGS_PER_S,
+    &metrics::CORRECTED_P50_US,
+    &metrics::CORRECTED_P99_US,
+    &metrics::CORRECTED_P999_US,
+    &metrics::CORRECTED_MAX_US,
+    &metrics::RTT_P99_US,
+    &metrics::CLIENT_LATENESS_P99_US,
+    &metrics::CLIENT_LATENESS_MAX_US,
+    &metrics::CLIENT_BEHIND,
+];
+
 /// Key metrics first, then the known ones in their order, then the rest by name.
 fn metric_order(group: &str, metric: &str) -> (usize, usize, String) {
-    let keys = key_metrics(group);
+    let keys: &[&metrics::Metric] = if group == "load" {
+        LOAD_ORDER
+    } else {
+        key_metrics(group)
+    };
     match keys.iter().position(|k| k.name == metric) {
         Some(i) => (0, i, String::new()),
         None => match metrics::ALL.iter().position(|m| m.name == metric) {
@@ -381,6 +408,9 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
             }
             let _ = writeln!(out);
         }
+        if name == "load" {
+            load_notes(out, group);
+        }
     }
     for source in used_marks {
         let mark = marks.mark(&source);
@@ -388,6 +418,34 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
             out,
             "{mark} from `{source}`: {}.  ",
             source_meaning(&source)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// What the load group's tables cannot say in a number: knees the sweep
+/// did not bracket, and steps where the client fell behind.
+fn load_notes(out: &mut String, group: &GroupResults) {
+    let noted: Vec<&Measurement> = group
+        .measurements
+        .iter()
+        .filter(|m| {
+            m.metric == metrics::KNEE_MSGS_PER_S.name
+                || (m.metric == metrics::CLIENT_BEHIND.name && m.value > 0.0)
+        })
+        .filter(|m| m.detail.as_deref().is_some_and(|d| !d.is_empty()))
+        .collect();
+    if noted.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Notes on these figures:\n");
+    for m in noted {
+        let _ = writeln!(
+            out,
+            "- `{}` ({}): {}",
+            m.bench,
+            m.stack,
+            m.detail.as_deref().unwrap_or_default()
         );
     }
     let _ = writeln!(out);

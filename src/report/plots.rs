@@ -404,6 +404,111 @@ fn cpu_per_msg(file: &ResultsFile) -> Result<String, String> {
     .map_err(|e| e.to_string())
 }
 
+/// One line per stack of the `load` group's steps at `conns`
+/// connections: `metric` against the rate each step offered (read from
+/// the same step's `offered_msgs_per_s`), both axes logarithmic when the
+/// values span enough.
+fn load_curve(
+    file: &ResultsFile,
+    conns: u64,
+    metric: &'static Metric,
+    title: &str,
+    y_label: &str,
+    y_scale: Option<Scale>,
+) -> Result<String, String> {
+    let at_conns = |m: &&Measurement| {
+        m.params.get("conns").and_then(Value::as_u64) == Some(conns)
+            && m.params.contains_key("step")
+    };
+    let ys: Vec<&Measurement> = figures(file, "load", &[metric])
+        .into_iter()
+        .filter(at_conns)
+        .collect();
+    if ys.is_empty() {
+        return Err(format!(
+            "no {} figures at {conns} connections in the load group",
+            metric.name
+        ));
+    }
+    let offered: BTreeMap<(&str, &str), f64> =
+        figures(file, "load", &[&metrics::OFFERED_MSGS_PER_S])
+            .into_iter()
+            .filter(at_conns)
+            .map(|m| ((m.stack.as_str(), m.bench.as_str()), m.value))
+            .collect();
+    let behind: Vec<String> = figures(file, "load", &[&metrics::CLIENT_BEHIND])
+        .into_iter()
+        .filter(at_conns)
+        .filter(|m| m.value > 0.0)
+        .map(|m| {
+            format!(
+                "{} at step {}",
+                m.stack,
+                m.param("step").unwrap_or_default()
+            )
+        })
+        .collect();
+    let stacks = ordered_stacks(ys.iter().map(|m| m.stack.as_str()));
+    let (main, odd) = odd_sources(&ys);
+    let series: Vec<Series> = stacks
+        .iter()
+        .map(|stack| {
+            let mut points: Vec<(f64, f64)> = ys
+                .iter()
+                .filter(|m| &m.stack == stack)
+                .filter_map(|m| {
+                    offered
+                        .get(&(m.stack.as_str(), m.bench.as_str()))
+                        .map(|x| (*x, m.value))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: stack_label(stack, &odd),
+                colour: stack_colour(stack),
+                dashed: stack == FLOOR_STACK,
+                points,
+            }
+        })
+        .collect();
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    let x = Axis::new(
+        "offered rate (messages per second)",
+        Scale::auto(xs.iter().copied(), 8.0),
+    );
+    let y_values = ys.iter().map(|m| m.value);
+    let y = Axis::new(
+        y_label,
+        y_scale.unwrap_or_else(|| Scale::auto(y_values, 20.0)),
+    );
+    let mut notes: Vec<String> = odd_note(&main, &odd).into_iter().collect();
+    notes.push(
+        "Each stack's steps are fractions of its own closed-loop rate, so the lines cover different rates."
+            .to_string(),
+    );
+    if !behind.is_empty() {
+        notes.push(format!(
+            "The client was behind its schedule (these points are the client's): {}.",
+            behind.join(", ")
+        ));
+    }
+    LineChart {
+        title: title.to_string(),
+        subtitle: format!(
+            "{conns} connections, 32 B binary messages, open loop at a constant rate"
+        ),
+        x,
+        y,
+        series,
+        notes,
+    }
+    .to_svg()
+    .map_err(|e| e.to_string())
+}
+
 /// Every chart, in the order the summary lists them.
 pub fn all(file: &ResultsFile) -> Vec<Plot> {
     vec![
@@ -461,6 +566,54 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     x_format: fmt_count,
                     prefer: vec![],
                 },
+            ),
+        },
+        Plot {
+            file: "load_p99_100.svg",
+            title: "p99 latency from the intended send against offered rate, 100 connections",
+            outcome: load_curve(
+                file,
+                100,
+                &metrics::CORRECTED_P99_US,
+                "p99 latency against offered rate, 100 connections",
+                "p99 from the intended send (µs), lower is better",
+                Some(Scale::Log),
+            ),
+        },
+        Plot {
+            file: "load_p99_1000.svg",
+            title: "p99 latency from the intended send against offered rate, 1,000 connections",
+            outcome: load_curve(
+                file,
+                1000,
+                &metrics::CORRECTED_P99_US,
+                "p99 latency against offered rate, 1,000 connections",
+                "p99 from the intended send (µs), lower is better",
+                Some(Scale::Log),
+            ),
+        },
+        Plot {
+            file: "load_cpu_100.svg",
+            title: "Server CPU per message against offered rate, 100 connections",
+            outcome: load_curve(
+                file,
+                100,
+                &metrics::SERVER_CPU_NS_PER_MSG,
+                "Server CPU per message against offered rate, 100 connections",
+                "server CPU per message (ns), lower is better",
+                None,
+            ),
+        },
+        Plot {
+            file: "load_cpu_1000.svg",
+            title: "Server CPU per message against offered rate, 1,000 connections",
+            outcome: load_curve(
+                file,
+                1000,
+                &metrics::SERVER_CPU_NS_PER_MSG,
+                "Server CPU per message against offered rate, 1,000 connections",
+                "server CPU per message (ns), lower is better",
+                None,
             ),
         },
         Plot {

@@ -1,0 +1,445 @@
+//! At the rate my service will see, what latency do users get, and at what
+//! rate does the stack fall over? Each stack is offered fixed rates of
+//! 32-byte messages over 100 and 1,000 connections, open loop: the client
+//! sends on a schedule fixed in advance and never waits for an echo (see
+//! `wsbench::client::open_loop`), so a stall delays every message meant
+//! for its duration, as it would a user's. The rates are fractions of the
+//! stack's own closed-loop rate, measured first in the same run, from a
+//! tenth of it to past it, dense near it.
+//!
+//! Per step: the rate achieved, latency from the intended send time
+//! (corrected) at p50/p99/p99.9/max, the uncorrected p99 (from the actual
+//! send), the client's lateness, and server and client CPU per message.
+//! From the steps, per stack: the knee (the highest offered rate whose p99
+//! stays within 1 ms, and within 10 ms, with 99% of it answered). Then,
+//! in interleaved rounds, every stack at one rate they all sustain: the
+//! server CPU a million messages cost (equal work).
+//!
+//! The server's threads have a core of their own (split-cores): on one
+//! shared core the client's own CPU would halve what the server can take,
+//! and the knee would be the two together.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wsbench::client::{open_loop, Budget, Connection, MessageSpec, OpenLoop, PayloadKind};
+use wsbench::metrics::{self, Metric, Source};
+use wsbench::placement::Placement;
+use wsbench::rounds::{self, RoundPlan};
+use wsbench::settings::Profile;
+use wsbench::stacks::{ServerHandle, StackInfo};
+use wsbench::workload::{self, Figures, LoadSample};
+
+// No counting allocator: as in the scaling group, its cost would land on
+// whichever stack allocates more.
+
+const SIZE_BYTES: usize = 32;
+
+/// Offered rates as fractions of the stack's closed-loop rate: from a
+/// tenth to twice it, dense near it. An open loop gets more through than
+/// the closed one (queued messages share reads and writes), so the knee
+/// at 10 ms lies above 1; where the client cannot offer a step on time,
+/// that step is flagged and the knee says so.
+const STEPS: &[f64] = &[0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0];
+const QUICK_STEPS: &[f64] = &[0.3, 0.7, 1.0, 1.5];
+
+/// The p99 limits a knee is read at, in microseconds.
+const P99_LIMITS_US: &[f64] = &[1_000.0, 10_000.0];
+
+/// A step counts toward the knee when this share of its offered rate was
+/// answered.
+const ACHIEVED_SHARE: f64 = 0.99;
+
+/// What each step records.
+const STEP_FIGURES: &[&Metric] = &[
+    &metrics::OFFERED_MSGS_PER_S,
+    &metrics::MSGS_PER_S,
+    &metrics::CORRECTED_P50_US,
+    &metrics::CORRECTED_P99_US,
+    &metrics::CORRECTED_P999_US,
+    &metrics::CORRECTED_MAX_US,
+    &metrics::RTT_P99_US,
+    &metrics::CLIENT_LATENESS_P99_US,
+    &metrics::CLIENT_LATENESS_MAX_US,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
+/// What the rounds at the common rate record.
+const EQUAL_WORK_FIGURES: &[&Metric] = &[
+    &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::MSGS_PER_S,
+    &metrics::CORRECTED_P99_US,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
+/// The plan of one run mode.
+struct Plan {
+    conn_counts: Vec<usize>,
+    steps: &'static [f64],
+    /// Each step's measured run, and the warm-up run before it.
+    step: Duration,
+    step_warm_up: Duration,
+    closed_loop: RoundPlan,
+    equal_work: RoundPlan,
+}
+
+impl Plan {
+    fn of(mode: &Mode) -> Plan {
+        if !mode.bench {
+            // Test mode: every stack once through every phase, briefly.
+            return Plan {
+                conn_counts: vec![10],
+                steps: &[0.5, 1.1],
+                step: Duration::from_millis(30),
+                step_warm_up: Duration::from_millis(10),
+                closed_loop: mode.round_plan(3, Duration::from_millis(200)),
+                equal_work: mode.round_plan(6, Duration::from_millis(300)),
+            };
+        }
+        Plan {
+            conn_counts: mode.pick(vec![100, 1000], vec![100]),
+            steps: mode.pick(STEPS, QUICK_STEPS),
+            step: mode.pick(Duration::from_millis(400), Duration::from_millis(200)),
+            step_warm_up: mode.pick(Duration::from_millis(100), Duration::from_millis(50)),
+            closed_loop: mode.round_plan(3, Duration::from_millis(200)),
+            equal_work: mode.round_plan(6, Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Each step a stack was offered: its rate and what it measured.
+type Steps = Vec<(f64, LoadSample)>;
+
+/// One stack at one connection count.
+struct Case<'a> {
+    stack: &'static StackInfo,
+    server: &'a ServerHandle,
+    conns: Vec<Connection>,
+    /// The closed-loop rate, measured first.
+    closed_loop_per_s: f64,
+    steps: Steps,
+}
+
+fn main() {
+    let mode = Mode::from_env_placing(Placement::SplitCores);
+    let rt = client_runtime(&mode);
+    let mut rec = Recorder::new("load", &mode);
+    let plan = Plan::of(&mode);
+    let echo = mode.echo;
+    let settings = mode.settings_echoing(Profile::Suite, echo);
+    let mut servers: Vec<(&'static StackInfo, ServerHandle)> = Vec::new();
+    for stack in stacks_to_measure(&mode) {
+        let server = start_server(stack, &settings, &format!("load/{}", stack.name));
+        servers.push((stack, server));
+    }
+    for &conns in &plan.conn_counts {
+        let indices: Vec<usize> = (0..servers.len()).collect();
+        let blocks = pack_by_fds(&indices, |i| servers[i].0, conns);
+        let mut measured: Vec<(usize, f64, Steps)> = Vec::new();
+        for (b, members) in blocks.iter().enumerate() {
+            let block = block_name("load", conns, b, blocks.len());
+            let mut cases: Vec<Case> = members
+                .iter()
+                .map(|&i| {
+                    let (stack, server) = &servers[i];
+                    Case {
+                        stack,
+                        server,
+                        conns: open_connections(
+                            &rt,
+                            server,
+                            conns,
+                            &bench_id(stack, conns, "open"),
+                        ),
+                        closed_loop_per_s: 0.0,
+                        steps: Vec::new(),
+                    }
+                })
+                .collect();
+            closed_loop_rates(&rt, &mut cases, plan.closed_loop, &block, &mut rec);
+            sweep(&mut cases, &plan, &mut rec);
+            for (case, &i) in cases.into_iter().zip(members) {
+                close_connections(&rt, case.conns, &bench_id(case.stack, conns, "close"));
+                measured.push((i, case.closed_loop_per_s, case.steps));
+            }
+            rec.flush();
+        }
+        for (i, _, steps) in &measured {
+            record_knees(&mut rec, servers[*i].0, conns, steps);
+        }
+        let common = common_rate(
+            measured
+                .iter()
+                .map(|(_, c, steps)| sustained_rate(*c, steps)),
+        );
+        eprintln!(
+            "wsbench: load/{conns}: every stack at {common} msgs/s for the equal-work rounds"
+        );
+        for (b, members) in blocks.iter().enumerate() {
+            let block = block_name("load/equal-work", conns, b, blocks.len());
+            let mut cases: Vec<(&'static StackInfo, &ServerHandle, Vec<Connection>)> = members
+                .iter()
+                .map(|&i| {
+                    let (stack, server) = &servers[i];
+                    let conns =
+                        open_connections(&rt, server, conns, &bench_id(stack, conns, "open"));
+                    (*stack, server, conns)
+                })
+                .collect();
+            equal_work(&mut cases, common, &plan, &block, &mut rec);
+            for (stack, _, c) in cases {
+                close_connections(&rt, c, &bench_id(stack, conns, "close"));
+            }
+            rec.flush();
+        }
+    }
+    for (_, server) in servers {
+        stop_server(server);
+    }
+    rec.finish();
+}
+
+fn bench_id(stack: &StackInfo, conns: usize, what: &str) -> String {
+    format!("load/{}/{conns}/{what}", stack.name)
+}
+
+/// The rounds' block: one per connection count unless the descriptors
+/// split the stacks into several (then their figures are not paired).
+fn block_name(prefix: &str, conns: usize, b: usize, blocks: usize) -> String {
+    if blocks == 1 {
+        format!("{prefix}/{conns}")
+    } else {
+        format!("{prefix}/{conns}/part-{}", b + 1)
+    }
+}
+
+fn step_params(conns: usize, step: f64) -> wsbench::results::Params {
+    params(&[
+        ("conns", v(conns)),
+        ("size_bytes", v(SIZE_BYTES)),
+        ("step", v(step)),
+        ("arrivals", v(open_loop::Arrivals::Constant.as_str())),
+    ])
+}
+
+/// Each stack's closed-loop rate at this connection count (one message in
+/// flight per connection), in interleaved rounds: the scale of its sweep.
+fn closed_loop_rates(
+    rt: &tokio::runtime::Runtime,
+    cases: &mut [Case<'_>],
+    plan: RoundPlan,
+    block: &str,
+    rec: &mut Recorder,
+) {
+    let spec = MessageSpec {
+        size_bytes: SIZE_BYTES,
+        kind: PayloadKind::Binary,
+        window: 1,
+    };
+    let samples = rounds::interleave(cases, plan, |case, budget: Budget| {
+        workload::round_trips(rt, &mut case.conns, spec, budget, case.server.pid)
+    })
+    .unwrap_or_else(|(i, e)| {
+        fail(&format!(
+            "benchmark {}: {e}",
+            bench_id(cases[i].stack, cases[i].conns.len(), "closed-loop")
+        ))
+    });
+    for (case, samples) in cases.iter_mut().zip(&samples) {
+        let conns = case.conns.len();
+        let p = params(&[
+            ("conns", v(conns)),
+            ("size_bytes", v(SIZE_BYTES)),
+            ("window", v(1)),
+        ]);
+        rec.add_rounds(
+            &bench_id(case.stack, conns, "closed-loop"),
+            case.stack,
+            &p,
+            block,
+            samples,
+            &[&metrics::MSGS_PER_S],
+        );
+        let rates: Vec<f64> = samples
+            .iter()
+            .map(|s| {
+                s.figure(&metrics::MSGS_PER_S)
+                    .expect("round trips measure it")
+                    .0
+            })
+            .collect();
+        case.closed_loop_per_s = wsbench::compare::stats::median(&rates).unwrap_or(0.0);
+    }
+}
+
+/// Every step, every stack in turn within it (so drift over the sweep
+/// hits all alike), each at its own fraction of its closed-loop rate.
+fn sweep(cases: &mut [Case<'_>], plan: &Plan, rec: &mut Recorder) {
+    for (n, &step) in plan.steps.iter().enumerate() {
+        for i in rounds::order(cases.len(), n) {
+            let case = &mut cases[i];
+            let conns = case.conns.len();
+            let id = bench_id(case.stack, conns, &format!("{step}"));
+            let rate = (step * case.closed_loop_per_s).max(1.0);
+            let spec = OpenLoop::constant(rate, plan.step);
+            let sample =
+                workload::offered_load(&mut case.conns, spec, plan.step_warm_up, case.server.pid)
+                    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+            let p = step_params(conns, step);
+            rec.add_sample(&id, case.stack, &p, &sample, STEP_FIGURES);
+            // Whether the client kept its schedule, with the reason if not.
+            let behind = sample.run.behind();
+            if let Some(why) = &behind {
+                eprintln!("wsbench: {id}: {why}");
+            }
+            let (value, source) = sample.figure(&metrics::CLIENT_BEHIND).expect("measured");
+            rec.add(&id, case.stack, &p, &metrics::CLIENT_BEHIND, value, source)
+                .detail = behind;
+            case.steps.push((rate, sample));
+        }
+    }
+}
+
+/// Whether a step met `limit_us` at p99 with [`ACHIEVED_SHARE`] of its
+/// rate answered.
+fn within(sample: &LoadSample, rate: f64, limit_us: f64) -> bool {
+    let p99 = sample
+        .figure(&metrics::CORRECTED_P99_US)
+        .expect("measured")
+        .0;
+    sample.run.achieved_per_s() >= ACHIEVED_SHARE * rate && p99 <= limit_us
+}
+
+/// The knees of one stack's sweep, at each limit.
+fn record_knees(
+    rec: &mut Recorder,
+    stack: &'static StackInfo,
+    conns: usize,
+    steps: &[(f64, LoadSample)],
+) {
+    for &limit in P99_LIMITS_US {
+        let p = params(&[
+            ("conns", v(conns)),
+            ("size_bytes", v(SIZE_BYTES)),
+            ("p99_limit_us", v(limit)),
+        ]);
+        let id = format!("load/{}/{conns}/knee-{limit}us", stack.name);
+        let knee = steps
+            .iter()
+            .filter(|(rate, s)| within(s, *rate, limit))
+            .map(|(rate, _)| *rate)
+            .fold(None, |best: Option<f64>, r| {
+                Some(best.map_or(r, |b| b.max(r)))
+            });
+        let top = steps.iter().map(|(r, _)| *r).fold(0.0, f64::max);
+        let lowest = steps.iter().map(|(r, _)| *r).fold(f64::INFINITY, f64::min);
+        // The first step above the knee that failed: was it the client's?
+        let above_failed_behind = steps
+            .iter()
+            .filter(|(rate, s)| knee.is_none_or(|k| *rate > k) && !within(s, *rate, limit))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .is_some_and(|(_, s)| s.run.behind().is_some());
+        let detail = match knee {
+            None => Some(format!(
+                "no step met a p99 of {limit} µs; the lowest offered {lowest:.0} msgs/s"
+            )),
+            Some(k) if k >= top => Some(
+                "the sweep's top step met the limit: the knee lies higher".to_string(),
+            ),
+            Some(_) if above_failed_behind => Some(
+                "the client was behind its schedule at the step above: the knee is at least this, and may be the client's".to_string(),
+            ),
+            Some(_) => None,
+        };
+        let m = rec.add(
+            &id,
+            stack,
+            &p,
+            &metrics::KNEE_MSGS_PER_S,
+            knee.unwrap_or(0.0),
+            Source::Sweep,
+        );
+        m.detail = detail;
+    }
+}
+
+/// The highest step a stack sustained within the looser limit: what the
+/// common rate must stay under. A stack that sustained none bounds it by
+/// half its closed-loop rate.
+fn sustained_rate(closed_loop_per_s: f64, steps: &[(f64, LoadSample)]) -> f64 {
+    let limit = *P99_LIMITS_US.last().expect("limits");
+    steps
+        .iter()
+        .filter(|(rate, s)| within(s, *rate, limit))
+        .map(|(rate, _)| *rate)
+        .fold(closed_loop_per_s * 0.5, f64::max)
+        .min(closed_loop_per_s)
+}
+
+/// Half the lowest sustained rate, rounded down to 1, 2 or 5 times a power
+/// of ten, so that it reads as a round figure and stays well inside every
+/// stack's capacity.
+fn common_rate(sustained: impl Iterator<Item = f64>) -> f64 {
+    let lowest = sustained.fold(f64::INFINITY, f64::min);
+    if !lowest.is_finite() || lowest < 2.0 {
+        return 1.0;
+    }
+    let half = lowest / 2.0;
+    let decade = 10f64.powf(half.log10().floor());
+    let mantissa = [5.0, 2.0, 1.0]
+        .into_iter()
+        .find(|m| m * decade <= half)
+        .unwrap_or(1.0);
+    mantissa * decade
+}
+
+/// Every stack at `rate` in interleaved rounds: CPU per million messages.
+fn equal_work(
+    cases: &mut [(&'static StackInfo, &ServerHandle, Vec<Connection>)],
+    rate: f64,
+    plan: &Plan,
+    block: &str,
+    rec: &mut Recorder,
+) {
+    let stretch = plan.equal_work.stretch;
+    let warm_up = plan.equal_work.warm_up;
+    // The warm-up is the workload's own run before each measured one.
+    let rounds_plan = RoundPlan {
+        warm_up: Duration::ZERO,
+        ..plan.equal_work
+    };
+    let samples = rounds::interleave(cases, rounds_plan, |(_, server, conns), _budget| {
+        workload::offered_load(
+            conns,
+            OpenLoop::constant(rate, stretch),
+            warm_up,
+            server.pid,
+        )
+    })
+    .unwrap_or_else(|(i, e)| {
+        fail(&format!(
+            "benchmark {}: {e}",
+            bench_id(cases[i].0, cases[i].2.len(), "equal-work")
+        ))
+    });
+    for ((stack, _, conns), samples) in cases.iter().zip(&samples) {
+        let conns = conns.len();
+        let p = params(&[
+            ("conns", v(conns)),
+            ("size_bytes", v(SIZE_BYTES)),
+            ("rate", v(rate)),
+        ]);
+        let id = bench_id(stack, conns, "equal-work");
+        rec.add_rounds(&id, stack, &p, block, samples, EQUAL_WORK_FIGURES);
+        for s in samples {
+            if let Some(why) = s.run.behind() {
+                eprintln!("wsbench: {id}: {why}");
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The open-loop client (`wsbench::client::open_loop`): it keeps its
+//! schedule, says when it cannot, shows the stalls a closed loop hides
+//! (coordinated omission), and still fails on any wrong or missing echo,
+//! naming the stack.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use wsbench::client::{self, open_loop, Arrivals, Connection, ErrorKind, OpenLoop, Target};
+use wsbench::stacks::Protocol;
+
+const STACK: &str = "open-loop-test-server";
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Echoes everything.
+    Echo,
+    /// Never echoes message `n` (counting from 0) of a connection.
+    Drop(u64),
+    /// Flips a byte of message `n`'s echo.
+    Corrupt(u64),
+    /// Echoes the first `n` messages of a connection, then nothing.
+    StallAfter(u64),
+}
+
+/// A tokio-tungstenite echo server on a thread of its own that behaves as
+/// told; returns the target the client should hit.
+fn server(how: Behaviour) -> Target {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The thread ends with the test process.
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).unwrap();
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while let Some(Ok(msg)) = ws.next().await {
+                        let this = n;
+                        n += 1;
+                        let reply = match (how, msg) {
+                            (Behaviour::Drop(k), _) if this == k => None,
+                            (Behaviour::Corrupt(k), Message::Binary(b)) if this == k => {
+                                let mut v = b.to_vec();
+                                v[20] ^= 0x20;
+                                Some(Message::Binary(v.into()))
+                            }
+                            (Behaviour::StallAfter(k), _) if this >= k => None,
+                            (_, m @ (Message::Binary(_) | Message::Text(_))) => Some(m),
+                            _ => None,
+                        };
+                        if let Some(reply) = reply {
+                            if ws.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        })
+    });
+    Target {
+        stack: STACK.into(),
+        addr,
+        host: addr.to_string(),
+        path: "/".into(),
+        protocol: Protocol::WebSocket,
+    }
+}
+
+fn connect(target: &Target, n: usize) -> (tokio::runtime::Runtime, Vec<Connection>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conns = rt.block_on(client::connect_many(target, n)).unwrap();
+    (rt, conns)
+}
+
+fn at(rate: f64, secs: f64) -> OpenLoop {
+    OpenLoop::constant(rate, Duration::from_secs_f64(secs))
+}
+
+fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1e6
+}
+
+/// The point of the open loop: a 50 ms stall once a second shows in the
+/// corrected p99.9 (every message meant for the stall waits), while a
+/// closed loop at the same rate, timed from the actual send, sees one
+/// slow round trip per stall and misses most of it.
+#[test]
+fn a_stall_shows_open_loop_and_hides_from_a_closed_loop() {
+    let target = pausing_server();
+    let (_rt, mut conns) = connect(&target, 1);
+    let open = open_loop::run(&mut conns, at(2000.0, 3.0)).unwrap();
+    let closed = open_loop::run(
+        &mut conns,
+        OpenLoop {
+            window: Some(1),
+            ..at(2000.0, 3.0)
+        },
+    )
+    .unwrap();
+    let summary = format!(
+        "open: corrected p99.9 {:.1} ms, uncorrected {:.1} ms; closed: corrected {:.1} ms, uncorrected {:.1} ms",
+        ms(&open.corrected, 0.999),
+        ms(&open.uncorrected, 0.999),
+        ms(&closed.corrected, 0.999),
+        ms(&closed.uncorrected, 0.999)
+    );
+    assert!(ms(&open.corrected, 0.999) >= 40.0, "{summary}");
+    assert!(ms(&closed.uncorrected, 0.999) < 40.0, "{summary}");
+    // The correction recovers what the closed loop's own timing hides.
+    assert!(ms(&closed.corrected, 0.999) >= 40.0, "{summary}");
+    assert_eq!(open.sent, 6000, "{summary}");
+    assert_eq!(closed.sent, 6000, "{summary}");
+}
+
+/// An echo server for one connection whose thread stops for 50 ms once a
+/// second (a collector's pause, a blocking call).
+fn pausing_server() -> Target {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        let mut last_pause = Instant::now();
+        while let Ok(msg) = ws.read() {
+            if last_pause.elapsed() >= Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(50));
+                last_pause = Instant::now();
+            }
+            if (msg.is_binary() || msg.is_text()) && ws.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    Target {
+        stack: STACK.into(),
+        addr,
+        host: addr.to_string(),
+        path: "/".into(),
+        protocol: Protocol::WebSocket,
+    }
+}
+
+/// At a low rate the client sends exactly what the schedule says, whatever
+/// the spacing, and every echo comes back verified.
+#[test]
+fn the_schedule_is_kept() {
+    let target = server(Behaviour::Echo);
+    let (_rt, mut conns) = connect(&target, 10);
+    for arrivals in [Arrivals::Constant, Arrivals::Poisson] {
+        let spec = OpenLoop {
+            arrivals,
+            ..at(1000.0, 2.0)
+        };
+        let started = Instant::now();
+        let run = open_loop::run(&mut conns, spec).unwrap();
+        let expected = 2000.0;
+        let off = (run.sent as f64 - expected).abs() / expected;
+        let tolerance = match arrivals {
+            Arrivals::Constant => 0.01,
+            // A Poisson count of mean 2,000 has a standard deviation of 45;
+            // the seed is fixed, so this is one draw, well inside.
+            Arrivals::Poisson => 0.05,
+        };
+        assert!(
+            off <= tolerance,
+            "{arrivals:?}: {} sent, {expected} scheduled",
+            run.sent
+        );
+        assert_eq!(run.corrected.len(), run.sent);
+        assert_eq!(run.lateness.len(), run.sent);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{arrivals:?}: a 2 s schedule took {:?}",
+            started.elapsed()
+        );
+        // Sent on time: the achieved rate is the offered one.
+        assert!(
+            run.achieved_per_s() > 0.95 * 1000.0,
+            "{arrivals:?}: {}",
+            run.achieved_per_s()
+        );
+    }
+}
+
+/// A client that cannot keep up with its schedule says so, instead of
+/// passing its own delay off as the server's latency.
+#[test]
+fn a_client_slower_than_its_schedule_is_flagged() {
+    let target = server(Behaviour::Echo);
+    let (_rt, mut conns) = connect(&target, 4);
+    let slow = OpenLoop {
+        // 200 µs of client CPU per message at 10,000 msgs/s: twice what
+        // one thread can do.
+        busy_per_send: Duration::from_micros(200),
+        ..at(10_000.0, 0.5)
+    };
+    let run = open_loop::run(&mut conns, slow).unwrap();
+    let why = run
+        .behind()
+        .expect("a client at twice its capacity is behind");
+    assert!(why.contains("held them back"), "{why}");
+    assert!(
+        Duration::from_nanos(run.lateness.value_at_quantile(0.99)) > open_loop::LATENESS_BOUND,
+        "{why}"
+    );
+}
+
+/// Runs a short open-loop schedule against a faulty server and returns the
+/// error, checking that it names the stack and came within a bound.
+fn error_against(how: Behaviour) -> ErrorKind {
+    let target = server(how);
+    let (_rt, mut conns) = connect(&target, 4);
+    let spec = OpenLoop {
+        stall_timeout: Duration::from_secs(1),
+        ..at(2000.0, 0.5)
+    };
+    let started = Instant::now();
+    let err = open_loop::run(&mut conns, spec).expect_err("a faulty server must fail the run");
+    assert_eq!(err.stack, STACK, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("stack {STACK}: ")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    err.kind
+}
+
+#[test]
+fn a_dropped_echo_fails_the_run() {
+    let kind = error_against(Behaviour::Drop(30));
+    assert!(
+        matches!(kind, ErrorKind::OutOfOrder { seq: 30, .. }),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn a_corrupted_echo_fails_the_run() {
+    let kind = error_against(Behaviour::Corrupt(30));
+    assert!(
+        matches!(kind, ErrorKind::Differs { seq: 30, .. }),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn echoes_missing_at_the_end_fail_the_run() {
+    let kind = error_against(Behaviour::StallAfter(30));
+    assert!(
+        matches!(kind, ErrorKind::MissingEchoes { first: 30, .. }),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn nonsense_is_refused() {
+    let target = server(Behaviour::Echo);
+    let (_rt, mut conns) = connect(&target, 1);
+    for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let err = open_loop::run(&mut conns, at(rate, 0.1)).expect_err("no rate, no run");
+        assert!(err.to_string().contains("positive rate"), "{err}");
+    }
+}
