@@ -324,6 +324,24 @@ fn expanding_writes_nothing_when_a_claim_fails() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `run` with a load group of one figure: the committed reference run
+/// predates the group, and a publish needs every group. The figure is one
+/// of the latency group's, moved.
+fn with_load(mut run: ResultsFile) -> ResultsFile {
+    let latency = run.groups["latency"].clone();
+    let mut figure = latency.measurements[0].clone();
+    figure.group = "load".into();
+    figure.bench = format!("load/{}/100/0.5", figure.stack);
+    run.replace_group(
+        "load",
+        wsbench::results::GroupResults {
+            run: latency.run.clone(),
+            measurements: vec![figure],
+        },
+    );
+    run
+}
+
 #[test]
 fn the_report_step_expands_the_template_beside_its_directory() {
     let dir =
@@ -341,7 +359,7 @@ fn the_report_step_expands_the_template_beside_its_directory() {
     opts.criterion_dir = dir.join("criterion");
     opts.out_dir = dir.join("report");
     opts.publish_dir = dir.join("reports");
-    reference_run().save(&opts.results_path).unwrap();
+    with_load(reference_run()).save(&opts.results_path).unwrap();
     // Only a publish writes the discussion, and it needs the latency flamegraphs.
     for m in &reference_run().groups["latency"].measurements {
         let case = m.bench.splitn(3, '/').nth(2).unwrap().replace('/', "_");
@@ -370,7 +388,7 @@ fn the_report_step_expands_the_template_beside_its_directory() {
 
     // A run that contradicts the claim fails the report and leaves the
     // old discussion as it was.
-    altered("axum", "rtt_mean_us", 10.0)
+    with_load(altered("axum", "rtt_mean_us", 10.0))
         .save(&opts.results_path)
         .unwrap();
     let e = wsbench::report::publish(&opts).unwrap_err();
