@@ -52,22 +52,6 @@ const P99_LIMITS_US: &[f64] = &[1_000.0, 10_000.0];
 /// answered.
 const ACHIEVED_SHARE: f64 = 0.99;
 
-/// What each step records.
-const STEP_FIGURES: &[&Metric] = &[
-    &metrics::OFFERED_MSGS_PER_S,
-    &metrics::MSGS_PER_S,
-    &metrics::CORRECTED_P50_US,
-    &metrics::CORRECTED_P99_US,
-    &metrics::CORRECTED_P999_US,
-    &metrics::CORRECTED_MAX_US,
-    &metrics::RTT_P99_US,
-    &metrics::CLIENT_LATENESS_P99_US,
-    &metrics::CLIENT_LATENESS_MAX_US,
-    &metrics::SERVER_CPU_NS_PER_MSG,
-    &metrics::CLIENT_CPU_NS_PER_MSG,
-    &metrics::ROUND_TRIPS_VERIFIED,
-];
-
 /// What the rounds at the common rate record.
 const EQUAL_WORK_FIGURES: &[&Metric] = &[
     &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
@@ -291,7 +275,13 @@ fn sweep(cases: &mut [Case<'_>], plan: &Plan, rec: &mut Recorder) {
                 workload::offered_load(&mut case.conns, spec, plan.step_warm_up, case.server.pid)
                     .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
             let p = step_params(conns, step);
-            rec.add_sample(&id, case.stack, &p, &sample, STEP_FIGURES);
+            // Every figure but `client_behind`, which carries its reason.
+            let figures: Vec<&'static Metric> = workload::LOAD_FIGURES
+                .iter()
+                .copied()
+                .filter(|m| m.name != metrics::CLIENT_BEHIND.name)
+                .collect();
+            rec.add_sample(&id, case.stack, &p, &sample, &figures);
             // Whether the client kept its schedule, with the reason if not.
             let behind = sample.run.behind();
             if let Some(why) = &behind {

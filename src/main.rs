@@ -244,23 +244,6 @@ const RUN_METRICS: &[&Metric] = &[
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
 
-/// The metrics an open-loop run (`--rate`) reports.
-const RATE_RUN_METRICS: &[&Metric] = &[
-    &metrics::OFFERED_MSGS_PER_S,
-    &metrics::MSGS_PER_S,
-    &metrics::CORRECTED_P50_US,
-    &metrics::CORRECTED_P99_US,
-    &metrics::CORRECTED_P999_US,
-    &metrics::CORRECTED_MAX_US,
-    &metrics::RTT_P99_US,
-    &metrics::CLIENT_LATENESS_P99_US,
-    &metrics::CLIENT_LATENESS_MAX_US,
-    &metrics::CLIENT_BEHIND,
-    &metrics::CLIENT_CPU_NS_PER_MSG,
-    &metrics::SERVER_CPU_NS_PER_MSG,
-    &metrics::ROUND_TRIPS_VERIFIED,
-];
-
 /// What one `wsbench run` measured (one value per run: its size does not
 /// matter).
 #[allow(clippy::large_enum_variant)]
@@ -450,7 +433,7 @@ fn run_records(
                 if let Some(w) = l.run.spec.window {
                     p.insert("window".into(), w.into());
                 }
-                (l as &dyn Figures, RATE_RUN_METRICS, p, l.run.behind())
+                (l as &dyn Figures, workload::LOAD_FIGURES, p, l.run.behind())
             }
         };
     if let Some(url) = &args.url {

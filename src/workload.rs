@@ -214,6 +214,24 @@ impl Figures for LoadSample {
     }
 }
 
+/// What an open-loop step measures, in the order reports list it: the
+/// one list of `wsbench run --rate`, the load bench and the report.
+pub const LOAD_FIGURES: &[&Metric] = &[
+    &metrics::OFFERED_MSGS_PER_S,
+    &metrics::MSGS_PER_S,
+    &metrics::CORRECTED_P50_US,
+    &metrics::CORRECTED_P99_US,
+    &metrics::CORRECTED_P999_US,
+    &metrics::CORRECTED_MAX_US,
+    &metrics::RTT_P99_US,
+    &metrics::CLIENT_LATENESS_P99_US,
+    &metrics::CLIENT_LATENESS_MAX_US,
+    &metrics::CLIENT_BEHIND,
+    &metrics::CLIENT_CPU_NS_PER_MSG,
+    &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::ROUND_TRIPS_VERIFIED,
+];
+
 /// An open-loop run of `spec` on `conns` (see [`client::open_loop`]),
 /// after a warm-up run of `warm_up` at the same rate whose echoes are all
 /// verified and none recorded; the server's and the client's CPU are read

@@ -72,30 +72,22 @@ fn better_of(name: &str) -> Option<Better> {
 }
 
 /// The load group's tables in reading order: the knees, equal work, then
-/// each step's figures.
-const LOAD_ORDER: &[&metrics::Metric] = &[
+/// each step's figures ([`crate::workload::LOAD_FIGURES`]).
+const LOAD_HEAD: &[&metrics::Metric] = &[
     &metrics::KNEE_MSGS_PER_S,
     &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
-    &metrics::OFFERED_MSGS_PER_S,
-    &metrics::MSGS_PER_S,
-    &metrics::CORRECTED_P50_US,
-    &metrics::CORRECTED_P99_US,
-    &metrics::CORRECTED_P999_US,
-    &metrics::CORRECTED_MAX_US,
-    &metrics::RTT_P99_US,
-    &metrics::CLIENT_LATENESS_P99_US,
-    &metrics::CLIENT_LATENESS_MAX_US,
-    &metrics::CLIENT_BEHIND,
 ];
 
 /// Key metrics first, then the known ones in their order, then the rest by name.
 fn metric_order(group: &str, metric: &str) -> (usize, usize, String) {
-    let keys: &[&metrics::Metric] = if group == "load" {
-        LOAD_ORDER
+    let position = |list: &[&metrics::Metric]| list.iter().position(|k| k.name == metric);
+    let first = if group == "load" {
+        position(LOAD_HEAD)
+            .or_else(|| position(crate::workload::LOAD_FIGURES).map(|i| i + LOAD_HEAD.len()))
     } else {
-        key_metrics(group)
+        position(key_metrics(group))
     };
-    match keys.iter().position(|k| k.name == metric) {
+    match first {
         Some(i) => (0, i, String::new()),
         None => match metrics::ALL.iter().position(|m| m.name == metric) {
             Some(i) => (1, i, String::new()),
