@@ -10,6 +10,11 @@
 //! Per step: the rate achieved, latency from the intended send time
 //! (corrected) at p50/p99/p99.9/max, the uncorrected p99 (from the actual
 //! send), the client's lateness, and server and client CPU per message.
+//! Each step runs three times, rotated with the other stacks, and each
+//! figure is the median of its runs: this virtual machine stops a thread
+//! for a few milliseconds now and then (about once a second, measured by
+//! a thread spinning alone), and one such stall in a step's run sets its
+//! p99, so a single run per step put knees wherever the stalls fell.
 //! From the steps, per stack: the knee (the highest offered rate whose p99
 //! stays within 1 ms, and within 10 ms, with 99% of it answered). Then,
 //! in interleaved rounds, every stack at one rate they all sustain: the
@@ -25,6 +30,7 @@ use std::time::Duration;
 
 use common::*;
 use wsbench::client::{open_loop, Budget, Connection, MessageSpec, OpenLoop, PayloadKind};
+use wsbench::compare::stats::median;
 use wsbench::metrics::{self, Metric, Source};
 use wsbench::placement::Placement;
 use wsbench::rounds::{self, RoundPlan};
@@ -65,6 +71,8 @@ const EQUAL_WORK_FIGURES: &[&Metric] = &[
 struct Plan {
     conn_counts: Vec<usize>,
     steps: &'static [f64],
+    /// Runs per step; each figure is the median of them.
+    step_runs: usize,
     /// Each step's measured run, and the warm-up run before it.
     step: Duration,
     step_warm_up: Duration,
@@ -79,6 +87,7 @@ impl Plan {
             return Plan {
                 conn_counts: vec![10],
                 steps: &[0.5, 1.1],
+                step_runs: 3,
                 step: Duration::from_millis(30),
                 step_warm_up: Duration::from_millis(10),
                 closed_loop: mode.round_plan(3, Duration::from_millis(200)),
@@ -88,7 +97,9 @@ impl Plan {
         Plan {
             conn_counts: mode.pick(vec![100, 1000], vec![100]),
             steps: mode.pick(STEPS, QUICK_STEPS),
-            step: mode.pick(Duration::from_millis(400), Duration::from_millis(200)),
+            // Quick mode, a regression check, keeps one run per step.
+            step_runs: mode.pick(3, 1),
+            step: Duration::from_millis(200),
             step_warm_up: mode.pick(Duration::from_millis(100), Duration::from_millis(50)),
             closed_loop: mode.round_plan(3, Duration::from_millis(200)),
             equal_work: mode.round_plan(6, Duration::from_millis(300)),
@@ -96,8 +107,25 @@ impl Plan {
     }
 }
 
-/// Each step a stack was offered: its rate and what it measured.
-type Steps = Vec<(f64, LoadSample)>;
+/// What the knees read of one step: the offered rate and the medians of
+/// its runs.
+struct Step {
+    rate: f64,
+    p99_us: f64,
+    achieved_per_s: f64,
+    /// The client was behind its schedule in most of the runs.
+    behind: bool,
+    /// The share of its core the client used: its CPU per message times
+    /// the rate achieved (medians).
+    client_busy: f64,
+}
+
+/// Above this share of its core the client may be what holds a step back
+/// (on this machine its CPU per message is about the server's).
+const CLIENT_BUSY_LIMIT: f64 = 0.75;
+
+/// Each step a stack was offered.
+type Steps = Vec<Step>;
 
 /// One stack at one connection count.
 struct Case<'a> {
@@ -262,56 +290,88 @@ fn closed_loop_rates(
 }
 
 /// Every step, every stack in turn within it (so drift over the sweep
-/// hits all alike), each at its own fraction of its closed-loop rate.
+/// hits all alike), each at its own fraction of its closed-loop rate; the
+/// runs of a step rotate the stacks' order once more each.
 fn sweep(cases: &mut [Case<'_>], plan: &Plan, rec: &mut Recorder) {
+    // Every figure but `client_behind`, which carries its reason.
+    let figures: Vec<&'static Metric> = workload::LOAD_FIGURES
+        .iter()
+        .copied()
+        .filter(|m| m.name != metrics::CLIENT_BEHIND.name)
+        .collect();
     for (n, &step) in plan.steps.iter().enumerate() {
-        for i in rounds::order(cases.len(), n) {
-            let case = &mut cases[i];
+        let mut runs: Vec<Vec<LoadSample>> = cases.iter().map(|_| Vec::new()).collect();
+        for r in 0..plan.step_runs {
+            for i in rounds::order(cases.len(), n * plan.step_runs + r) {
+                let case = &mut cases[i];
+                let id = bench_id(case.stack, case.conns.len(), &format!("{step}"));
+                let rate = (step * case.closed_loop_per_s).max(1.0);
+                let spec = OpenLoop::constant(rate, plan.step);
+                let sample = workload::offered_load(
+                    &mut case.conns,
+                    spec,
+                    plan.step_warm_up,
+                    case.server.pid,
+                )
+                .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
+                runs[i].push(sample);
+            }
+        }
+        for (case, samples) in cases.iter_mut().zip(runs) {
             let conns = case.conns.len();
             let id = bench_id(case.stack, conns, &format!("{step}"));
             let rate = (step * case.closed_loop_per_s).max(1.0);
-            let spec = OpenLoop::constant(rate, plan.step);
-            let sample =
-                workload::offered_load(&mut case.conns, spec, plan.step_warm_up, case.server.pid)
-                    .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")));
             let p = step_params(conns, step);
-            // Every figure but `client_behind`, which carries its reason.
-            let figures: Vec<&'static Metric> = workload::LOAD_FIGURES
-                .iter()
-                .copied()
-                .filter(|m| m.name != metrics::CLIENT_BEHIND.name)
-                .collect();
-            rec.add_sample(&id, case.stack, &p, &sample, &figures);
-            // Whether the client kept its schedule, with the reason if not.
-            let behind = sample.run.behind();
-            if let Some(why) = &behind {
+            // The step's own block: its runs pair with no other stack's,
+            // which ran at another rate.
+            rec.add_rounds(&id, case.stack, &p, &id, &samples, &figures);
+            // Whether the client kept its schedule, with the reasons if not.
+            let reasons: Vec<String> = samples.iter().filter_map(|s| s.run.behind()).collect();
+            for why in &reasons {
                 eprintln!("wsbench: {id}: {why}");
             }
-            let (value, source) = sample.figure(&metrics::CLIENT_BEHIND).expect("measured");
+            let behind = 2 * reasons.len() > samples.len();
+            let (_, source) = samples[0]
+                .figure(&metrics::CLIENT_BEHIND)
+                .expect("measured");
+            let value = if behind { 1.0 } else { 0.0 };
             rec.add(&id, case.stack, &p, &metrics::CLIENT_BEHIND, value, source)
-                .detail = behind;
-            case.steps.push((rate, sample));
+                .detail = (!reasons.is_empty()).then(|| {
+                format!(
+                    "behind in {} of {} runs: {}",
+                    reasons.len(),
+                    samples.len(),
+                    reasons[0]
+                )
+            });
+            let median_of = |metric: &Metric| {
+                let values: Vec<f64> = samples
+                    .iter()
+                    .map(|s| s.figure(metric).expect("measured").0)
+                    .collect();
+                median(&values).expect("a step has runs")
+            };
+            case.steps.push(Step {
+                rate,
+                p99_us: median_of(&metrics::CORRECTED_P99_US),
+                achieved_per_s: median_of(&metrics::MSGS_PER_S),
+                behind,
+                client_busy: median_of(&metrics::CLIENT_CPU_NS_PER_MSG)
+                    * median_of(&metrics::MSGS_PER_S)
+                    / 1e9,
+            });
         }
     }
 }
 
 /// Whether a step met `limit_us` at p99 with [`ACHIEVED_SHARE`] of its
 /// rate answered.
-fn within(sample: &LoadSample, rate: f64, limit_us: f64) -> bool {
-    let p99 = sample
-        .figure(&metrics::CORRECTED_P99_US)
-        .expect("measured")
-        .0;
-    sample.run.achieved_per_s() >= ACHIEVED_SHARE * rate && p99 <= limit_us
+fn within(step: &Step, limit_us: f64) -> bool {
+    step.achieved_per_s >= ACHIEVED_SHARE * step.rate && step.p99_us <= limit_us
 }
 
 /// The knees of one stack's sweep, at each limit.
-fn record_knees(
-    rec: &mut Recorder,
-    stack: &'static StackInfo,
-    conns: usize,
-    steps: &[(f64, LoadSample)],
-) {
+fn record_knees(rec: &mut Recorder, stack: &'static StackInfo, conns: usize, steps: &[Step]) {
     for &limit in P99_LIMITS_US {
         let p = params(&[
             ("conns", v(conns)),
@@ -321,29 +381,39 @@ fn record_knees(
         let id = format!("load/{}/{conns}/knee-{limit}us", stack.name);
         let knee = steps
             .iter()
-            .filter(|(rate, s)| within(s, *rate, limit))
-            .map(|(rate, _)| *rate)
+            .filter(|s| within(s, limit))
+            .map(|s| s.rate)
             .fold(None, |best: Option<f64>, r| {
                 Some(best.map_or(r, |b| b.max(r)))
             });
-        let top = steps.iter().map(|(r, _)| *r).fold(0.0, f64::max);
-        let lowest = steps.iter().map(|(r, _)| *r).fold(f64::INFINITY, f64::min);
+        let top = steps.iter().map(|s| s.rate).fold(0.0, f64::max);
+        let lowest = steps.iter().map(|s| s.rate).fold(f64::INFINITY, f64::min);
         // The first step above the knee that failed: was it the client's?
-        let above_failed_behind = steps
+        let above = steps
             .iter()
-            .filter(|(rate, s)| knee.is_none_or(|k| *rate > k) && !within(s, *rate, limit))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .is_some_and(|(_, s)| s.run.behind().is_some());
+            .filter(|s| knee.is_none_or(|k| s.rate > k) && !within(s, limit))
+            .min_by(|a, b| a.rate.total_cmp(&b.rate));
+        let client_held = above.and_then(|s| {
+            if s.behind {
+                Some("the client was behind its schedule at the step above".to_string())
+            } else if s.client_busy > CLIENT_BUSY_LIMIT {
+                Some(format!(
+                    "the client used {:.0}% of its core at the step above",
+                    s.client_busy * 100.0
+                ))
+            } else {
+                None
+            }
+        });
         let detail = match knee {
             None => Some(format!(
                 "no step met a p99 of {limit} µs; the lowest offered {lowest:.0} msgs/s"
             )),
-            Some(k) if k >= top => Some(
-                "the sweep's top step met the limit: the knee lies higher".to_string(),
-            ),
-            Some(_) if above_failed_behind => Some(
-                "the client was behind its schedule at the step above: the knee is at least this, and may be the client's".to_string(),
-            ),
+            Some(k) if k >= top => {
+                Some("the sweep's top step met the limit: the knee lies higher".to_string())
+            }
+            Some(_) if client_held.is_some() => client_held
+                .map(|why| format!("{why}: the knee is at least this, and may be the client's")),
             Some(_) => None,
         };
         let m = rec.add(
@@ -361,12 +431,12 @@ fn record_knees(
 /// The highest step a stack sustained within the looser limit: what the
 /// common rate must stay under. A stack that sustained none bounds it by
 /// half its closed-loop rate.
-fn sustained_rate(closed_loop_per_s: f64, steps: &[(f64, LoadSample)]) -> f64 {
+fn sustained_rate(closed_loop_per_s: f64, steps: &[Step]) -> f64 {
     let limit = *P99_LIMITS_US.last().expect("limits");
     steps
         .iter()
-        .filter(|(rate, s)| within(s, *rate, limit))
-        .map(|(rate, _)| *rate)
+        .filter(|s| within(s, limit))
+        .map(|s| s.rate)
         .fold(closed_loop_per_s * 0.5, f64::max)
         .min(closed_loop_per_s)
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wsbench::report::discussion::{expand, DiscussionError};
+use wsbench::report::discussion::{expand, expand_beside, DiscussionError};
 use wsbench::results::{Measurement, ResultsFile};
 
 fn root() -> PathBuf {
@@ -25,7 +25,8 @@ fn template() -> String {
 
 #[test]
 fn the_committed_discussion_is_the_expansion_of_the_template() {
-    let expanded = expand(&template(), &reference_run()).unwrap_or_else(|e| panic!("{e}"));
+    let expanded = expand_beside(&template(), &reference_run(), Some(&root()))
+        .unwrap_or_else(|e| panic!("{e}"));
     let path = root().join("discussion.md");
     if std::env::var_os("WSBENCH_BLESS").is_some() {
         std::fs::write(&path, &expanded).unwrap();
@@ -81,7 +82,7 @@ fn altered(stack: &str, metric: &str, factor: f64) -> ResultsFile {
 fn a_run_that_contradicts_a_claim_fails_naming_it() {
     // axum ten times slower: "each within a factor of two of the floor" is false.
     let run = altered("axum", "rtt_mean_us", 10.0);
-    match expand(&template(), &run) {
+    match expand_beside(&template(), &run, Some(&root())) {
         Err(DiscussionError::Contradicted { claim, values, .. }) => {
             assert!(claim.contains("latency.@rust-ws.rtt_mean_us"), "{claim}");
             assert!(claim.contains("within"), "{claim}");
@@ -104,7 +105,7 @@ fn a_different_leader_fails_the_claim_that_names_one() {
         },
         1.0,
     );
-    match expand(&template(), &run) {
+    match expand_beside(&template(), &run, Some(&root())) {
         Err(DiscussionError::Contradicted { claim, values, .. }) => {
             assert!(
                 claim.starts_with("check best memory.")
@@ -184,6 +185,36 @@ fn figures_and_derived_values_are_formatted_by_unit() {
         fig("a{{check latency.axum.rtt_mean_us kind=binary > 1}}b"),
         "ab"
     );
+}
+
+/// `{{confirmation PATH}}` counts another run's verdicts on this run's
+/// claims: the run against itself confirms every one, and a run on
+/// another CPU is named as such.
+#[test]
+fn confirmation_counts_another_runs_verdicts() {
+    let dir = std::env::temp_dir().join(format!("wsbench-confirmation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = reference_run();
+    let n = wsbench::report::claims::claims(&run, wsbench::rounds::CLAIM_THRESHOLD).len();
+    assert!(n > 0);
+    run.save(&dir.join("same.json")).unwrap();
+    let mut elsewhere = run.clone();
+    for g in elsewhere.groups.values_mut() {
+        g.run.cpu = "Another CPU".into();
+    }
+    elsewhere.save(&dir.join("elsewhere.json")).unwrap();
+    let same = expand_beside("{{confirmation same.json}}", &run, Some(&dir)).unwrap();
+    assert!(
+        same.starts_with(&format!("{n} of {n} confirmed, 0 within noise")),
+        "{same}"
+    );
+    assert!(!same.contains("different CPU"), "{same}");
+    let other = expand_beside("{{confirmation elsewhere.json}}", &run, Some(&dir)).unwrap();
+    assert!(other.contains("on Another CPU, a different CPU"), "{other}");
+    // Without the template's directory, or with a missing file: an error.
+    assert!(expand("{{confirmation same.json}}", &run).is_err());
+    assert!(expand_beside("{{confirmation absent.json}}", &run, Some(&dir)).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

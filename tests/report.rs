@@ -1522,9 +1522,19 @@ fn claims_need_a_clear_interval_and_another_run_checks_them() {
     let text = render(&run, Some(&close), threshold);
     assert!(text.contains("within noise"), "{text}");
     assert!(
-        text.contains(&format!("Of {} claims:", list.len())),
+        text.contains(&format!(" of {} confirmed", list.len())),
         "{text}"
     );
+
+    // Both runs' machines are named, and different CPUs are called out.
+    assert!(text.contains("The other: "), "{text}");
+    assert!(!text.contains("different CPUs"), "{text}");
+    let mut elsewhere = close.clone();
+    for g in elsewhere.groups.values_mut() {
+        g.run.cpu = "Another CPU".into();
+    }
+    let text = render(&run, Some(&elsewhere), threshold);
+    assert!(text.contains("different CPUs"), "{text}");
 
     // A 6% gap is within noise in the run that measured it: no claim.
     let small = rounds_results(1.06, 0.0);

@@ -318,6 +318,61 @@ pub fn confirm(claim: &Claim, other: &ResultsFile, threshold: f64) -> (Outcome, 
     }
 }
 
+/// How another run's verdicts on a run's claims add up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub claims: usize,
+    pub confirmed: usize,
+    pub within_noise: usize,
+    /// Of those within noise there, the ones whose whole interval still
+    /// lies on the claim's side of 1: the same order, by less than the
+    /// threshold.
+    pub same_order: usize,
+    pub reversed: usize,
+    pub missing: usize,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome, there: Option<Versus>) {
+        self.claims += 1;
+        match outcome {
+            Outcome::Confirmed => self.confirmed += 1,
+            Outcome::WithinNoise => {
+                self.within_noise += 1;
+                if there.is_some_and(|v| v.lo > 1.0) {
+                    self.same_order += 1;
+                }
+            }
+            Outcome::Reversed => self.reversed += 1,
+            Outcome::Missing => self.missing += 1,
+        }
+    }
+
+    /// "384 of 532 confirmed, 147 within noise (87 of them in the same
+    /// order), 1 reversed, 0 missing".
+    pub fn text(&self) -> String {
+        format!(
+            "{} of {} confirmed, {} within noise ({} of them in the same order), {} reversed, {} missing",
+            self.confirmed,
+            self.claims,
+            self.within_noise,
+            self.same_order,
+            self.reversed,
+            self.missing
+        )
+    }
+}
+
+/// What `other` says about each claim of `file`.
+pub fn tally(file: &ResultsFile, other: &ResultsFile, threshold: f64) -> Tally {
+    let mut t = Tally::default();
+    for c in claims(file, threshold) {
+        let (outcome, there) = confirm(&c, other, threshold);
+        t.add(outcome, there);
+    }
+    t
+}
+
 /// The claims of `file` as Markdown and, with `against`, what that run
 /// says about each; ends with the counts.
 pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64) -> String {
@@ -329,9 +384,10 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
         list.len(),
         threshold * 100.0
     );
-    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
-    // Within noise there, yet the whole interval on the claim's side of 1.
-    let mut same_side = 0;
+    if let Some(other) = against {
+        let _ = writeln!(out, "{}\n", machines(file, other));
+    }
+    let mut tally = Tally::default();
     for c in &list {
         match against {
             None => {
@@ -339,10 +395,7 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
             }
             Some(other) => {
                 let (outcome, v) = confirm(c, other, threshold);
-                *counts.entry(outcome).or_default() += 1;
-                if outcome == Outcome::WithinNoise && v.is_some_and(|v| v.lo > 1.0) {
-                    same_side += 1;
-                }
+                tally.add(outcome, v);
                 let there = v
                     .map(|v| format!("; there {}", v.text(threshold)))
                     .unwrap_or_default();
@@ -351,22 +404,47 @@ pub fn render(file: &ResultsFile, against: Option<&ResultsFile>, threshold: f64)
         }
     }
     if against.is_some() {
-        let summary: Vec<String> = [
-            Outcome::Confirmed,
-            Outcome::WithinNoise,
-            Outcome::Reversed,
-            Outcome::Missing,
-        ]
-        .iter()
-        .map(|o| format!("{} {}", counts.get(o).copied().unwrap_or(0), o.as_str()))
-        .collect();
-        let _ = writeln!(out, "\nOf {} claims: {}.", list.len(), summary.join(", "));
-        if same_side > 0 {
-            let _ = writeln!(
-                out,
-                "Of those within noise there, {same_side} still lie wholly on the claim's side of 1 (the same order, by less than the threshold)."
-            );
-        }
+        let _ = writeln!(out, "\nOf the claims: {}.", tally.text());
     }
     out
+}
+
+/// Where each run was made, and a warning when the CPUs differ: stacks'
+/// ratios move with the hardware (one CPU model favoured the interpreted
+/// stacks twice as much as another), which no interval over one run's
+/// rounds can cover, so a claim missed there is not only noise.
+pub fn machines(file: &ResultsFile, other: &ResultsFile) -> String {
+    let describe = |f: &ResultsFile| -> String {
+        let runs: BTreeSet<String> = f
+            .groups
+            .values()
+            .map(|g| {
+                let commit: String = g.run.commit.chars().take(7).collect();
+                format!("{}, {}, commit {commit}", g.run.cpu, g.run.kernel)
+            })
+            .collect();
+        runs.into_iter().collect::<Vec<_>>().join("; ")
+    };
+    let mut text = format!(
+        "This run: {}. The other: {}.",
+        describe(file),
+        describe(other)
+    );
+    if !same_cpus(file, other) {
+        text.push_str(
+            " **The runs were made on different CPUs**: what follows compares machines as well as runs.",
+        );
+    }
+    text
+}
+
+/// Whether every group of both runs names one CPU model.
+pub fn same_cpus(file: &ResultsFile, other: &ResultsFile) -> bool {
+    let cpus: BTreeSet<&str> = file
+        .groups
+        .values()
+        .chain(other.groups.values())
+        .map(|g| g.run.cpu.as_str())
+        .collect();
+    cpus.len() <= 1
 }

@@ -31,6 +31,9 @@
 //!   the same interleaved rounds, `ratio` and `pct` are the median of the
 //!   paired round ratios, with its interval: "1.20× (1.18–1.22)";
 //! - `{{threshold}}` "10%": the claim threshold;
+//! - `{{confirmation PATH}}` "480 of 500 confirmed, 20 within noise (...)":
+//!   what another run's results (PATH, beside the template) say about
+//!   every claim of this run, with that run's commit, CPU and date;
 //! - `{{rounds A}}` "12 rounds (intervals of 96.1% coverage)": how many
 //!   interleaved rounds measured figure A;
 //! - `{{claims A}}`: of the stacks of pattern A (one figure each), every
@@ -73,7 +76,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::metrics::{self, Better, Metric, Unit};
-use crate::report::claims::Versus;
+use crate::report::claims::{self, Versus};
 use crate::results::{Measurement, ResultsFile};
 use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
 use crate::stacks::{Host, Protocol, Runtime, StackInfo, STACKS};
@@ -139,7 +142,7 @@ pub fn write(template: &Path, results: &ResultsFile, out: &Path) -> Result<()> {
         path: template.to_path_buf(),
         source,
     })?;
-    let expanded = expand(&text, results)?;
+    let expanded = expand_beside(&text, results, template.parent())?;
     crate::results::write_atomically(out, expanded.as_bytes()).map_err(|e| DiscussionError::Io {
         path: out.to_path_buf(),
         source: std::io::Error::other(format!("{e:#}")),
@@ -148,6 +151,12 @@ pub fn write(template: &Path, results: &ResultsFile, out: &Path) -> Result<()> {
 
 /// The template with its comments dropped and every directive expanded.
 pub fn expand(template: &str, results: &ResultsFile) -> Result<String> {
+    expand_beside(template, results, None)
+}
+
+/// [`expand`], with `{{confirmation PATH}}` reading PATH from `dir` (the
+/// template's directory).
+pub fn expand_beside(template: &str, results: &ResultsFile, dir: Option<&Path>) -> Result<String> {
     let text = strip_comments(template);
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -162,7 +171,7 @@ pub fn expand(template: &str, results: &ResultsFile) -> Result<String> {
             why: "no closing }}".into(),
         })?;
         let body = &after[..end];
-        let cx = Cx { results, line };
+        let cx = Cx { results, line, dir };
         out.push_str(&cx.directive(body.trim())?);
         line += body.matches('\n').count();
         rest = &after[end + 2..];
@@ -365,6 +374,8 @@ const OPTIONS: [&str; 5] = ["as", "rows", "columns", "label", "except"];
 struct Cx<'a> {
     results: &'a ResultsFile,
     line: usize,
+    /// Where `{{confirmation PATH}}` looks for PATH.
+    dir: Option<&'a Path>,
 }
 
 impl Cx<'_> {
@@ -419,6 +430,7 @@ impl Cx<'_> {
                 })
             }
             "claims" => self.claims(&tokens[1..]),
+            "confirmation" => self.confirmation(&tokens[1..]),
             "threshold" => Ok(format!("{:.0}%", CLAIM_THRESHOLD * 100.0)),
             "rounds" => {
                 let (r, _) = self.reference(&tokens, 1, true)?;
@@ -717,6 +729,40 @@ impl Cx<'_> {
                 (a.value, b.value, paired(a, b))
             }
         })
+    }
+
+    /// `confirmation PATH`: what the run at PATH (another full run's
+    /// results.json) says about every claim of this one
+    /// ([`crate::report::claims::tally`]), naming that run's commit, CPU
+    /// and date, and saying so when its CPU differs.
+    fn confirmation(&self, tokens: &[&str]) -> Result<String> {
+        let text = tokens.join(" ");
+        let [path] = tokens else {
+            return Err(self.syntax(&text, "confirmation takes one path"));
+        };
+        let dir = self
+            .dir
+            .ok_or_else(|| self.syntax(&text, "confirmation needs the template's directory"))?;
+        let other =
+            ResultsFile::load(&dir.join(path)).map_err(|e| self.syntax(&text, format!("{e:#}")))?;
+        let run = &other
+            .groups
+            .values()
+            .next()
+            .ok_or_else(|| self.syntax(&text, "that run holds no group"))?
+            .run;
+        let commit: String = run.commit.chars().take(7).collect();
+        let elsewhere = if claims::same_cpus(self.results, &other) {
+            String::new()
+        } else {
+            ", a different CPU from this run's".to_string()
+        };
+        Ok(format!(
+            "{} (the run of commit `{commit}` on {}{elsewhere}, {})",
+            claims::tally(self.results, &other, CLAIM_THRESHOLD).text(),
+            run.cpu,
+            run.date
+        ))
     }
 
     /// `claims A`: of the stacks pattern A selects (one figure each), every

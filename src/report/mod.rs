@@ -156,12 +156,13 @@ pub fn publish(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
     let discussion = if template.exists() {
         let text = std::fs::read_to_string(&template)
             .with_context(|| format!("reading {}", template.display()))?;
-        let expanded = discussion::expand(&text, &run.file).with_context(|| {
-            format!(
-                "not publishing: {} does not fit this run",
-                template.display()
-            )
-        })?;
+        let expanded =
+            discussion::expand_beside(&text, &run.file, Some(root)).with_context(|| {
+                format!(
+                    "not publishing: {} does not fit this run",
+                    template.display()
+                )
+            })?;
         Some((root.join(discussion::OUTPUT_FILE), expanded))
     } else {
         None
