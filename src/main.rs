@@ -388,14 +388,17 @@ fn print_rate_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcom
     );
     if outcome.server_here {
         println!(
-            "  CPU per message: server {:.0} ns, client {:.0} ns",
+            "  CPU per message: server {:.0} ns, client {:.0} ns; share of a core: server {:.2}, client {:.2}",
             us(&metrics::SERVER_CPU_NS_PER_MSG),
-            us(&metrics::CLIENT_CPU_NS_PER_MSG)
+            us(&metrics::CLIENT_CPU_NS_PER_MSG),
+            us(&metrics::SERVER_CORE_SHARE),
+            us(&metrics::CLIENT_CORE_SHARE)
         );
     } else {
         println!(
-            "  CPU per message: client {:.0} ns",
-            us(&metrics::CLIENT_CPU_NS_PER_MSG)
+            "  CPU per message: client {:.0} ns; share of a core: client {:.2}",
+            us(&metrics::CLIENT_CPU_NS_PER_MSG),
+            us(&metrics::CLIENT_CORE_SHARE)
         );
     }
 }

@@ -408,6 +408,23 @@ pub const CLIENT_LATENESS_MAX_US: Metric = Metric {
     title: "client's longest send lateness",
     sources: &[Source::Histogram],
 };
+/// The client's CPU time over the measured run's wall time: near 1, the
+/// client had no more to give, and what it measured may be its own limit.
+pub const CLIENT_CORE_SHARE: Metric = Metric {
+    name: "client_core_share",
+    unit: Unit::Ratio,
+    better: Better::Neither,
+    title: "share of a core the client used",
+    sources: &[Source::Schedstat],
+};
+/// The server's CPU time over the measured run's wall time.
+pub const SERVER_CORE_SHARE: Metric = Metric {
+    name: "server_core_share",
+    unit: Unit::Ratio,
+    better: Better::Neither,
+    title: "share of a core the server used",
+    sources: &[Source::Schedstat, Source::Proc],
+};
 /// 1 when the client fell behind its schedule (see
 /// [`crate::client::open_loop::LATENESS_BOUND`]): that step's latency is
 /// the client's, not the server's.
@@ -471,6 +488,8 @@ pub const ALL: &[&Metric] = &[
     &CLIENT_LATENESS_P99_US,
     &CLIENT_LATENESS_MAX_US,
     &CLIENT_BEHIND,
+    &CLIENT_CORE_SHARE,
+    &SERVER_CORE_SHARE,
     &KNEE_MSGS_PER_S,
     &SERVER_CPU_MS_PER_MILLION_MSGS,
 ];

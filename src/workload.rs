@@ -170,6 +170,10 @@ impl LoadSample {
     fn per_msg(&self, total_ns: u64) -> f64 {
         total_ns as f64 / self.run.sent.max(1) as f64
     }
+
+    fn core_share(&self, total_ns: u64) -> f64 {
+        total_ns as f64 / 1e9 / self.run.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 impl Figures for LoadSample {
@@ -206,6 +210,10 @@ impl Figures for LoadSample {
             Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
         } else if m == metrics::CLIENT_CPU_NS_PER_MSG.name {
             Some((self.per_msg(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::CLIENT_CORE_SHARE.name {
+            Some((self.core_share(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::SERVER_CORE_SHARE.name {
+            Some((self.core_share(self.cpu.server_ns), self.cpu.server_source))
         } else if m == metrics::ROUND_TRIPS_VERIFIED.name {
             Some((run.sent as f64, Source::Client))
         } else {
@@ -229,6 +237,8 @@ pub const LOAD_FIGURES: &[&Metric] = &[
     &metrics::CLIENT_BEHIND,
     &metrics::CLIENT_CPU_NS_PER_MSG,
     &metrics::SERVER_CPU_NS_PER_MSG,
+    &metrics::CLIENT_CORE_SHARE,
+    &metrics::SERVER_CORE_SHARE,
     &metrics::ROUND_TRIPS_VERIFIED,
 ];
 
