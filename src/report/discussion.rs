@@ -286,9 +286,10 @@ struct Filter {
 impl Filter {
     /// `key=value`, `key<=value`, ...; None when the token is no filter.
     fn parse(token: &str) -> Option<Filter> {
+        // A key starts with a letter and may hold digits: `p99_limit_us`.
         let key_len = token
-            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
-            .filter(|&n| n > 0)?;
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|&n| n > 0 && token.starts_with(|c: char| c.is_ascii_lowercase()))?;
         let (key, rest) = token.split_at(key_len);
         let (op, value) = ["<=", ">=", "!=", "<", ">", "="]
             .iter()
