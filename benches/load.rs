@@ -12,9 +12,10 @@
 //! send), the client's lateness, and server and client CPU per message.
 //! Each step runs three times, rotated with the other stacks, and each
 //! figure is the median of its runs: this virtual machine stops a thread
-//! for a few milliseconds now and then (about once a second, measured by
-//! a thread spinning alone), and one such stall in a step's run sets its
-//! p99, so a single run per step put knees wherever the stalls fell.
+//! for up to a few milliseconds now and then (a thread spinning alone on
+//! an idle core saw eight gaps over 200 µs in five seconds, the longest
+//! 6 ms), and one such stall in a step's run sets its p99, so a single
+//! run per step put knees wherever the stalls fell.
 //! From the steps, per stack: the knee (the highest offered rate whose p99
 //! stays within 1 ms, and within 10 ms, with 99% of it answered). Then,
 //! in interleaved rounds, every stack at one rate they all sustain: the
@@ -44,10 +45,10 @@ use wsbench::workload::{self, Figures, LoadSample};
 const SIZE_BYTES: usize = 32;
 
 /// Offered rates as fractions of the stack's closed-loop rate: from a
-/// tenth to one and a half times it, dense near it. An open loop gets more through than
-/// the closed one (queued messages share reads and writes), so the knee
-/// at 10 ms lies above 1; where the client cannot offer a step on time,
-/// that step is flagged and the knee says so.
+/// tenth to one and a half times it, dense near it. An open loop gets
+/// more through than the closed one (queued messages share reads and
+/// writes), so the knee at 10 ms can lie above 1; where the client cannot
+/// offer a step on time, or fills its core, the knee says so.
 const STEPS: &[f64] = &[0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.25, 1.5];
 const QUICK_STEPS: &[f64] = &[0.3, 0.7, 1.0, 1.5];
 
