@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
+use fault_server::Reply;
 use tokio_tungstenite::tungstenite::Message;
 use wsbench::client::wire::{OP_BINARY, OP_TEXT};
 use wsbench::client::{
     self, Budget, ClientError, Connection, ErrorKind, MessageSpec, PayloadKind, Target,
 };
 use wsbench::stacks::Protocol;
+
+mod fault_server;
 
 #[derive(Clone, Copy)]
 enum Misbehaviour {
@@ -28,62 +29,31 @@ enum Misbehaviour {
     Die,
 }
 
-/// A tokio-tungstenite echo server that misbehaves as told, on a thread
-/// and runtime of its own (a lone connection's client blocks its thread).
-/// Returns the target the client should hit.
+/// An echo server that misbehaves as told; returns the target the client
+/// should hit.
 fn bad_server(how: Misbehaviour) -> Target {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The thread ends with the test process.
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            let listener = TcpListener::from_std(listener).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                    let mut n = 0u64;
-                    while let Some(Ok(msg)) = ws.next().await {
-                        n += 1;
-                        let reply = match (how, msg) {
-                            (Misbehaviour::Corrupt, Message::Binary(b)) => {
-                                let mut v = b.to_vec();
-                                let last = v.len() - 1;
-                                v[last] ^= 0x20;
-                                Some(Message::Binary(v.into()))
-                            }
-                            (Misbehaviour::Truncate, Message::Binary(b)) => {
-                                Some(Message::Binary(b.slice(..b.len() - 1)))
-                            }
-                            (Misbehaviour::Drop, m) => (n % 2 == 1).then_some(m),
-                            (Misbehaviour::WrongKind, Message::Binary(b)) => {
-                                Some(Message::Text(String::from_utf8(b.to_vec()).unwrap().into()))
-                            }
-                            (Misbehaviour::Stall, _) => None,
-                            (Misbehaviour::Die, _) => return,
-                            (_, m) => Some(m),
-                        };
-                        if let Some(reply) = reply {
-                            if ws.send(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
+    fault_server::start("misbehaving-test-server", move |this, msg| {
+        match (how, msg) {
+            (Misbehaviour::Corrupt, Message::Binary(b)) => {
+                let mut v = b.to_vec();
+                let last = v.len() - 1;
+                v[last] ^= 0x20;
+                Reply::Send(Message::Binary(v.into()))
             }
-        })
-    });
-    Target {
-        stack: "misbehaving-test-server".into(),
-        addr,
-        host: addr.to_string(),
-        path: "/".into(),
-        protocol: Protocol::WebSocket,
-    }
+            (Misbehaviour::Truncate, Message::Binary(b)) => {
+                Reply::Send(Message::Binary(b.slice(..b.len() - 1)))
+            }
+            // Every other message, the first included.
+            (Misbehaviour::Drop, m) if this % 2 == 0 => Reply::Send(m),
+            (Misbehaviour::Drop, _) => Reply::Nothing,
+            (Misbehaviour::WrongKind, Message::Binary(b)) => {
+                Reply::Send(Message::Text(String::from_utf8(b.to_vec()).unwrap().into()))
+            }
+            (Misbehaviour::Stall, _) => Reply::Nothing,
+            (Misbehaviour::Die, _) => Reply::Close,
+            (_, m) => Reply::Send(m),
+        }
+    })
 }
 
 /// The ways the client waits for echoes, each a separate loop that must

@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
+use fault_server::Reply;
 use tokio_tungstenite::tungstenite::Message;
 use wsbench::client::{self, open_loop, Arrivals, Connection, ErrorKind, OpenLoop, Target};
 use wsbench::stacks::Protocol;
+
+mod fault_server;
 
 const STACK: &str = "open-loop-test-server";
 
@@ -25,56 +26,20 @@ enum Behaviour {
     StallAfter(u64),
 }
 
-/// A tokio-tungstenite echo server on a thread of its own that behaves as
-/// told; returns the target the client should hit.
+/// An echo server that behaves as told; returns the target the client
+/// should hit.
 fn server(how: Behaviour) -> Target {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The thread ends with the test process.
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            let listener = TcpListener::from_std(listener).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                stream.set_nodelay(true).unwrap();
-                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while let Some(Ok(msg)) = ws.next().await {
-                        let this = n;
-                        n += 1;
-                        let reply = match (how, msg) {
-                            (Behaviour::Drop(k), _) if this == k => None,
-                            (Behaviour::Corrupt(k), Message::Binary(b)) if this == k => {
-                                let mut v = b.to_vec();
-                                v[20] ^= 0x20;
-                                Some(Message::Binary(v.into()))
-                            }
-                            (Behaviour::StallAfter(k), _) if this >= k => None,
-                            (_, m @ (Message::Binary(_) | Message::Text(_))) => Some(m),
-                            _ => None,
-                        };
-                        if let Some(reply) = reply {
-                            if ws.send(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        })
-    });
-    Target {
-        stack: STACK.into(),
-        addr,
-        host: addr.to_string(),
-        path: "/".into(),
-        protocol: Protocol::WebSocket,
-    }
+    fault_server::start(STACK, move |this, msg| match (how, msg) {
+        (Behaviour::Drop(k), _) if this == k => Reply::Nothing,
+        (Behaviour::Corrupt(k), Message::Binary(b)) if this == k => {
+            let mut v = b.to_vec();
+            v[20] ^= 0x20;
+            Reply::Send(Message::Binary(v.into()))
+        }
+        (Behaviour::StallAfter(k), _) if this >= k => Reply::Nothing,
+        (_, m @ (Message::Binary(_) | Message::Text(_))) => Reply::Send(m),
+        _ => Reply::Nothing,
+    })
 }
 
 fn connect(target: &Target, n: usize) -> (tokio::runtime::Runtime, Vec<Connection>) {
