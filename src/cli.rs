@@ -11,7 +11,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
 use wsbench::client::{Arrivals, PayloadKind};
 use wsbench::placement::Placement;
-use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
+use wsbench::settings::{EchoPolicy, Profile, ServerSettings, Service};
 use wsbench::stacks::{self, StackInfo, STACKS};
 
 #[derive(Parser)]
@@ -29,7 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print every stack with its package version.
     List,
-    /// Serve one stack's echo server until Ctrl-C or SIGTERM.
+    /// Serve one stack's echo server (or its broadcast room) until Ctrl-C
+    /// or SIGTERM.
     Serve {
         /// Stack to serve.
         #[arg(long, value_parser = stack_parser())]
@@ -37,6 +38,9 @@ pub enum Command {
         /// Address to listen on (the port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:9001")]
         addr: SocketAddr,
+        /// What every connection gets.
+        #[arg(long, value_enum, default_value_t = Service::Echo)]
+        service: Service,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -165,6 +169,7 @@ impl ServerArgs {
                 Some(e) => e,
                 None => EchoPolicy::from_env()?,
             },
+            service: Service::Echo,
         })
     }
 }

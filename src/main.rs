@@ -36,8 +36,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             stack,
             addr,
+            service,
             server,
-        } => serve(stack, server.settings(addr)?),
+        } => serve(
+            stack,
+            ServerSettings {
+                service,
+                ..server.settings(addr)?
+            },
+        ),
         Command::Run(args) => run_stack(&args),
         Command::Report { publish } => {
             let opts = wsbench::report::ReportOptions::defaults();
@@ -120,8 +127,9 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
         stacks::Protocol::RawTcp => "tcp",
     };
     println!(
-        "wsbench: serving {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}, echo {}; Ctrl-C stops",
+        "wsbench: serving {} {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}, echo {}; Ctrl-C stops",
         stack.name,
+        settings.service.as_str(),
         stack.package_version(),
         server.addr,
         settings.threads,

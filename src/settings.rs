@@ -134,7 +134,41 @@ impl std::fmt::Display for EchoPolicy {
     }
 }
 
-/// Everything a stack needs to start one echo server.
+/// What a server serves on every connection it accepts.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    /// Every message comes back to its sender (the suite's echo contract).
+    #[default]
+    #[value(help = "every message comes back to its sender")]
+    Echo,
+    /// One room: every message goes to every connection, the sender
+    /// included (see `stacks::room`).
+    #[value(help = "one room: every message goes to every connection, the sender included")]
+    Broadcast,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// Everything a stack needs to start one server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Where to listen; port 0 picks a free one.
@@ -147,6 +181,8 @@ pub struct ServerSettings {
     pub profile: Profile,
     /// How the server writes its echoes.
     pub echo: EchoPolicy,
+    /// Echo, or the broadcast room.
+    pub service: Service,
 }
 
 impl Default for ServerSettings {
@@ -157,6 +193,7 @@ impl Default for ServerSettings {
             placement: Placement::from_env().unwrap_or_default(),
             profile: Profile::Suite,
             echo: EchoPolicy::from_env().unwrap_or_default(),
+            service: Service::Echo,
         }
     }
 }

@@ -115,6 +115,7 @@ impl Mode {
             placement: self.placement,
             profile,
             echo,
+            service: wsbench::settings::Service::Echo,
         }
     }
 

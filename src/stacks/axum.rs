@@ -10,9 +10,12 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::{future, StreamExt, TryStreamExt};
 
+use tokio::sync::broadcast;
+
+use super::room;
 use super::runtime::start_tokio_server;
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
     name: "axum",
@@ -26,17 +29,37 @@ pub const STACK: StackInfo = StackInfo {
             axum::extract::ws does (the library's own recommendation). batched: the socket split \
             with `StreamExt::split` (the module docs' \"read and write concurrently\") and the \
             stream forwarded into the sink, which feeds echoes while messages are ready and \
-            flushes when the read would block.",
+            flushes when the read would block. broadcast: a tokio broadcast channel of 100 \
+            messages, as axum's examples/chat does: a connection that falls 100 messages \
+            behind gets `Lagged` and is dropped, as the example's `while let Ok(msg) = \
+            rx.recv().await` does; the writer task per the echo policy (flush-each: the \
+            example's `sender.send(msg).await`).",
     start,
 };
 
+/// What every handler gets: the profile, the echo policy, and the
+/// broadcast room's channel when the server serves one.
+#[derive(Clone)]
+struct AppState {
+    profile: Profile,
+    policy: EchoPolicy,
+    room: Option<broadcast::Sender<Message>>,
+}
+
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
+    let service = settings.service;
     start_tokio_server(STACK.name, settings, move |listener, profile| async move {
+        let room = (service == Service::Broadcast)
+            .then(|| broadcast::channel(room::BROADCAST_CAPACITY).0);
         let app = Router::new()
             .route("/", get(upgrade))
             .route("/{*path}", get(upgrade))
-            .with_state((profile, policy));
+            .with_state(AppState {
+                profile,
+                policy,
+                room,
+            });
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -46,10 +69,12 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     })
 }
 
-async fn upgrade(
-    ws: WebSocketUpgrade,
-    State((profile, policy)): State<(Profile, EchoPolicy)>,
-) -> Response {
+async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    let AppState {
+        profile,
+        policy,
+        room,
+    } = state;
     let ws = match profile.max_message_bytes() {
         Some(max) => ws.max_message_size(max).max_frame_size(max),
         None => ws,
@@ -58,10 +83,33 @@ async fn upgrade(
         Profile::SmallBuffers => ws.read_buffer_size(SMALL_READ_BUFFER_BYTES),
         _ => ws,
     };
-    match policy {
-        EchoPolicy::FlushEach => ws.on_upgrade(echo_flush_each),
-        EchoPolicy::Batched => ws.on_upgrade(echo_batched),
+    match (room, policy) {
+        (Some(tx), _) => ws.on_upgrade(move |socket| broadcast(socket, tx, policy)),
+        (None, EchoPolicy::FlushEach) => ws.on_upgrade(echo_flush_each),
+        (None, EchoPolicy::Batched) => ws.on_upgrade(echo_batched),
     }
+}
+
+/// As axum's examples/chat: a task writes what the channel brings, this
+/// one reads into the channel, and either ending ends both.
+async fn broadcast(socket: WebSocket, tx: broadcast::Sender<Message>, policy: EchoPolicy) {
+    let (write, mut read) = socket.split();
+    let mut writer = tokio::spawn(room::write_ring(write, tx.subscribe(), policy));
+    loop {
+        tokio::select! {
+            _ = &mut writer => return,
+            msg = read.next() => match msg {
+                Some(Ok(msg)) if is_data(&msg) => {
+                    // Err only when no receiver is left, and this
+                    // connection's own is one.
+                    let _ = tx.send(msg);
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    writer.abort();
 }
 
 fn is_data(msg: &Message) -> bool {

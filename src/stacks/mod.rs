@@ -34,6 +34,7 @@ pub mod child;
 pub mod demo;
 pub mod node;
 pub mod python;
+pub mod room;
 pub mod runtime;
 pub mod versions;
 

@@ -7,12 +7,18 @@
 //! the message boundaries in that copy and writes each message on its own,
 //! as the WebSocket stacks' flush-each loops do; it still checks nothing.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::room::Room;
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "raw-tcp",
@@ -24,7 +30,10 @@ pub const STACK: StackInfo = StackInfo {
             flush-each: one write per message (boundaries found from the client's 8-byte length \
             prefix; a message longer than a read is written as its pieces arrive), as the \
             WebSocket stacks' flush-each loops pay. batched: one write per read of whatever \
-            input was buffered. There is no library to recommend either.",
+            input was buffered. There is no library to recommend either. broadcast: each \
+            length-prefixed message, prefix and all, into one unbounded queue per connection \
+            (the bytes shared, not copied); flush-each writes each message, batched writes \
+            every message queued with one write.",
     start,
 };
 
@@ -37,13 +46,71 @@ const LENGTH_PREFIX_BYTES: usize = 8;
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
-    let mut handle = start_tokio_server(STACK.name, settings, move |listener, profile| {
-        accept_loop(STACK.name, listener, profile, move |stream, profile| {
-            echo(stream, profile, policy)
-        })
-    })?;
+    let mut handle = match settings.service {
+        Service::Echo => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            accept_loop(STACK.name, listener, profile, move |stream, profile| {
+                echo(stream, profile, policy)
+            })
+        }),
+        Service::Broadcast => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            let room = Room::new();
+            accept_loop(STACK.name, listener, profile, move |stream, _| {
+                broadcast(stream, policy, room.clone())
+            })
+        }),
+    }?;
     handle.protocol = Protocol::RawTcp;
     Ok(handle)
+}
+
+/// Every whole message read goes into the room; the room's queue goes
+/// out to the peer.
+async fn broadcast(stream: TcpStream, policy: EchoPolicy, room: Arc<Room<Bytes>>) {
+    let (mut read, write) = stream.into_split();
+    let (_member, rx) = room.join();
+    let writer = tokio::spawn(write_queue(write, rx, policy));
+    let mut buf = BytesMut::with_capacity(COPY_BUFFER_BYTES);
+    loop {
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        while let Some(len) = whole_message(&buf) {
+            room.publish(buf.split_to(len).freeze());
+        }
+        buf.reserve(COPY_BUFFER_BYTES);
+    }
+    writer.abort();
+}
+
+/// The length of the first message in `buf`, prefix included, once all
+/// of it is there.
+fn whole_message(buf: &[u8]) -> Option<usize> {
+    let prefix = buf.get(..LENGTH_PREFIX_BYTES)?;
+    let body = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    let len = LENGTH_PREFIX_BYTES.checked_add(usize::try_from(body).ok()?)?;
+    (buf.len() >= len).then_some(len)
+}
+
+async fn write_queue(mut write: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>, policy: EchoPolicy) {
+    let mut batch = BytesMut::new();
+    while let Some(msg) = rx.recv().await {
+        let written = match policy {
+            EchoPolicy::FlushEach => write.write_all(&msg).await,
+            EchoPolicy::Batched => {
+                batch.extend_from_slice(&msg);
+                while let Ok(more) = rx.try_recv() {
+                    batch.extend_from_slice(&more);
+                }
+                let written = write.write_all(&batch).await;
+                batch.clear();
+                written
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
 }
 
 async fn echo(mut stream: TcpStream, _profile: Profile, policy: EchoPolicy) {

@@ -1,13 +1,17 @@
 //! tokio-tungstenite: the dedicated WebSocket library of the original
 //! question, on a bare tokio accept loop.
 
+use std::sync::Arc;
+
 use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
 
+use super::room::{self, Room};
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings, SMALL_READ_BUFFER_BYTES};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service, SMALL_READ_BUFFER_BYTES};
 
 pub const STACK: StackInfo = StackInfo {
     name: "tokio-tungstenite",
@@ -20,7 +24,10 @@ pub const STACK: StackInfo = StackInfo {
             flush-each: `ws.send(msg).await` per echo, which flushes each one. batched: the \
             stream split and forwarded into the sink (`StreamExt::forward`), which feeds echoes \
             while messages are ready and flushes when the read would block; this is what the \
-            library's own examples/echo-server.rs does, so batched is what it recommends.",
+            library's own examples/echo-server.rs does, so batched is what it recommends. \
+            broadcast: one unbounded queue per connection, as examples/server.rs keeps (its \
+            peer map of unbounded senders); each message cloned into every queue (a `Bytes` \
+            payload, shared) and framed per connection; the writer per the echo policy.",
     start,
 };
 
@@ -42,11 +49,36 @@ pub fn config(profile: Profile) -> Option<WebSocketConfig> {
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
-    start_tokio_server(STACK.name, settings, move |listener, profile| {
-        accept_loop(STACK.name, listener, profile, move |stream, profile| {
-            echo(stream, profile, policy)
-        })
-    })
+    match settings.service {
+        Service::Echo => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            accept_loop(STACK.name, listener, profile, move |stream, profile| {
+                echo(stream, profile, policy)
+            })
+        }),
+        Service::Broadcast => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            let room = Room::new();
+            accept_loop(STACK.name, listener, profile, move |stream, profile| {
+                broadcast(stream, profile, policy, room.clone())
+            })
+        }),
+    }
+}
+
+/// Every data message into the room; the room's queue out to the peer.
+async fn broadcast(stream: TcpStream, profile: Profile, policy: EchoPolicy, room: Arc<Room<Message>>) {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await
+    else {
+        return;
+    };
+    let (write, mut read) = ws.split();
+    let (_member, rx) = room.join();
+    let writer = tokio::spawn(room::write_queue(write, rx, policy));
+    while let Some(Ok(msg)) = read.next().await {
+        if msg.is_text() || msg.is_binary() {
+            room.publish(msg);
+        }
+    }
+    writer.abort();
 }
 
 async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
