@@ -33,6 +33,8 @@ pub enum Unit {
     Bytes,
     Allocs,
     Msgs,
+    Conns,
+    BytesPerS,
     Ratio,
     Bool,
 }
@@ -50,6 +52,8 @@ impl Unit {
             Unit::Bytes => "bytes",
             Unit::Allocs => "allocs",
             Unit::Msgs => "msgs",
+            Unit::Conns => "conns",
+            Unit::BytesPerS => "bytes/s",
             Unit::Ratio => "ratio",
             Unit::Bool => "bool",
         }
@@ -70,6 +74,8 @@ const UNITS: &[Unit] = &[
     Unit::Bytes,
     Unit::Allocs,
     Unit::Msgs,
+    Unit::Conns,
+    Unit::BytesPerS,
     Unit::Ratio,
     Unit::Bool,
 ];
@@ -454,6 +460,110 @@ pub const SERVER_CPU_MS_PER_MILLION_MSGS: Metric = Metric {
     sources: CPU,
 };
 
+/// Messages a broadcast room delivered per second: broadcasts times the
+/// connections that got them.
+pub const DELIVERIES_PER_S: Metric = Metric {
+    name: "deliveries_per_s",
+    unit: Unit::MsgsPerS,
+    better: Better::Higher,
+    title: "deliveries per second",
+    sources: &[Source::Wallclock],
+};
+pub const SERVER_CPU_NS_PER_DELIVERY: Metric = Metric {
+    name: "server_cpu_ns_per_delivery",
+    unit: Unit::Nanoseconds,
+    better: Better::Lower,
+    title: "server CPU per delivery",
+    sources: CPU,
+};
+pub const CLIENT_CPU_NS_PER_DELIVERY: Metric = Metric {
+    name: "client_cpu_ns_per_delivery",
+    unit: Unit::Nanoseconds,
+    better: Better::Lower,
+    title: "client CPU per delivery",
+    sources: &[Source::Schedstat],
+};
+/// The server's memory with the room at work, over its idle memory before
+/// the room opened, divided by the connections.
+pub const SERVER_BYTES_PER_RECEIVER: Metric = Metric {
+    name: "server_bytes_per_receiver",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "server memory per room member",
+    sources: MEMORY,
+};
+pub const DELIVERIES_VERIFIED: Metric = Metric {
+    name: "deliveries_verified",
+    unit: Unit::Msgs,
+    better: Better::Neither,
+    title: "deliveries verified",
+    sources: &[Source::Client],
+};
+/// The largest room of a sweep whose p99 delivery latency stayed within
+/// a limit (the parameter `p99_limit_us`) at the stated broadcast rate,
+/// every delivery made.
+pub const ROOM_CAPACITY_CONNS: Metric = Metric {
+    name: "room_capacity_conns",
+    unit: Unit::Conns,
+    better: Better::Higher,
+    title: "largest room within the latency limit",
+    sources: &[Source::Sweep],
+};
+/// While one member stops reading: the server's memory at its peak over
+/// its memory when the pause began.
+pub const SLOW_HEAP_GROWTH_BYTES: Metric = Metric {
+    name: "slow_heap_growth_bytes",
+    unit: Unit::Bytes,
+    better: Better::Lower,
+    title: "server memory growth while one member stops reading",
+    sources: MEMORY,
+};
+/// The least-squares slope of the server's memory over the pause.
+pub const SLOW_HEAP_SLOPE_BYTES_PER_S: Metric = Metric {
+    name: "slow_heap_slope_bytes_per_s",
+    unit: Unit::BytesPerS,
+    better: Better::Lower,
+    title: "server memory growth rate while one member stops reading",
+    sources: MEMORY,
+};
+pub const SLOW_DELIVERED_MSGS: Metric = Metric {
+    name: "slow_delivered_msgs",
+    unit: Unit::Msgs,
+    better: Better::Neither,
+    title: "broadcasts the stopped member got, verified",
+    sources: &[Source::Client],
+};
+pub const SLOW_DROPPED_MSGS: Metric = Metric {
+    name: "slow_dropped_msgs",
+    unit: Unit::Msgs,
+    better: Better::Neither,
+    title: "broadcasts the server dropped for the stopped member",
+    sources: &[Source::Client],
+};
+/// 1 when the server ended the stopped member's connection; the detail is
+/// the finding in words (buffered, dropped, disconnected, everyone stalled).
+pub const SLOW_DISCONNECTED: Metric = Metric {
+    name: "slow_disconnected",
+    unit: Unit::Bool,
+    better: Better::Neither,
+    title: "server disconnected the stopped member",
+    sources: &[Source::Client],
+};
+pub const OTHERS_P99_BEFORE_PAUSE_US: Metric = Metric {
+    name: "others_p99_before_pause_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "the others' p99 delivery latency before the pause",
+    sources: &[Source::Histogram],
+};
+pub const OTHERS_P99_IN_PAUSE_US: Metric = Metric {
+    name: "others_p99_in_pause_us",
+    unit: Unit::Microseconds,
+    better: Better::Lower,
+    title: "the others' p99 delivery latency during the pause",
+    sources: &[Source::Histogram],
+};
+
 /// Every metric, in the order reports list them.
 pub const ALL: &[&Metric] = &[
     &RTT_MEAN_US,
@@ -492,6 +602,19 @@ pub const ALL: &[&Metric] = &[
     &SERVER_CORE_SHARE,
     &KNEE_MSGS_PER_S,
     &SERVER_CPU_MS_PER_MILLION_MSGS,
+    &DELIVERIES_PER_S,
+    &SERVER_CPU_NS_PER_DELIVERY,
+    &CLIENT_CPU_NS_PER_DELIVERY,
+    &SERVER_BYTES_PER_RECEIVER,
+    &DELIVERIES_VERIFIED,
+    &ROOM_CAPACITY_CONNS,
+    &SLOW_HEAP_GROWTH_BYTES,
+    &SLOW_HEAP_SLOPE_BYTES_PER_S,
+    &SLOW_DELIVERED_MSGS,
+    &SLOW_DROPPED_MSGS,
+    &SLOW_DISCONNECTED,
+    &OTHERS_P99_BEFORE_PAUSE_US,
+    &OTHERS_P99_IN_PAUSE_US,
 ];
 
 /// The definition of a metric by its name.

@@ -11,10 +11,14 @@
 //! - [`handshakes`]: new connections per second;
 //! - [`offered_load`]: an open-loop run at a fixed rate ([`LoadSample`]),
 //!   with the CPU over exactly its measured part;
+//! - [`broadcast`]: a broadcast room's step of a room-size sweep, and the
+//!   slow consumer;
 //! - the leak check's cycles are in [`crate::measure::leak`].
 //!
 //! A [`Sample`] or [`LoadSample`] knows which catalogue metrics it yields
 //! ([`Figures::figure`]); recording them is [`crate::results::Recorder`]'s.
+
+pub mod broadcast;
 
 use std::time::{Duration, Instant};
 

@@ -364,21 +364,26 @@ fn expanding_writes_nothing_when_a_claim_fails() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `run` with a load group of one figure: the committed reference run
-/// predates the group, and a publish needs every group. The figure is one
-/// of the latency group's, moved.
-fn with_load(mut run: ResultsFile) -> ResultsFile {
+/// `run` with every expected group it lacks given one figure (one of the
+/// latency group's, moved): a committed reference run may predate a
+/// group, and a publish needs every group.
+fn with_every_group(mut run: ResultsFile) -> ResultsFile {
     let latency = run.groups["latency"].clone();
-    let mut figure = latency.measurements[0].clone();
-    figure.group = "load".into();
-    figure.bench = format!("load/{}/100/0.5", figure.stack);
-    run.replace_group(
-        "load",
-        wsbench::results::GroupResults {
-            run: latency.run.clone(),
-            measurements: vec![figure],
-        },
-    );
+    for group in wsbench::report::EXPECTED_GROUPS {
+        if run.groups.contains_key(*group) {
+            continue;
+        }
+        let mut figure = latency.measurements[0].clone();
+        figure.group = group.to_string();
+        figure.bench = format!("{group}/{}/100/0.5", figure.stack);
+        run.replace_group(
+            group,
+            wsbench::results::GroupResults {
+                run: latency.run.clone(),
+                measurements: vec![figure],
+            },
+        );
+    }
     run
 }
 
@@ -399,7 +404,9 @@ fn the_report_step_expands_the_template_beside_its_directory() {
     opts.criterion_dir = dir.join("criterion");
     opts.out_dir = dir.join("report");
     opts.publish_dir = dir.join("reports");
-    with_load(reference_run()).save(&opts.results_path).unwrap();
+    with_every_group(reference_run())
+        .save(&opts.results_path)
+        .unwrap();
     // Only a publish writes the discussion, and it needs the latency flamegraphs.
     for m in &reference_run().groups["latency"].measurements {
         let case = m.bench.splitn(3, '/').nth(2).unwrap().replace('/', "_");
@@ -428,7 +435,7 @@ fn the_report_step_expands_the_template_beside_its_directory() {
 
     // A run that contradicts the claim fails the report and leaves the
     // old discussion as it was.
-    with_load(altered("axum", "rtt_mean_us", 10.0))
+    with_every_group(altered("axum", "rtt_mean_us", 10.0))
         .save(&opts.results_path)
         .unwrap();
     let e = wsbench::report::publish(&opts).unwrap_err();

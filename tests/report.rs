@@ -516,6 +516,70 @@ fn load() -> Vec<Measurement> {
     out
 }
 
+/// The broadcast group's kinds of figure: each stack's room sizes, its
+/// capacity, and its slow-consumer finding.
+fn broadcast() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS {
+        for room in [100, 1000] {
+            let bench = format!("broadcast/{stack}/{room}");
+            let params = json!({"room": room, "senders": 5, "rate": 50.0, "size_bytes": 32});
+            for (metric, value, unit, source) in [
+                (
+                    "deliveries_per_s",
+                    50.0 * room as f64,
+                    "msgs/s",
+                    "wallclock",
+                ),
+                (
+                    "corrected_p99_us",
+                    room as f64 * factor(stack),
+                    "us",
+                    "histogram",
+                ),
+            ] {
+                out.push(m(
+                    "broadcast",
+                    &bench,
+                    stack,
+                    params.clone(),
+                    metric,
+                    value,
+                    unit,
+                    source,
+                ));
+            }
+        }
+        let params =
+            json!({"p99_limit_us": 100_000.0, "rate": 50.0, "senders": 5, "size_bytes": 32});
+        out.push(m(
+            "broadcast",
+            &format!("broadcast/{stack}/capacity"),
+            stack,
+            params,
+            "room_capacity_conns",
+            1000.0,
+            "conns",
+            "sweep",
+        ));
+        let params = json!({"room": 100, "senders": 5, "rate": 100.0, "size_bytes": 16384, "pause_ms": 10000});
+        let mut finding = m(
+            "broadcast",
+            &format!("broadcast/{stack}/slow-consumer"),
+            stack,
+            params,
+            "slow_disconnected",
+            0.0,
+            "bool",
+            "client",
+        );
+        finding.detail =
+            Some("buffered for it: all 1000 broadcasts delivered after the pause".into());
+        out.push(finding);
+    }
+    out
+}
+
 fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
     let mut file = ResultsFile {
         schema: SCHEMA_VERSION,
@@ -539,6 +603,7 @@ fn full_results() -> ResultsFile {
         ("throughput", throughput()),
         ("scaling", scaling()),
         ("load", load()),
+        ("broadcast", broadcast()),
         ("memory", memory()),
         ("placement", placement()),
         ("conformance", conformance()),
@@ -1028,6 +1093,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
             "throughput",
             "scaling",
             "load",
+            "broadcast",
             "memory",
             "placement",
             "conformance",
@@ -1037,7 +1103,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(
         md.contains(
-            "Not measured in this run: throughput, scaling, load, memory, placement, conformance, leak"
+            "Not measured in this run: throughput, scaling, load, broadcast, memory, placement, conformance, leak"
         ),
         "{md}"
     );
@@ -1274,11 +1340,12 @@ mod publishing {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const EXPECTED: [&str; 8] = [
+    const EXPECTED: [&str; 9] = [
         "latency",
         "throughput",
         "scaling",
         "load",
+        "broadcast",
         "memory",
         "placement",
         "conformance",

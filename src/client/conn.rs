@@ -34,8 +34,7 @@ const RECV_SOCKET_BUFFER_BYTES: libc::c_int = 32 << 20;
 /// Sets [`RECV_SOCKET_BUFFER_BYTES`] with `SO_RCVBUFFORCE`, which may
 /// exceed `net.core.rmem_max` but needs CAP_NET_ADMIN; without it, as much
 /// as `SO_RCVBUF` allows.
-fn set_recv_socket_buffer(socket: &TcpSocket) -> io::Result<()> {
-    let bytes = RECV_SOCKET_BUFFER_BYTES;
+fn set_recv_socket_buffer(socket: &TcpSocket, bytes: libc::c_int) -> io::Result<()> {
     // SAFETY: an int option of the right size on a valid socket.
     let forced = unsafe {
         libc::setsockopt(
@@ -89,7 +88,20 @@ impl Connection {
     /// Connects and, for WebSocket stacks, completes the opening handshake,
     /// within [`CONNECT_TIMEOUT`].
     pub async fn open(target: &Target) -> Result<Connection, ClientError> {
-        Connection::open_with(target, false).await
+        Connection::open_with(target, false, RECV_SOCKET_BUFFER_BYTES).await
+    }
+
+    /// Opens a connection whose socket receive buffer is only `bytes` (the
+    /// kernel doubles it, and keeps a floor of its own): a reader that
+    /// stops reading then closes its window after that much, and the
+    /// server, not the kernel, has to hold what it sends next (the
+    /// broadcast bench's slow consumer).
+    pub async fn open_with_recv_buffer(
+        target: &Target,
+        bytes: u32,
+    ) -> Result<Connection, ClientError> {
+        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        Connection::open_with(target, false, bytes).await
     }
 
     /// Opens a connection that offers permessage-deflate, as browsers do,
@@ -97,7 +109,7 @@ impl Connection {
     /// server accepts, the connection can only idle and close: the client
     /// does not compress, so [`Connection::run`] refuses it.
     pub async fn open_offering_deflate(target: &Target) -> Result<Connection, ClientError> {
-        Connection::open_with(target, true).await
+        Connection::open_with(target, true, RECV_SOCKET_BUFFER_BYTES).await
     }
 
     /// Whether the server accepted permessage-deflate.
@@ -105,7 +117,11 @@ impl Connection {
         self.deflate
     }
 
-    async fn open_with(target: &Target, offer_deflate: bool) -> Result<Connection, ClientError> {
+    async fn open_with(
+        target: &Target,
+        offer_deflate: bool,
+        recv_buffer_bytes: libc::c_int,
+    ) -> Result<Connection, ClientError> {
         let socket_err = |during| move |source| ErrorKind::Socket { during, source };
         let connect = async {
             let socket = if target.addr.is_ipv4() {
@@ -115,7 +131,8 @@ impl Connection {
             }
             .map_err(socket_err("creating a socket"))?;
             // Before connecting, so that the window scale offered allows it.
-            set_recv_socket_buffer(&socket).map_err(socket_err("setting the receive buffer"))?;
+            set_recv_socket_buffer(&socket, recv_buffer_bytes)
+                .map_err(socket_err("setting the receive buffer"))?;
             let mut stream =
                 socket
                     .connect(target.addr)

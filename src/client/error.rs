@@ -154,6 +154,21 @@ pub enum ErrorKind {
         waited: Duration,
         first: u64,
     },
+    /// A broadcast delivery out of its sender's order.
+    #[error("message {got} of {sender} arrived where message {expected} was due: {}", if .got < .expected { "a repeated or reordered delivery" } else { "a dropped or reordered delivery" })]
+    Delivery {
+        sender: String,
+        got: u32,
+        expected: u32,
+    },
+    /// A broadcast run ended with deliveries owed: none came for `waited`.
+    #[error("{missing} broadcast deliveries missing (message {first} of sender {sender} the first) after {:.1} s without any: dropped, or the server stalled or died", .waited.as_secs_f64())]
+    MissingDeliveries {
+        missing: u64,
+        waited: Duration,
+        sender: usize,
+        first: u32,
+    },
     /// A counted run verified fewer (or more) round trips than asked.
     #[error("{verified} round trips verified, {expected} expected")]
     RoundTrips { verified: u64, expected: u64 },

@@ -19,6 +19,8 @@
 //! - `tokio_driver`: the driver for many connections through the runtime;
 //! - [`open_loop`]: the driver that sends on a schedule fixed in advance,
 //!   whatever the echoes do, in an epoll loop of its own;
+//! - [`broadcast`]: the same schedule into a broadcast room, every
+//!   delivery to every connection verified;
 //! - `conn`: a [`Connection`], its opening, and which driver runs it;
 //! - `frames`: single frames for the probe and tests (`send_frame`,
 //!   `recv_frame`, `ping`, `close`...);
@@ -38,6 +40,7 @@ use crate::placement::{pin_current_thread, Placement};
 use crate::stacks::{Protocol, ServerHandle};
 
 mod blocking;
+pub mod broadcast;
 mod codec;
 mod conn;
 mod error;
@@ -225,6 +228,23 @@ pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, 
             )
             .await?;
             conns[first..].iter_mut().for_each(Connection::opened);
+        }
+    }
+    Ok(conns)
+}
+
+/// Opens `n` connections for a broadcast room, [`CONNECT_CONCURRENCY`] at
+/// a time. Unlike [`connect_many`] it sends nothing on them (an echo would
+/// be a broadcast): [`broadcast::RoomClient::sync`] proves the server has
+/// them all.
+pub async fn connect_room(target: &Target, n: usize) -> Result<Vec<Connection>, ClientError> {
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n {
+        let batch = CONNECT_CONCURRENCY.min(n - conns.len());
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
+        for c in opened {
+            conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
         }
     }
     Ok(conns)

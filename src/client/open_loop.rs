@@ -355,7 +355,11 @@ impl Schedule {
 }
 
 /// One `epoll_pwait2`, retried when a signal interrupts it.
-fn wait(ep: &impl AsFd, events: &mut Vec<epoll::Event>, timeout: Duration) -> io::Result<()> {
+pub(super) fn wait(
+    ep: &impl AsFd,
+    events: &mut Vec<epoll::Event>,
+    timeout: Duration,
+) -> io::Result<()> {
     let timeout = rustix::event::Timespec::try_from(timeout).expect("a timeout below centuries");
     loop {
         match epoll::wait(ep, rustix::buffer::spare_capacity(events), Some(&timeout)) {
@@ -624,12 +628,12 @@ impl<'a> Lane<'a> {
 /// Sets the calling thread's timer slack to 1 ns for its lifetime: the
 /// kernel otherwise lets a timed wait run up to 50 µs late, which would
 /// be the client's lateness.
-struct TimerSlack {
+pub(super) struct TimerSlack {
     before: Option<libc::c_ulong>,
 }
 
 impl TimerSlack {
-    fn minimal() -> TimerSlack {
+    pub(super) fn minimal() -> TimerSlack {
         // SAFETY: PR_GET_TIMERSLACK takes no pointer; PR_SET_TIMERSLACK a value.
         unsafe {
             let before = libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0);

@@ -26,6 +26,7 @@ pub const EXPECTED_GROUPS: &[&str] = &[
     "throughput",
     "scaling",
     "load",
+    "broadcast",
     "memory",
     "placement",
     "conformance",

@@ -1514,7 +1514,12 @@ fn format_unit(unit: Unit, v: f64) -> String {
         Unit::Nanoseconds => format!("{} ns", grouped(v, 0)),
         Unit::MibPerS if v.abs() < 100.0 => format!("{} MiB/s", grouped(v, 1)),
         Unit::MibPerS => format!("{} MiB/s", grouped(v, 0)),
-        Unit::MsgsPerS | Unit::ConnsPerS | Unit::Bytes | Unit::Msgs => {
+        Unit::MsgsPerS
+        | Unit::ConnsPerS
+        | Unit::Bytes
+        | Unit::BytesPerS
+        | Unit::Msgs
+        | Unit::Conns => {
             format!("{} {}", grouped(v, 0), unit.as_str())
         }
         // A rare allocation (0.02 per round trip) is not "0.0".

@@ -44,6 +44,13 @@ fn group_blurb(group: &str) -> Option<&'static str> {
              the knees are the highest offered rate within a p99 limit with 99% answered; \
              `server_cpu_ms_per_million_msgs` is every stack at one common `rate`."
         }
+        "broadcast" => {
+            "One room per stack, every message to every member (the sender included), five members sending \
+             at a fixed total `rate` of broadcasts per second, open loop, grown through the `room` sizes; \
+             `corrected_*` is a delivery's latency from the broadcast's intended send time; \
+             `room_capacity_conns` is the largest room whose p99 stayed within `p99_limit_us` with every delivery \
+             made. The `slow-consumer` entries: a room of 100 in which one member stops reading for `pause_ms`."
+        }
         "memory" => "Allocations per round trip, and live bytes per idle connection under each settings profile.",
         "placement" => {
             "The same round trip with the threads placed differently; `rtt_cv` is the coefficient of \
@@ -78,14 +85,26 @@ const LOAD_HEAD: &[&metrics::Metric] = &[
     &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
 ];
 
+/// The broadcast group's tables in reading order: the capacity, the slow
+/// consumer's finding, then each room size's figures.
+const BROADCAST_HEAD: &[&metrics::Metric] =
+    &[&metrics::ROOM_CAPACITY_CONNS, &metrics::SLOW_DISCONNECTED];
+
 /// Key metrics first, then the known ones in their order, then the rest by name.
 fn metric_order(group: &str, metric: &str) -> (usize, usize, String) {
     let position = |list: &[&metrics::Metric]| list.iter().position(|k| k.name == metric);
-    let first = if group == "load" {
-        position(LOAD_HEAD)
-            .or_else(|| position(crate::workload::LOAD_FIGURES).map(|i| i + LOAD_HEAD.len()))
-    } else {
-        position(key_metrics(group))
+    let first = match group {
+        "load" => position(LOAD_HEAD)
+            .or_else(|| position(crate::workload::LOAD_FIGURES).map(|i| i + LOAD_HEAD.len())),
+        "broadcast" => {
+            use crate::workload::broadcast::{ROOM_FIGURES, SLOW_FIGURES};
+            position(BROADCAST_HEAD)
+                .or_else(|| position(ROOM_FIGURES).map(|i| i + BROADCAST_HEAD.len()))
+                .or_else(|| {
+                    position(SLOW_FIGURES).map(|i| i + BROADCAST_HEAD.len() + ROOM_FIGURES.len())
+                })
+        }
+        _ => position(key_metrics(group)),
     };
     match first {
         Some(i) => (0, i, String::new()),
@@ -400,8 +419,10 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
             }
             let _ = writeln!(out);
         }
-        if name == "load" {
-            load_notes(out, group);
+        match name {
+            "load" => load_notes(out, group),
+            "broadcast" => broadcast_notes(out, group),
+            _ => {}
         }
     }
     for source in used_marks {
@@ -441,6 +462,51 @@ fn load_notes(out: &mut String, group: &GroupResults) {
         );
     }
     let _ = writeln!(out);
+}
+
+/// What the broadcast group's numbers cannot say: what each server did
+/// about the member that stopped reading, and where a capacity is a
+/// bound or may be the client's.
+fn broadcast_notes(out: &mut String, group: &GroupResults) {
+    let noted = |metric: &str| -> Vec<&Measurement> {
+        group
+            .measurements
+            .iter()
+            .filter(|m| m.metric == metric)
+            .filter(|m| m.detail.as_deref().is_some_and(|d| !d.is_empty()))
+            .collect()
+    };
+    let findings = noted(metrics::SLOW_DISCONNECTED.name);
+    if !findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "What each server did about the member that stopped reading:\n"
+        );
+        text_table_header(out, "stack", &["finding".to_string()]);
+        for m in findings {
+            let _ = writeln!(
+                out,
+                "| {} | {} |",
+                cell(&m.stack),
+                cell(m.detail.as_deref().unwrap_or_default())
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let capacity = noted(metrics::ROOM_CAPACITY_CONNS.name);
+    if !capacity.is_empty() {
+        let _ = writeln!(out, "Notes on the capacities:\n");
+        for m in capacity {
+            let _ = writeln!(
+                out,
+                "- `{}` ({}): {}",
+                m.bench,
+                m.stack,
+                m.detail.as_deref().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out);
+    }
 }
 
 fn metric_table(

@@ -617,6 +617,40 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
             ),
         },
         Plot {
+            file: "broadcast_p99.svg",
+            title: "p99 delivery latency against room size",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "broadcast",
+                    metric: &metrics::CORRECTED_P99_US,
+                    x_param: "room",
+                    title: "p99 delivery latency against room size",
+                    x_label: "members of the room",
+                    y_label: "p99 from the intended send (µs), lower is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                },
+            ),
+        },
+        Plot {
+            file: "broadcast_deliveries.svg",
+            title: "Deliveries per second against room size",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "broadcast",
+                    metric: &metrics::DELIVERIES_PER_S,
+                    x_param: "room",
+                    title: "Deliveries per second against room size",
+                    x_label: "members of the room",
+                    y_label: "deliveries per second, higher is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                },
+            ),
+        },
+        Plot {
             file: "memory_per_conn.svg",
             title: "Live memory per idle connection",
             outcome: memory_per_conn(file),

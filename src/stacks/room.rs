@@ -81,12 +81,21 @@ where
             EchoPolicy::FlushEach => sink.send(msg).await,
             EchoPolicy::Batched => {
                 let mut fed = sink.feed(msg).await;
-                loop {
-                    match (&fed, rx.try_recv()) {
-                        (Ok(()), Ok(more)) => fed = sink.feed(more).await,
-                        // Lagged: the flush below, then `recv` says so.
-                        _ => break,
+                let mut lagged = false;
+                while fed.is_ok() {
+                    match rx.try_recv() {
+                        Ok(more) => fed = sink.feed(more).await,
+                        // Told once only: the next receive would go on
+                        // from the oldest message left, past the lost ones.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                            lagged = true;
+                            break;
+                        }
+                        Err(_) => break,
                     }
+                }
+                if lagged {
+                    return;
                 }
                 match fed {
                     Ok(()) => sink.flush().await,

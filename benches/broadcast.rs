@@ -1,0 +1,392 @@
+//! How large a room can my server keep up with, and what does one reader
+//! that stops reading do to it? Each stack serves its broadcast room
+//! (`Service::Broadcast`: every message to every member, the sender
+//! included; see `wsbench::stacks::room`), and the client grows the room
+//! through the sizes below while five of its members send 32-byte
+//! broadcasts at a fixed total rate, open loop (see
+//! `wsbench::client::broadcast`). Every member checks it gets every
+//! broadcast exactly once, in each sender's order, intact.
+//!
+//! Per room size: deliveries per second, the delivery latency from the
+//! broadcast's intended send time (p50/p99/p99.9/max), server and client
+//! CPU per delivery and their shares of a core, the client's lateness,
+//! and the server's memory per member. From the sizes, per stack: the
+//! room capacity, the largest room whose p99 stays within 100 ms at the
+//! stated rate with every delivery made (websocket-shootout's question).
+//! The first room size over the limit ends that stack's sweep, and so does
+//! one that fails (a delivery lost, the server stalled); the failure is
+//! recorded and the run goes on.
+//!
+//! Then the slow consumer: a room of 100, one member of which has a small
+//! receive buffer and stops reading for ten seconds while 16 KiB
+//! broadcasts go on. Recorded: the server's memory over the pause (peak
+//! growth and slope), the others' p99 before and during it, and what
+//! became of the stopped member (all delivered later, some dropped, or
+//! disconnected), as a finding.
+//!
+//! The server's threads have a core of their own (split-cores): the
+//! receivers' work is as large as the server's sends, and on a shared core
+//! the capacity would be the two together. The counting allocator is
+//! installed, for the memory figures; it costs a stack that allocates
+//! more a little more CPU per delivery, as in the memory group.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wsbench::client::broadcast::{Broadcast, Pause, RoomClient};
+use wsbench::client::{self, Connection, PayloadKind};
+use wsbench::measure::alloc::CountingAlloc;
+use wsbench::metrics::{self, Source};
+use wsbench::placement::Placement;
+use wsbench::results::Params;
+use wsbench::settings::{Profile, ServerSettings, Service};
+use wsbench::stacks::{ServerHandle, StackInfo};
+use wsbench::workload::broadcast::{self as bw, RoomSample};
+use wsbench::workload::Figures;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Room sizes, grown in this order on the same server.
+const ROOM_SIZES: &[usize] = &[100, 1000, 2000, 4096, 8192];
+const QUICK_ROOM_SIZES: &[usize] = &[100, 1000];
+
+/// Broadcasts per second over all senders: at 8,192 members, 409,600
+/// deliveries per second.
+const RATE_PER_S: f64 = 50.0;
+const SENDERS: usize = 5;
+const SIZE_BYTES: usize = 32;
+
+/// The capacity's latency limit.
+const P99_LIMIT_US: f64 = 100_000.0;
+
+/// The slow consumer: room, rate, message size, pause.
+const SLOW_ROOM: usize = 100;
+const SLOW_RATE_PER_S: f64 = 100.0;
+const SLOW_SIZE_BYTES: usize = 16 << 10;
+/// The stopped member's socket receive buffer: small, so that the server
+/// rather than the client's kernel holds what it cannot send.
+const SLOW_RECV_BUFFER_BYTES: u32 = 4096;
+
+struct Plan {
+    sizes: Vec<usize>,
+    step: Duration,
+    warm_up: Duration,
+    slow_room: usize,
+    slow_before: Duration,
+    slow_pause: Duration,
+    slow_after: Duration,
+}
+
+impl Plan {
+    fn of(mode: &Mode) -> Plan {
+        if !mode.bench {
+            // Test mode: every stack once through every phase, briefly.
+            return Plan {
+                sizes: vec![10, 20],
+                step: Duration::from_millis(100),
+                warm_up: Duration::from_millis(20),
+                slow_room: 10,
+                slow_before: Duration::from_millis(100),
+                slow_pause: Duration::from_millis(300),
+                slow_after: Duration::from_millis(100),
+            };
+        }
+        let max = max_room();
+        let sizes: Vec<usize> = mode
+            .pick(ROOM_SIZES, QUICK_ROOM_SIZES)
+            .iter()
+            .copied()
+            .filter(|&n| n <= max)
+            .collect();
+        Plan {
+            sizes,
+            step: mode.pick(Duration::from_millis(600), Duration::from_millis(300)),
+            warm_up: mode.pick(Duration::from_millis(200), Duration::from_millis(100)),
+            slow_room: SLOW_ROOM,
+            slow_before: mode.pick(Duration::from_millis(500), Duration::from_millis(300)),
+            slow_pause: mode.pick(Duration::from_secs(10), Duration::from_secs(1)),
+            slow_after: mode.pick(Duration::from_millis(500), Duration::from_millis(300)),
+        }
+    }
+}
+
+/// The largest room this process's descriptors allow for an in-process
+/// stack (both ends here).
+fn max_room() -> usize {
+    (fd_limit().saturating_sub(open_fds() + FD_RESERVE) / 2) as usize
+}
+
+fn main() {
+    CountingAlloc::mark_installed();
+    let mode = Mode::from_env_placing(Placement::SplitCores);
+    let rt = client_runtime(&mode);
+    let mut rec = Recorder::new("broadcast", &mode);
+    let plan = Plan::of(&mode);
+    let skipped: Vec<usize> = mode
+        .pick(ROOM_SIZES, QUICK_ROOM_SIZES)
+        .iter()
+        .copied()
+        .filter(|n| !plan.sizes.contains(n))
+        .collect();
+    if mode.bench && !skipped.is_empty() {
+        eprintln!(
+            "wsbench: broadcast: rooms of {skipped:?} skipped: {} open files allowed here, two per member",
+            fd_limit()
+        );
+    }
+    let settings = ServerSettings {
+        service: Service::Broadcast,
+        ..mode.settings(Profile::Suite)
+    };
+    for stack in stacks_to_measure(&mode) {
+        let server = start_server(stack, &settings, &format!("broadcast/{}", stack.name));
+        let steps = sweep(&rt, stack, &server, &plan, &mut rec);
+        record_capacity(&mut rec, stack, &steps, &plan);
+        for &n in &skipped {
+            rec.add(
+                &bench_id(stack, n),
+                stack,
+                &room_params(n),
+                &metrics::SKIPPED,
+                1.0,
+                Source::Harness,
+            )
+            .detail = Some(format!(
+                "not run here: a room of {n} needs {} open files, {} are allowed",
+                2 * n,
+                fd_limit()
+            ));
+        }
+        rec.flush();
+        slow_consumer(&rt, stack, &server, &plan, &mut rec);
+        rec.flush();
+        stop_server(server);
+    }
+    rec.finish();
+}
+
+fn bench_id(stack: &StackInfo, room: usize) -> String {
+    format!("broadcast/{}/{room}", stack.name)
+}
+
+fn room_params(room: usize) -> Params {
+    params(&[
+        ("room", v(room)),
+        ("senders", v(SENDERS)),
+        ("rate", v(RATE_PER_S)),
+        ("size_bytes", v(SIZE_BYTES)),
+    ])
+}
+
+/// What the capacity reads of one room size.
+struct Step {
+    room: usize,
+    p99_us: f64,
+    /// Why the client may be what limited it.
+    client_limited: Option<String>,
+}
+
+/// Grows the room through the plan's sizes; returns the sizes measured.
+/// A size that fails is recorded as skipped with the error, and ends the
+/// sweep.
+fn sweep(
+    rt: &tokio::runtime::Runtime,
+    stack: &'static StackInfo,
+    server: &ServerHandle,
+    plan: &Plan,
+    rec: &mut Recorder,
+) -> Vec<Step> {
+    let target = target(server);
+    let memory_before = bw::memory_before_room(server)
+        .unwrap_or_else(|e| fail(&format!("benchmark {}: {e:#}", bench_id(stack, 0))));
+    let mut room: Option<RoomClient> = None;
+    let mut steps = Vec::new();
+    for &n in &plan.sizes {
+        let id = bench_id(stack, n);
+        let outcome = grow(rt, &target, &mut room, n).and_then(|room| {
+            let spec = Broadcast::constant(RATE_PER_S, plan.step);
+            bw::room_step(room, spec, plan.warm_up, server, memory_before)
+        });
+        match outcome {
+            Ok(sample) => {
+                rec.add_sample(&id, stack, &room_params(n), &sample, bw::ROOM_FIGURES);
+                let p99_us = sample
+                    .figure(&metrics::CORRECTED_P99_US)
+                    .expect("measured")
+                    .0;
+                steps.push(Step {
+                    room: n,
+                    p99_us,
+                    client_limited: sample.client_limited(),
+                });
+                report_step(&id, &sample);
+                // Past the limit the capacity is known, and a larger room
+                // would only take longer to fall further behind.
+                if p99_us > P99_LIMIT_US {
+                    eprintln!(
+                        "wsbench: {id}: p99 {:.0} ms, over the limit: larger rooms not run",
+                        p99_us / 1e3
+                    );
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("wsbench: benchmark {id}: {e:#}");
+                rec.add(
+                    &id,
+                    stack,
+                    &room_params(n),
+                    &metrics::SKIPPED,
+                    1.0,
+                    Source::Harness,
+                )
+                .detail = Some(format!("failed: {e:#}"));
+                break;
+            }
+        }
+    }
+    if let Some(room) = room {
+        for c in room.into_connections() {
+            c.abort();
+        }
+    }
+    steps
+}
+
+/// Makes the room `n` strong, opening what it lacks, and synchronises it.
+fn grow<'a>(
+    rt: &tokio::runtime::Runtime,
+    target: &client::Target,
+    room: &'a mut Option<RoomClient>,
+    n: usize,
+) -> anyhow::Result<&'a mut RoomClient> {
+    let have = room.as_ref().map_or(0, RoomClient::len);
+    let conns = rt.block_on(client::connect_room(target, n - have))?;
+    match room {
+        Some(r) => r.add(conns)?,
+        None => {
+            *room = Some(RoomClient::new(
+                conns,
+                SENDERS,
+                SIZE_BYTES,
+                PayloadKind::Binary,
+            )?)
+        }
+    }
+    let r = room.as_mut().expect("just made");
+    r.sync()?;
+    Ok(r)
+}
+
+fn report_step(id: &str, s: &RoomSample) {
+    let f = |m| s.figure(m).map_or(f64::NAN, |x| x.0);
+    eprintln!(
+        "wsbench: {id}: {:.0} deliveries/s, p99 {:.1} ms, server {:.2} / client {:.2} of a core",
+        f(&metrics::DELIVERIES_PER_S),
+        f(&metrics::CORRECTED_P99_US) / 1e3,
+        f(&metrics::SERVER_CORE_SHARE),
+        f(&metrics::CLIENT_CORE_SHARE),
+    );
+}
+
+/// The largest room measured whose p99 met the limit. Its detail says
+/// when every size met it (the capacity is at least the largest), when
+/// none did, and when the client may have set the limit at the size above.
+fn record_capacity(rec: &mut Recorder, stack: &'static StackInfo, steps: &[Step], plan: &Plan) {
+    // Sizes past the first one over the limit do not count: a room's
+    // latency does not fall as it grows.
+    let capacity = steps.iter().take_while(|s| s.p99_us <= P99_LIMIT_US).last();
+    let p = params(&[
+        ("p99_limit_us", v(P99_LIMIT_US)),
+        ("rate", v(RATE_PER_S)),
+        ("senders", v(SENDERS)),
+        ("size_bytes", v(SIZE_BYTES)),
+    ]);
+    let id = format!("broadcast/{}/capacity", stack.name);
+    let value = capacity.map_or(0.0, |s| s.room as f64);
+    let m = rec.add(
+        &id,
+        stack,
+        &p,
+        &metrics::ROOM_CAPACITY_CONNS,
+        value,
+        Source::Sweep,
+    );
+    let largest = plan.sizes.last().copied().unwrap_or(0);
+    let above = capacity.and_then(|c| steps.iter().find(|s| s.room > c.room));
+    m.detail = match (capacity, above) {
+        (None, _) if steps.is_empty() => Some("no room size was measured".into()),
+        (None, _) => Some(format!("no room met the limit, not even {}", steps[0].room)),
+        (Some(c), None) if c.room == largest => Some(format!(
+            "the largest room measured ({largest}) met the limit: the capacity is at least that"
+        )),
+        (Some(_), None) => Some("the next room size failed (see its entry)".into()),
+        (Some(_), Some(a)) => a
+            .client_limited
+            .as_ref()
+            .map(|why| format!("at {} members {why}: the limit may be the client's", a.room)),
+    };
+}
+
+/// The slow-consumer case on a fresh room.
+fn slow_consumer(
+    rt: &tokio::runtime::Runtime,
+    stack: &'static StackInfo,
+    server: &ServerHandle,
+    plan: &Plan,
+    rec: &mut Recorder,
+) {
+    let id = format!("broadcast/{}/slow-consumer", stack.name);
+    let target = target(server);
+    let p = params(&[
+        ("room", v(plan.slow_room)),
+        ("senders", v(SENDERS)),
+        ("rate", v(SLOW_RATE_PER_S)),
+        ("size_bytes", v(SLOW_SIZE_BYTES)),
+        ("pause_ms", v(plan.slow_pause.as_millis() as u64)),
+    ]);
+    let outcome = (|| -> anyhow::Result<bw::SlowSample> {
+        let mut conns = rt.block_on(client::connect_room(&target, plan.slow_room - 1))?;
+        conns.push(rt.block_on(Connection::open_with_recv_buffer(
+            &target,
+            SLOW_RECV_BUFFER_BYTES,
+        ))?);
+        let mut room = RoomClient::new(conns, SENDERS, SLOW_SIZE_BYTES, PayloadKind::Binary)?;
+        room.sync()?;
+        let spec = Broadcast {
+            size_bytes: SLOW_SIZE_BYTES,
+            pause: Some(Pause {
+                conn: plan.slow_room - 1,
+                after: plan.slow_before,
+                length: plan.slow_pause,
+            }),
+            ..Broadcast::constant(
+                SLOW_RATE_PER_S,
+                plan.slow_before + plan.slow_pause + plan.slow_after,
+            )
+        };
+        let sample = bw::slow_consumer(&mut room, spec, server);
+        for c in room.into_connections() {
+            c.abort();
+        }
+        Ok(sample?)
+    })();
+    match outcome {
+        Ok(sample) => {
+            let finding = sample.finding();
+            eprintln!("wsbench: {id}: {finding}");
+            let (first, rest) = bw::SLOW_FIGURES.split_first().expect("figures");
+            let (value, source) = sample.figure(first).expect("measured");
+            rec.add(&id, stack, &p, first, value, source).detail = Some(finding);
+            rec.add_sample(&id, stack, &p, &sample, rest);
+        }
+        Err(e) => {
+            eprintln!("wsbench: benchmark {id}: {e:#}");
+            rec.add(&id, stack, &p, &metrics::SKIPPED, 1.0, Source::Harness)
+                .detail = Some(format!("failed: {e:#}"));
+        }
+    }
+}
