@@ -3,16 +3,18 @@
 //! server thread), so it runs on threads of its own, named and pinned like
 //! the tokio stacks' (the app factory runs on each worker thread).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use actix_web::web::Bytes;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actix_ws::AggregatedMessage;
+use actix_ws::{AggregatedMessage, Session};
 use anyhow::Context;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::runtime::{bind, enter_server_thread};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{Profile, ServerSettings};
+use crate::settings::{Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "actix-ws",
@@ -28,7 +30,16 @@ pub const STACK: StackInfo = StackInfo {
             library's examples/chat.rs (its only idiom): that await returns once the frame is in \
             the session's channel (capacity 32), not on the socket, and actix-web's dispatcher \
             encodes every queued frame into its write buffer and writes them together, so the \
-            library batches by design and has no per-echo flush to offer for flush-each.",
+            library batches by design and has no per-echo flush to offer for flush-each. \
+            broadcast: as examples/chat.rs, every session in one list under an async lock, and \
+            the publisher, holding the lock, sends the message to every session concurrently \
+            and waits until each has taken it (`session.text/binary(..).await`, into that \
+            session's channel of 32 frames), so a connection that stops reading stalls the \
+            publisher, and with it every other publisher, once its channel and socket are \
+            full; a session whose send fails is dropped, as in the example, and a connection \
+            also leaves the list when its reader ends. Each message cloned (the payload \
+            shared) and framed per session by its response body; the writer is actix-web's \
+            dispatcher, under both policies alike, as for the echo.",
     start,
 };
 
@@ -38,6 +49,8 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     listener.set_nonblocking(false)?;
     let addr = listener.local_addr()?;
     let (threads, profile) = (settings.threads, settings.profile);
+    // One room for every worker, as examples/chat.rs shares its `Chat`.
+    let chat = (settings.service == Service::Broadcast).then(Chat::default);
     let cpus = settings.placement.server_cpus();
     let (ready_tx, ready_rx) = mpsc::channel();
     let system_thread = std::thread::Builder::new()
@@ -47,9 +60,13 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
             actix_rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
                     enter_server_thread(STACK.name, cpus.as_deref());
-                    App::new()
-                        .app_data(web::Data::new(profile))
-                        .default_service(web::to(upgrade))
+                    let app = App::new().app_data(web::Data::new(profile));
+                    match &chat {
+                        None => app.default_service(web::to(upgrade)),
+                        Some(chat) => app
+                            .app_data(web::Data::new(chat.clone()))
+                            .default_service(web::to(broadcast)),
+                    }
                 })
                 .workers(threads)
                 .disable_signals()
@@ -129,6 +146,123 @@ async fn upgrade(
                 return;
             }
         }
+    });
+    Ok(response)
+}
+
+/// The broadcast room, as examples/chat.rs's `Chat`: the sessions under
+/// one async lock, held while a message goes out, so every session takes
+/// the messages in the same order.
+#[derive(Clone, Default)]
+struct Chat {
+    inner: Arc<tokio::sync::Mutex<ChatInner>>,
+}
+
+#[derive(Default)]
+struct ChatInner {
+    /// Each session with the id its connection leaves by.
+    sessions: Vec<(u64, Session)>,
+    next_id: u64,
+}
+
+/// A data message as it goes to every session; `T` is actix's
+/// `ByteString`, which this crate cannot name (it is no dependency of its
+/// own), so it is inferred.
+#[derive(Clone)]
+enum Outgoing<T> {
+    Text(T),
+    Binary(Bytes),
+}
+
+impl Chat {
+    async fn join(&self, session: Session) -> u64 {
+        let mut inner = self.inner.lock().await;
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.sessions.push((id, session));
+        id
+    }
+
+    async fn leave(&self, id: u64) {
+        self.inner
+            .lock()
+            .await
+            .sessions
+            .retain(|(member, _)| *member != id);
+    }
+
+    /// Sends a text or binary `msg` to every session at once and waits
+    /// until each has taken it; a session that is closed is dropped.
+    async fn send(&self, msg: AggregatedMessage) {
+        let msg = match msg {
+            AggregatedMessage::Text(text) => Outgoing::Text(text),
+            AggregatedMessage::Binary(bin) => Outgoing::Binary(bin),
+            _ => return,
+        };
+        let mut inner = self.inner.lock().await;
+        let mut sending: FuturesUnordered<_> = inner
+            .sessions
+            .drain(..)
+            .map(|(id, mut session)| {
+                let msg = msg.clone();
+                async move {
+                    let sent = match msg {
+                        Outgoing::Text(text) => session.text(text).await,
+                        Outgoing::Binary(bin) => session.binary(bin).await,
+                    };
+                    sent.map(|()| (id, session))
+                }
+            })
+            .collect();
+        while let Some(sent) = sending.next().await {
+            if let Ok(member) = sent {
+                inner.sessions.push(member);
+            }
+        }
+    }
+}
+
+/// The echo's upgrade and limits; the reader publishes each data message
+/// to the room and answers pings and closes as the echo does.
+async fn broadcast(
+    req: HttpRequest,
+    body: web::Payload,
+    profile: web::Data<Profile>,
+    chat: web::Data<Chat>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, mut session, stream) = actix_ws::handle(&req, body)?;
+    let max = profile.max_message_bytes();
+    let stream = match max {
+        Some(max) => stream.max_frame_size(max),
+        None => stream,
+    };
+    let mut stream = stream.aggregate_continuations();
+    if let Some(max) = max {
+        stream = stream.max_continuation_size(max);
+    }
+    let chat = chat.into_inner();
+    let id = chat.join(session.clone()).await;
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(msg)) = stream.recv().await {
+            let answered = match msg {
+                data @ (AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)) => {
+                    chat.send(data).await;
+                    Ok(())
+                }
+                AggregatedMessage::Ping(payload) => session.pong(&payload).await,
+                AggregatedMessage::Pong(_) => Ok(()),
+                AggregatedMessage::Close(reason) => {
+                    let _ = session.close(reason).await;
+                    break;
+                }
+            };
+            if answered.is_err() {
+                break;
+            }
+        }
+        // Without the room's clone of the session, the response body ends
+        // once this task's is dropped, and the connection with it.
+        chat.leave(id).await;
     });
     Ok(response)
 }

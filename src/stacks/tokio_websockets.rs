@@ -1,13 +1,16 @@
 //! tokio-websockets: a WebSocket library built on tokio-util's codec, with
 //! SIMD masking and UTF-8 validation.
 
+use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::TcpStream;
-use tokio_websockets::{Config, Limits, ServerBuilder};
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio_websockets::{Config, Limits, Message, ServerBuilder};
 
+use super::room;
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "tokio-websockets",
@@ -23,17 +26,109 @@ pub const STACK: StackInfo = StackInfo {
             forwarded into the sink, which feeds echoes while messages are ready and flushes \
             when the read would block; but the library's stream writes queued frames out at the \
             start of every read (WebSocketStream::poll_next), so batched still writes about once \
-            per echo unless the socket is full.",
+            per echo unless the socket is full. broadcast: a tokio broadcast channel of 100 \
+            messages, as in the tokio-websockets chat server of Comprehensive Rust \
+            (google/comprehensive-rust, src/concurrency/async-exercises/chat-async/src/bin/\
+            server.rs; the library's own examples have no broadcast): a connection that falls \
+            more than 100 messages behind (the ring rounds up to 128) gets `Lagged` and is \
+            dropped, as that example's `msg?` does. Unlike that example's one task selecting \
+            between the socket and the channel, which stops reading a peer while it waits to \
+            write to it, the socket is split (`StreamExt::split`, as axum's examples/chat) into a \
+            reader that publishes and a writer task. Each message cloned (its `Bytes` payload \
+            shared, not copied) and framed per connection. flush-each: `send(msg).await` per \
+            message, as the example; batched: every message already in the channel fed, then \
+            one flush.",
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
-    start_tokio_server(STACK.name, settings, move |listener, profile| {
-        accept_loop(STACK.name, listener, profile, move |stream, profile| {
-            echo(stream, profile, policy)
-        })
-    })
+    match settings.service {
+        Service::Echo => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            accept_loop(STACK.name, listener, profile, move |stream, profile| {
+                echo(stream, profile, policy)
+            })
+        }),
+        Service::Broadcast => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            let (tx, _) = broadcast::channel(room::BROADCAST_CAPACITY);
+            accept_loop(STACK.name, listener, profile, move |stream, profile| {
+                broadcast(stream, profile, policy, tx.clone())
+            })
+        }),
+    }
+}
+
+/// The channel as in the chat server of Comprehensive Rust, the socket
+/// split as in axum's examples/chat: a writer task sends what the channel
+/// brings, this task publishes what the peer sends, and either ending ends
+/// both. The reader goes on while the writer waits for a slow peer.
+async fn broadcast(
+    stream: TcpStream,
+    profile: Profile,
+    policy: EchoPolicy,
+    tx: broadcast::Sender<Message>,
+) {
+    let mut builder = ServerBuilder::new();
+    if let Some(max) = profile.max_message_bytes() {
+        builder = builder
+            .limits(Limits::default().max_payload_len(Some(max)))
+            .config(Config::default().frame_size(max));
+    }
+    let Ok((_request, ws)) = builder.accept(stream).await else {
+        return;
+    };
+    let (write, mut read) = ws.split();
+    let mut writer = tokio::spawn(write_channel(write, tx.subscribe(), policy));
+    loop {
+        tokio::select! {
+            _ = &mut writer => return,
+            incoming = read.next() => match incoming {
+                Some(Ok(msg)) => {
+                    if msg.is_text() || msg.is_binary() {
+                        // Err only when no receiver is left, and this
+                        // connection's own is one.
+                        let _ = tx.send(msg);
+                    }
+                }
+                // Pings and closes were answered by the stream itself
+                // (its close reply flushed before it ends).
+                _ => break,
+            },
+        }
+    }
+    writer.abort();
+}
+
+/// Writes what the channel brings under `policy` until the socket fails
+/// or the connection lags behind the channel, which ends it (as the
+/// example's `msg?` does). Batched feeds every message already in the
+/// channel and flushes once; a `Lagged` from `try_recv` ends it too,
+/// because it moves the receiver past the lost messages and the next
+/// `recv` would not report them.
+async fn write_channel(
+    mut write: SplitSink<Ws, Message>,
+    mut rx: broadcast::Receiver<Message>,
+    policy: EchoPolicy,
+) {
+    while let Ok(msg) = rx.recv().await {
+        let written = match policy {
+            EchoPolicy::FlushEach => write.send(msg).await.is_ok(),
+            EchoPolicy::Batched => {
+                let mut fed = write.feed(msg).await.is_ok();
+                while fed {
+                    match rx.try_recv() {
+                        Ok(more) => fed = write.feed(more).await.is_ok(),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => return,
+                    }
+                }
+                fed && write.flush().await.is_ok()
+            }
+        };
+        if !written {
+            return;
+        }
+    }
 }
 
 async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
