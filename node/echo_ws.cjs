@@ -1,5 +1,6 @@
 // Echo server on the `ws` package (WebSocketServer on Node's http server),
-// as wsbench's `node-ws` stack.
+// as wsbench's `node-ws` stack; with --service broadcast, one room as in the
+// "Server broadcast" example of ws's README.md.
 //
 // wsbench (src/stacks/child.rs) starts this script and reads one line,
 // `LISTENING <port>`, from stdout, then one `COLLECTED <bytes>` per SIGUSR2;
@@ -10,7 +11,7 @@
 
 const http = require("node:http");
 const { parseArgs } = require("node:util");
-const { WebSocketServer } = require("ws");
+const { WebSocket, WebSocketServer } = require("ws");
 
 // Mirrors MAX_MESSAGE_BYTES in src/settings.rs.
 const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
@@ -31,6 +32,7 @@ try {
       port: { type: "string", default: "0" },
       profile: { type: "string", default: "suite" },
       echo: { type: "string", default: "flush-each" },
+      service: { type: "string", default: "echo" },
       "exit-on-stdin-eof": { type: "boolean", default: false },
     },
   }));
@@ -42,6 +44,9 @@ if (!["suite", "defaults"].includes(args.profile)) {
 }
 if (!["flush-each", "batched"].includes(args.echo)) {
   fail(`--echo: expected flush-each or batched, got ${args.echo}`);
+}
+if (!["echo", "broadcast"].includes(args.service)) {
+  fail(`--service: expected echo or broadcast, got ${args.service}`);
 }
 const port = Number(args.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port: ${args.port}`);
@@ -56,11 +61,44 @@ const wss = new WebSocketServer({ noServer: true, ...suite });
 const server = http.createServer((req, res) => {
   res.writeHead(426, { Connection: "close" }).end();
 });
+// The broadcast room, as the README's "Server broadcast" example (the
+// variant "including itself"): every message sent in turn to every client
+// wss.clients tracks that is OPEN, the sender among them, with
+// `client.send(data, { binary })`. There is no queue: each send frames the
+// message and writes it to that client's socket at once, synchronously, so
+// on the one thread every client gets the messages in one order; what the
+// socket cannot take waits in its write buffer (bufferedAmount), without
+// bound, for a client that stops reading, and nobody else waits for it.
+// The write policy as in the echo: batched corks each receiving socket at
+// its first message of a tick and uncorks it on the next, so the messages
+// one read brings share a write per client.
+// Each client's socket, for the cork (ws keeps its own private).
+const sockets = new WeakMap();
+function broadcast(data, isBinary) {
+  wss.clients.forEach((client) => {
+    if (client.readyState !== WebSocket.OPEN) return;
+    if (args.echo === "batched") {
+      const socket = sockets.get(client);
+      if (!socket.writableCorked) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+    }
+    client.send(data, { binary: isBinary });
+  });
+}
+
 server.on("upgrade", (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => {
     // ws sets TCP_NODELAY itself; set here too, as the contract asks.
     socket.setNoDelay(true);
     ws.on("error", () => {});
+    if (args.service === "broadcast") {
+      // In the room from now (wss.clients) until its close.
+      sockets.set(ws, socket);
+      ws.on("message", broadcast);
+      return;
+    }
     // ws joins fragments, answers pings (autoPong) and closes, and
     // validates text; `isBinary` keeps text as text.
     ws.on("message", (data, isBinary) => {

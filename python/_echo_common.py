@@ -1,5 +1,6 @@
 """What the echo servers share, so that they differ only in the library
-under test: arguments, the listening socket, the LISTENING line, TCP_NODELAY,
+under test: arguments (the service among them: the echo, or the broadcast
+room), the listening socket, the LISTENING line, TCP_NODELAY,
 the collector on SIGUSR2 and a clean stop.
 
 wsbench (src/stacks/child.rs) starts these scripts and reads one line,
@@ -43,6 +44,13 @@ def parse_args(description):
         default="flush-each",
         help="the echo write policy; neither library has a separate flush "
         "(each send writes to the transport at once), so both run the same code",
+    )
+    parser.add_argument(
+        "--service",
+        choices=["echo", "broadcast"],
+        default="echo",
+        help="echo: every message comes back to its sender; broadcast: one "
+        "room, every message goes to every open connection, the sender included",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     parser.add_argument(

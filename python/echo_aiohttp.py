@@ -1,5 +1,6 @@
 """Echo server on aiohttp's web server (web.WebSocketResponse), as
-wsbench's `python-aiohttp` stack."""
+wsbench's `python-aiohttp` stack; with --service broadcast, one room in the
+manner of aiohttp's examples/web_ws.py."""
 
 import asyncio
 
@@ -22,7 +23,7 @@ SUITE = dict(
 # uncompressed frame to the transport at once (WebSocketWriter.send_frame ->
 # transport.write(); it waits only when the transport is paused); the
 # library has no separate flush and no batched idiom.
-def make_app(profile):
+def make_app(profile, service):
     options = SUITE if profile == "suite" else {}
     # Kept so that a stop can close them with 1001; otherwise the runner's
     # cleanup waits for every handler to end on its own.
@@ -44,15 +45,61 @@ def make_app(profile):
             open_sockets.discard(ws)
         return ws
 
+    # The broadcast room is the set of open sockets, as in aiohttp's
+    # examples/web_ws.py, whose one list of the app's sockets serves both
+    # its chat and its on_shutdown: each handler reads its own socket and,
+    # for every message, awaits send_str/send_bytes on every socket of the
+    # room in turn (here the sender included, and binary too). There is no
+    # queue: each frame goes into the peer's transport at once, and a send
+    # waits only when that transport is paused (its write buffer over the
+    # high-water mark). So a connection that stops reading makes the
+    # publisher wait for its drain, and every other publisher waits on the
+    # lock behind it: the whole room stalls, its readers too.
+    #
+    # The lock is the one thing added to the example. Without it a second
+    # publisher need not wait where the first one does (the writer checks
+    # for a drain only once per writer_limit, 256 KiB, written), so it
+    # would overtake the first on the sockets after the slow one and the
+    # room would lose its one order. The set is copied because the loop
+    # awaits. Both --echo policies run this, for the reason given above.
+    fan_out = asyncio.Lock()
+
+    async def publish(send, data):
+        async with fan_out:
+            for peer in tuple(open_sockets):
+                if peer.closed:
+                    continue
+                try:
+                    await send(peer, data)
+                except ConnectionResetError:
+                    # Closing under us: it is leaving the room, and its
+                    # failure is not the sender's.
+                    pass
+
+    async def broadcast(request):
+        ws = web.WebSocketResponse(**options)
+        await ws.prepare(request)
+        common.set_nodelay(request.transport.get_extra_info("socket"))
+        open_sockets.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await publish(web.WebSocketResponse.send_str, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await publish(web.WebSocketResponse.send_bytes, msg.data)
+        finally:
+            open_sockets.discard(ws)
+        return ws
+
     app = web.Application()
     # Any path upgrades, as on every other stack.
-    app.router.add_get("/{path:.*}", echo)
+    app.router.add_get("/{path:.*}", echo if service == "echo" else broadcast)
     return app, open_sockets
 
 
 async def main(args, sock):
     stop = common.stop_event(args.exit_on_stdin_eof)
-    app, open_sockets = make_app(args.profile)
+    app, open_sockets = make_app(args.profile, args.service)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()

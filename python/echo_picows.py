@@ -1,5 +1,6 @@
 """Echo server on picows (ws_create_server with a WSListener), as wsbench's
-`python-picows` stack."""
+`python-picows` stack; with --service broadcast, one room in the manner of
+picows' examples/broadcast_server.py."""
 
 import asyncio
 
@@ -84,14 +85,56 @@ class Echo(WSListener):
         transport.disconnect()
 
 
+class Broadcast(Echo):
+    """The echo's listener with the room in place of the echo, as picows'
+    examples/broadcast_server.py does it: the connected clients kept in a
+    set (joined in on_ws_connected, left in on_ws_disconnected; here the
+    set of open transports a stop closes), and a message sent to each with
+    transport.send in one synchronous loop, the sender included.
+
+    There is no queue: send frames the message and writes it to each
+    socket, and what a socket does not take waits in its transport's write
+    buffer, without bound, for a connection that stops reading. picows
+    calls the listener's pause_writing then, which the example leaves
+    alone and so does this: "purely informative ... You can ignore it and
+    just keep writing. The data will be queued and eventually send anyway"
+    (WSListener.pause_writing's docs; its guides' "Dealing with slow peers"
+    is for a producer that can wait, which a room that answers every
+    reader is not). The two are overridden only to be silent: left out,
+    picows logs a warning each time a buffer crosses a watermark. Being
+    synchronous on the one event loop, the loop gives everyone the
+    messages in one order. A transport that has sent its close ignores
+    further sends, so one that is closing costs nothing. Both --echo
+    policies run this, as they do the echo."""
+
+    def pause_writing(self):
+        pass
+
+    def resume_writing(self):
+        pass
+
+    def echo(self, transport, kind, payload):
+        if kind == WSMsgType.TEXT:
+            try:
+                bytes(payload).decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(transport, WSCloseCode.INVALID_TEXT)
+                return
+        # As the example, over the set itself: no send changes it, since a
+        # transport reports a lost connection on a later turn of the loop.
+        for peer in self.open_transports:
+            peer.send(kind, payload)
+
+
 async def main(args, sock):
     stop = common.stop_event(args.exit_on_stdin_eof)
     options = SUITE if args.profile == "suite" else {}
     max_message_bytes = common.MAX_MESSAGE_BYTES if args.profile == "suite" else None
     open_transports = set()
     # The factory accepts the upgrade on any path.
+    listener = Echo if args.service == "echo" else Broadcast
     server = await ws_create_server(
-        lambda request: Echo(open_transports, max_message_bytes), sock=sock, **options
+        lambda request: listener(open_transports, max_message_bytes), sock=sock, **options
     )
     common.announce(sock)
     await stop.wait()

@@ -1,14 +1,15 @@
 """Echo server on the `websockets` package's asyncio implementation
-(websockets.asyncio.server.serve), as wsbench's `python-websockets` stack."""
+(websockets.asyncio.server.serve), as wsbench's `python-websockets` stack;
+with --service broadcast, one room served with websockets.broadcast()."""
 
 import websockets
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import broadcast, serve
 
 import _echo_common as common
 
 # The suite's settings (see src/stacks/mod.rs). max_queue and write_limit
 # stay at the library's defaults: they are flow control, not limits an echo
-# of one message at a time can reach.
+# of one message at a time can reach (and broadcast() ignores write_limit).
 SUITE = dict(
     # permessage-deflate is on by default.
     compression=None,
@@ -38,10 +39,49 @@ async def echo(ws):
         pass
 
 
+def broadcast_room():
+    """The handler of one broadcast room, as the library's docs do it: the
+    open connections registered in a set (docs/howto/patterns.rst,
+    "Registration"; example/quick/counter.py) and every message handed to
+    the built-in broadcast() (docs/topics/broadcast.rst, docs/faq/server.rst
+    "How do I send a message to all users?").
+
+    broadcast() keeps no queue of its own: it frames the message for each
+    open connection and writes it into that connection's transport there
+    and then, without waiting for any write buffer to drain ("There's no
+    backpressure", its docstring). Being synchronous on the one event
+    loop, it gives every connection the messages in the order the handlers
+    called it. A connection that stops reading has its copies pile up in
+    its write buffer without bound; the library's answer is keepalive
+    (ping_interval and ping_timeout, which close it), which the suite turns
+    off and the defaults keep. It skips connections that are closing, and
+    a write that fails on one is logged and does not stop the others.
+
+    Text arrives as str and is encoded once for everyone, binary as bytes;
+    each goes out as the kind it came in. Both --echo policies run this:
+    broadcast() has no flush to defer either."""
+    room = set()
+
+    async def handler(ws):
+        common.set_nodelay(ws.transport.get_extra_info("socket"))
+        room.add(ws)
+        try:
+            async for message in ws:
+                # The sender is in the room: its own copy is its ack.
+                broadcast(room, message)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        finally:
+            room.discard(ws)
+
+    return handler
+
+
 async def main(args, sock):
     stop = common.stop_event(args.exit_on_stdin_eof)
+    handler = echo if args.service == "echo" else broadcast_room()
     # The library accepts the upgrade on any path by default.
-    server = await serve(echo, sock=sock, **(SUITE if args.profile == "suite" else {}))
+    server = await serve(handler, sock=sock, **(SUITE if args.profile == "suite" else {}))
     common.announce(sock)
     await stop.wait()
     # Closes the listener and every open connection with 1001.

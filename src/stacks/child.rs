@@ -5,7 +5,10 @@
 //! and a stop by SIGTERM with a deadline.
 //!
 //! Every script takes `--host --port --profile suite|defaults --echo
-//! flush-each|batched --exit-on-stdin-eof`, and on SIGUSR2 runs its
+//! flush-each|batched --service echo|broadcast --exit-on-stdin-eof`
+//! (`--service` is [`ServerSettings::service`]: the echo, or one broadcast
+//! room built as the library's own docs or examples build one, which each
+//! stack's notes name), and on SIGUSR2 runs its
 //! runtime's garbage collector and prints `COLLECTED`, followed by the live
 //! bytes after it where the runtime counts them (V8 does, CPython does
 //! not): the only other line it ever prints on stdout.
@@ -153,6 +156,7 @@ pub fn spawn(
         .args(["--profile", profile])
         // Each script says what the policy means for its library.
         .args(["--echo", settings.echo.as_str()])
+        .args(["--service", settings.service.as_str()])
         // A server must never outlive a killed benchmark and load the next
         // one's CPU: the pipe closes when this process dies, however it dies.
         .arg("--exit-on-stdin-eof")

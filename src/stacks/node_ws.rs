@@ -21,7 +21,13 @@ pub const STACK: StackInfo = StackInfo {
             { binary })` per message, which writes to the socket at once. batched: the socket \
             corked at the first echo of a tick and uncorked on the next tick, so the echoes of \
             every message parsed from one read share a write (Node's cork/uncork idiom; ws \
-            emits the messages of one read in the same tick).",
+            emits the messages of one read in the same tick). broadcast: `wss.clients.forEach` \
+            with `client.send(data, { binary })` to every OPEN client, the sender included, as \
+            the \"Server broadcast\" example of ws's README.md; no queue: each send writes to \
+            that client's socket at once, and a client that stops reading is buffered without \
+            bound in its socket's write buffer (bufferedAmount grows) while the others go on; \
+            flush-each: each send written at once; batched: each receiving socket corked for the \
+            tick, as the echo does, so the messages of one read share a write per client.",
     start,
 };
 

@@ -21,7 +21,14 @@ pub const STACK: StackInfo = StackInfo {
             in the WebSockets section of aiohttp's docs/web_quickstart.rst, and each \
             uncompressed frame goes to the transport at once (WebSocketWriter.send_frame -> \
             transport.write, waiting only while the transport is paused); there is no separate \
-            flush to defer.",
+            flush to defer. broadcast: the set of open sockets is the room and each handler, for \
+            every message it reads, awaits send_str/send_bytes on every socket in turn, the \
+            sender included, as aiohttp's examples/web_ws.py does, under one asyncio.Lock added \
+            so that a publisher cannot overtake another that waits on a drain (the room keeps \
+            one order); no queue: each frame goes into the transport at once, and a connection \
+            that stops reading pauses its transport, so the publisher awaits each send and \
+            everyone stalls (the other publishers wait on the lock and read nothing meanwhile); \
+            both policies run the same code.",
     start,
 };
 

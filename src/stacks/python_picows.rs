@@ -22,7 +22,13 @@ pub const STACK: StackInfo = StackInfo {
             asyncio event loop on one thread: --threads does not apply; the process is pinned \
             to the placement's server CPUs. Echo policy: not applicable, both policies run the \
             same code: transport.send writes each frame to the socket at once and buffers only \
-            when it is full; there is no flush to defer.",
+            when it is full; there is no flush to defer. broadcast: the set of open transports is \
+            the room and every message is sent to each with transport.send in one synchronous \
+            loop, the sender included, as picows' examples/broadcast_server.py does; no queue: \
+            a connection that stops reading is buffered without bound in its transport's write \
+            buffer while the others go on (pause_writing ignored, as in the example and as its \
+            docs allow: \"The data will be queued and eventually send anyway\"; overridden only \
+            to silence picows' warning at each watermark); both policies run the same code.",
     start,
 };
 

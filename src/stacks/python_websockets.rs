@@ -20,7 +20,15 @@ pub const STACK: StackInfo = StackInfo {
             not applicable, both policies run the same code: `await ws.send(message)` per \
             echo, as the echo server in the library's README.rst does, and send writes each \
             frame to the transport at once (Connection.send_context -> send_data -> \
-            transport.write); there is no separate flush to defer.",
+            transport.write); there is no separate flush to defer. broadcast: the handlers \
+            register the open connections in a set and hand every message to the built-in \
+            `broadcast(room, message)`, as the library's docs advise (docs/topics/broadcast.rst, \
+            docs/faq/server.rst, example/quick/counter.py); no queue of its own: each frame goes \
+            straight into every open connection's transport, without backpressure, so a \
+            connection that stops reading is buffered without bound in its write buffer while \
+            the others go on (the docs' remedy, keepalive closing it after ping_timeout, is off \
+            in the suite and on in defaults); text is encoded once for all; both policies run \
+            the same code, there being no flush.",
     start,
 };
 
