@@ -2,14 +2,17 @@
 //! masking and UTF-8, a cork buffer per connection), with its own HTTP/1.1
 //! handshake on a tokio stream.
 
+use std::sync::{Arc, Mutex};
+
 use futures_util::{SinkExt, StreamExt};
 use sockudo_ws::server::WebSocketServer;
-use sockudo_ws::{Config, Http1, Message, WebSocketStream};
+use sockudo_ws::{Config, Http1, Message, PubSub, SubscriberId, WebSocketStream};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "sockudo-ws",
@@ -25,18 +28,37 @@ pub const STACK: StackInfo = StackInfo {
             other stack has them. No read-buffer setting used (small-buffers = suite). \
             flush-each: `ws.send(msg)` per echo. batched: `ws.feed(msg)` per echo and \
             `next()` flushes before it waits for input, the echo loop its README gives; its \
-            sink also writes once 64 KiB are queued.",
+            sink also writes once 64 KiB are queued. broadcast: the library's own PubSub with \
+            one topic, as its examples/pubsub_echo.rs uses it: one unbounded queue per \
+            connection (a connection that stops reading has its messages buffered without \
+            bound), each message cloned (its `Bytes` payload shared) and framed per \
+            connection (the library has no pre-encoded frame to write to many); publishes \
+            serialized by a lock of ours, since PubSub sends outside its own lock and two \
+            publishers' messages could otherwise reach two subscribers in different orders. \
+            One task per connection selects between its queue and the socket, as that \
+            example does, so while it writes the connection is not read; on the unsplit \
+            stream, as the split writer has no `feed`. flush-each: `ws.send(msg)` per \
+            message, the example's writer; batched: `ws.feed(msg)` for every message already \
+            queued, then `ws.flush()`.",
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
     let server = WebSocketServer::<Http1>::new(config(settings.profile));
-    start_tokio_server(STACK.name, settings, move |listener, profile| {
-        accept_loop(STACK.name, listener, profile, move |stream, _profile| {
-            echo(server.clone(), stream, policy)
-        })
-    })
+    match settings.service {
+        Service::Echo => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            accept_loop(STACK.name, listener, profile, move |stream, _profile| {
+                echo(server.clone(), stream, policy)
+            })
+        }),
+        Service::Broadcast => start_tokio_server(STACK.name, settings, move |listener, profile| {
+            let room = Arc::new(Room::default());
+            accept_loop(STACK.name, listener, profile, move |stream, _profile| {
+                broadcast(server.clone(), stream, policy, room.clone())
+            })
+        }),
+    }
 }
 
 fn config(profile: Profile) -> Config {
@@ -74,4 +96,97 @@ async fn echo_messages(
         }
     }
     Ok(())
+}
+
+/// The one topic of the broadcast room.
+const TOPIC: &str = "room";
+
+/// The broadcast room: the library's PubSub, and the lock that puts its
+/// publishes in one order.
+#[derive(Default)]
+struct Room {
+    pubsub: PubSub,
+    /// PubSub takes its recipients under its lock and sends after releasing
+    /// it, so two publishes could interleave; holding this one across each
+    /// publish gives every subscriber the same order.
+    order: Mutex<()>,
+}
+
+impl Room {
+    fn publish(&self, message: Message) {
+        // Nothing is left inconsistent under a `()` lock, so a poisoned one
+        // is as good as any.
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        self.pubsub.publish(TOPIC, message);
+    }
+}
+
+/// A connection's subscription; dropping it leaves the room.
+struct Member<'a> {
+    room: &'a Room,
+    id: SubscriberId,
+}
+
+impl<'a> Member<'a> {
+    fn join(room: &'a Room) -> (Member<'a>, mpsc::UnboundedReceiver<Message>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = room.pubsub.create_subscriber(tx);
+        room.pubsub.subscribe(id, TOPIC);
+        (Member { room, id }, rx)
+    }
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        self.room.pubsub.remove_subscriber(self.id);
+    }
+}
+
+async fn broadcast(
+    server: WebSocketServer<Http1>,
+    stream: TcpStream,
+    policy: EchoPolicy,
+    room: Arc<Room>,
+) {
+    let Ok((mut ws, _handshake)) = server.accept_raw(stream).await else {
+        return;
+    };
+    let (_member, mut rx) = Member::join(&room);
+    let _ = broadcast_messages(&mut ws, &room, &mut rx, policy).await;
+}
+
+/// As examples/pubsub_echo.rs: one task selects between the socket, whose
+/// data messages go to the room, and the connection's queue, whose
+/// messages go out under the policy.
+async fn broadcast_messages(
+    ws: &mut WebSocketStream<TcpStream>,
+    room: &Room,
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    policy: EchoPolicy,
+) -> sockudo_ws::Result<()> {
+    loop {
+        tokio::select! {
+            // The room holds this queue's sender while the member lives.
+            Some(message) = rx.recv() => match policy {
+                EchoPolicy::FlushEach => ws.send(message).await?,
+                EchoPolicy::Batched => {
+                    ws.feed(message).await?;
+                    while let Ok(more) = rx.try_recv() {
+                        ws.feed(more).await?;
+                    }
+                    ws.flush().await?;
+                }
+            },
+            // Pings are answered and a close is replied to by the stream
+            // itself.
+            message = ws.next() => match message {
+                Some(message) => match message? {
+                    message @ (Message::Text(_) | Message::Binary(_)) => room.publish(message),
+                    Message::Close(_) => return Ok(()),
+                    Message::Ping(_) | Message::Pong(_) => {}
+                },
+                None => return Ok(()),
+            },
+        }
+    }
 }

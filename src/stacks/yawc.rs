@@ -8,11 +8,13 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use yawc::{Frame, HttpWebSocket, OpCode, Options, WebSocket, WebSocketError};
 
+use super::room::BROADCAST_CAPACITY;
 use super::runtime::{accept_loop, start_tokio_server};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings};
+use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "yawc",
@@ -28,15 +30,27 @@ pub const STACK: StackInfo = StackInfo {
             (small-buffers = suite). Pongs and close replies are queued by the read side and \
             written on the next poll, so the loop keeps reading. flush-each: `ws.send(frame)` \
             per echo. batched: the stream forwarded into the sink, which feeds echoes while \
-            frames are ready and flushes when the read would block.",
+            frames are ready and flushes when the read would block. broadcast: a tokio \
+            broadcast channel, as the library's broadcast server examples/axum_proxy.rs keeps \
+            one per topic (of 1024 there; the suite's 100 here), with one task per \
+            connection selecting between the channel and the socket as that example does; a \
+            connection that falls 100 frames behind gets `Lagged` and is dropped (the example \
+            skips what it missed, which would break the room's every-message contract); each \
+            frame cloned (its `Bytes` payload shared) and framed per connection. While it \
+            writes, the connection is not read. flush-each: `ws.send(frame)` per message, the \
+            example's writer; batched: `feed` for every frame already in the channel, then \
+            one flush.",
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
+    let service = settings.service;
     start_tokio_server(STACK.name, settings, move |listener, profile| {
+        let room =
+            (service == Service::Broadcast).then(|| broadcast::channel(BROADCAST_CAPACITY).0);
         accept_loop(STACK.name, listener, profile, move |stream, profile| {
-            serve_http(stream, profile, policy)
+            serve_http(stream, profile, policy, room.clone())
         })
     })
 }
@@ -52,18 +66,29 @@ fn options(profile: Profile) -> Options {
     }
 }
 
-async fn serve_http(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
-    let service = service_fn(move |mut req: Request<Incoming>| async move {
-        let (response, upgrade) = WebSocket::upgrade_with_options(&mut req, options(profile))?;
-        tokio::spawn(async move {
-            if let Ok(ws) = upgrade.await {
-                match policy {
-                    EchoPolicy::FlushEach => echo_flush_each(ws).await,
-                    EchoPolicy::Batched => echo_batched(ws).await,
+/// Serves the upgrade; the socket then echoes, or joins the broadcast
+/// room when there is one.
+async fn serve_http(
+    stream: TcpStream,
+    profile: Profile,
+    policy: EchoPolicy,
+    room: Option<broadcast::Sender<Frame>>,
+) {
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        let room = room.clone();
+        async move {
+            let (response, upgrade) = WebSocket::upgrade_with_options(&mut req, options(profile))?;
+            tokio::spawn(async move {
+                if let Ok(ws) = upgrade.await {
+                    match (room, policy) {
+                        (Some(room), _) => broadcast(ws, room, policy).await,
+                        (None, EchoPolicy::FlushEach) => echo_flush_each(ws).await,
+                        (None, EchoPolicy::Batched) => echo_batched(ws).await,
+                    }
                 }
-            }
-        });
-        Ok::<_, WebSocketError>(response)
+            });
+            Ok::<_, WebSocketError>(response)
+        }
     });
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -98,4 +123,75 @@ async fn echo_batched(ws: HttpWebSocket) {
         .map(Ok::<Frame, WebSocketError>)
         .forward(write)
         .await;
+}
+
+/// As the library's examples/axum_proxy.rs serves its subscribers: one
+/// task selects between the room's channel and the socket. A frame read is
+/// sent into the channel; what the channel brings is written under the
+/// policy. The connection ends when its peer's close completes, the
+/// socket fails, or it lags behind the channel.
+async fn broadcast(mut ws: HttpWebSocket, room: broadcast::Sender<Frame>, policy: EchoPolicy) {
+    let mut rx = room.subscribe();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                // Lagged: this connection missed messages, so it is dropped.
+                let Ok(frame) = msg else { return };
+                if !write_ring(&mut ws, &mut rx, frame, policy).await {
+                    return;
+                }
+            }
+            frame = ws.next() => match frame {
+                Some(frame) => match frame.opcode() {
+                    // Err only when no receiver is left, and this
+                    // connection's own is one.
+                    OpCode::Text | OpCode::Binary => {
+                        let _ = room.send(frame);
+                    }
+                    // The reply is queued; writing data after it would break
+                    // the close handshake, so only the reads go on, which
+                    // write the reply and end the stream.
+                    OpCode::Close => {
+                        drop(rx);
+                        while ws.next().await.is_some() {}
+                        return;
+                    }
+                    _ => {}
+                },
+                None => return,
+            },
+        }
+    }
+}
+
+/// Writes `frame`, and under batched every frame already in the channel,
+/// then flushes. `false` when the connection is to end: the socket failed,
+/// or it lagged behind the channel (which reports that only once, so it is
+/// acted on here).
+async fn write_ring(
+    ws: &mut HttpWebSocket,
+    rx: &mut broadcast::Receiver<Frame>,
+    frame: Frame,
+    policy: EchoPolicy,
+) -> bool {
+    match policy {
+        EchoPolicy::FlushEach => ws.send(frame).await.is_ok(),
+        EchoPolicy::Batched => {
+            if ws.feed(frame).await.is_err() {
+                return false;
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(more) => {
+                        if ws.feed(more).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => return ws.flush().await.is_ok(),
+                    // Lagged, or (never, the room outlives it) closed.
+                    Err(_) => return false,
+                }
+            }
+        }
+    }
 }
