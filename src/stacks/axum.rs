@@ -30,8 +30,8 @@ pub const STACK: StackInfo = StackInfo {
             with `StreamExt::split` (the module docs' \"read and write concurrently\") and the \
             stream forwarded into the sink, which feeds echoes while messages are ready and \
             flushes when the read would block. broadcast: a tokio broadcast channel of 100 \
-            messages, as axum's examples/chat does: a connection that falls 100 messages \
-            behind gets `Lagged` and is dropped, as the example's `while let Ok(msg) = \
+            messages (rounded up by tokio to 128), as axum's examples/chat does: a connection \
+            that falls that far behind gets `Lagged` and is dropped, as the example's `while let Ok(msg) = \
             rx.recv().await` does; the writer task per the echo policy (flush-each: the \
             example's `sender.send(msg).await`).",
     start,
@@ -50,8 +50,8 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
     let service = settings.service;
     start_tokio_server(STACK.name, settings, move |listener, profile| async move {
-        let room = (service == Service::Broadcast)
-            .then(|| broadcast::channel(room::BROADCAST_CAPACITY).0);
+        let room =
+            (service == Service::Broadcast).then(|| broadcast::channel(room::BROADCAST_CAPACITY).0);
         let app = Router::new()
             .route("/", get(upgrade))
             .route("/{*path}", get(upgrade))

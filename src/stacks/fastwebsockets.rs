@@ -165,7 +165,12 @@ async fn serve_http_broadcast(
 /// One connection of the room: this task reads and publishes, a writer
 /// task writes what the room and the reader's replies bring. Either
 /// ending ends the connection; it leaves the room when this returns.
-async fn broadcast(ws: WebSocket<Io>, profile: Profile, policy: EchoPolicy, room: Arc<Room<Bytes>>) {
+async fn broadcast(
+    ws: WebSocket<Io>,
+    profile: Profile,
+    policy: EchoPolicy,
+    room: Arc<Room<Bytes>>,
+) {
     // Nothing has been read through `ws` yet, so its buffer is empty and
     // the stream is all there is to it.
     let (read, write) = tokio::io::split(ws.into_inner());
@@ -214,9 +219,12 @@ async fn publish_frames(mut ws: FragmentCollector<ReadSide>, room: &Room<Bytes>)
         };
         match frame.opcode {
             OpCode::Close => return,
-            OpCode::Text | OpCode::Binary => {
-                room.publish(serialize(Frame::new(true, frame.opcode, None, frame.payload)))
-            }
+            OpCode::Text | OpCode::Binary => room.publish(serialize(Frame::new(
+                true,
+                frame.opcode,
+                None,
+                frame.payload,
+            ))),
             _ => {}
         }
     }

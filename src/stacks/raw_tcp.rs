@@ -92,7 +92,11 @@ fn whole_message(buf: &[u8]) -> Option<usize> {
     (buf.len() >= len).then_some(len)
 }
 
-async fn write_queue(mut write: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>, policy: EchoPolicy) {
+async fn write_queue(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    policy: EchoPolicy,
+) {
     let mut batch = BytesMut::new();
     while let Some(msg) = rx.recv().await {
         let written = match policy {
@@ -233,7 +237,11 @@ mod tests {
     fn follows_messages_cut_anywhere() {
         let stream = [message(3), message(0), message(130)].concat();
         for chunk in [1, 5, 7, 12, 100] {
-            assert_eq!(ends(&stream, chunk).0, vec![11, 19, 157], "reads of {chunk} B");
+            assert_eq!(
+                ends(&stream, chunk).0,
+                vec![11, 19, 157],
+                "reads of {chunk} B"
+            );
         }
     }
 }

@@ -11,9 +11,10 @@
 //!   waits; a connection that stops reading holds its messages until
 //!   memory runs out.
 //! - a [`tokio::sync::broadcast`] channel (axum's examples/chat): one ring
-//!   of [`BROADCAST_CAPACITY`] messages shared by all; a connection that
-//!   falls that far behind gets `Lagged` and is closed, as the example's
-//!   `while let Ok(..) = rx.recv().await` does.
+//!   of [`BROADCAST_CAPACITY`] messages (tokio rounds it up to a power of
+//!   two: 128) shared by all; a connection that falls that far behind gets
+//!   `Lagged` and is closed, as the example's `while let Ok(..) =
+//!   rx.recv().await` does.
 //!
 //! Either way the message is cloned per connection, not serialized: each
 //! library frames it again on every connection's write; where the
@@ -39,7 +40,8 @@ use crate::settings::EchoPolicy;
 use crate::settings::Service;
 
 /// Messages a broadcast channel holds for its slowest receiver before
-/// that receiver lags: axum's chat example's 100.
+/// that receiver lags: axum's chat example's 100 (which tokio rounds up to
+/// 128).
 pub const BROADCAST_CAPACITY: usize = 100;
 
 /// Writes what `rx` brings to `sink` under `policy` until the room or the

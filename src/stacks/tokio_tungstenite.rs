@@ -65,9 +65,13 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
 }
 
 /// Every data message into the room; the room's queue out to the peer.
-async fn broadcast(stream: TcpStream, profile: Profile, policy: EchoPolicy, room: Arc<Room<Message>>) {
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await
-    else {
+async fn broadcast(
+    stream: TcpStream,
+    profile: Profile,
+    policy: EchoPolicy,
+    room: Arc<Room<Message>>,
+) {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await else {
         return;
     };
     let (write, mut read) = ws.split();
@@ -82,8 +86,7 @@ async fn broadcast(stream: TcpStream, profile: Profile, policy: EchoPolicy, room
 }
 
 async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await
-    else {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await else {
         return;
     };
     // tungstenite answers pings and closes by itself while we keep reading;
