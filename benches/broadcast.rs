@@ -17,7 +17,7 @@
 //! one that fails (a delivery lost, the server stalled); the failure is
 //! recorded and the run goes on.
 //!
-//! Then the slow consumer: a room of 100, one member of which has a small
+//! First, though, the slow consumer: a room of 100, one member of which has a small
 //! receive buffer and stops reading for ten seconds while 16 KiB
 //! broadcasts go on. Recorded: the server's memory over the pause (peak
 //! growth and slope), the others' p99 before and during it, and what
@@ -50,7 +50,7 @@ use wsbench::workload::Figures;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Room sizes, grown in this order on the same server.
-const ROOM_SIZES: &[usize] = &[100, 1000, 2000, 4096, 8192];
+const ROOM_SIZES: &[usize] = &[100, 1000, 2000, 3000, 4096, 8192];
 const QUICK_ROOM_SIZES: &[usize] = &[100, 1000];
 
 /// Broadcasts per second over all senders: at 8,192 members, 409,600
@@ -143,6 +143,11 @@ fn main() {
     };
     for stack in stacks_to_measure(&mode) {
         let server = start_server(stack, &settings, &format!("broadcast/{}", stack.name));
+        // The slow consumer first, on a server that has not yet held a
+        // large room: a child process's resident set keeps the pages a
+        // large room grew, and would hide the growth in them.
+        slow_consumer(&rt, stack, &server, &plan, &mut rec);
+        rec.flush();
         let steps = sweep(&rt, stack, &server, &plan, &mut rec);
         record_capacity(&mut rec, stack, &steps, &plan);
         for &n in &skipped {
@@ -160,8 +165,6 @@ fn main() {
                 fd_limit()
             ));
         }
-        rec.flush();
-        slow_consumer(&rt, stack, &server, &plan, &mut rec);
         rec.flush();
         stop_server(server);
     }
