@@ -245,7 +245,7 @@ impl Server {
         let line = rx
             .recv_timeout(SERVE_DEADLINE)
             .unwrap_or_else(|e| panic!("no \"serving\" line from serve --stack {stack}: {e}"));
-        // "wsbench: serving axum (axum 0.8.9) at ws://127.0.0.1:PORT/ with ..."
+        // "wsbench: serving axum echo (axum 0.8.9) at ws://127.0.0.1:PORT/ with ..."
         server.url = line
             .split_whitespace()
             .find(|w| w.starts_with("ws://") || w.starts_with("tcp://"))
