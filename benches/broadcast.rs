@@ -203,7 +203,7 @@ fn sweep(
     rec: &mut Recorder,
 ) -> Vec<Step> {
     let target = target(server);
-    let memory_before = bw::memory_before_room(server)
+    let memory_before = bw::server_memory(server)
         .unwrap_or_else(|e| fail(&format!("benchmark {}: {e:#}", bench_id(stack, 0))));
     let mut room: Option<RoomClient> = None;
     let mut steps = Vec::new();

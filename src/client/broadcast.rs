@@ -331,20 +331,41 @@ impl RoomClient {
                     .map_err(|k| self.err(0, k))?;
                 next_probe_at = now + PROBE_INTERVAL;
             }
-            events.clear();
             let timeout = next_probe_at
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(100));
-            wait(&ep, &mut events, timeout).map_err(|e| self.err(0, ErrorKind::read(e)))?;
-            for event in &events {
-                let (data, flags) = (event.data, event.flags);
-                let i = data.u64() as usize;
-                if flags.contains(epoll::EventFlags::OUT) {
-                    self.write_out(i, &ep).map_err(|k| self.err(i, k))?;
+            self.wait_and_serve(&ep, &mut events, timeout, &mut scratch)?;
+        }
+    }
+
+    /// Waits up to `timeout` for the room's sockets, then writes what
+    /// each that is ready can take and reads and checks what it brought.
+    /// In a run with a pause, a connection the server ended leaves the
+    /// room; otherwise that fails the run.
+    fn wait_and_serve(
+        &mut self,
+        ep: &impl AsFd,
+        events: &mut Vec<epoll::Event>,
+        timeout: Duration,
+        run: &mut Run,
+    ) -> Result<(), ClientError> {
+        events.clear();
+        wait(ep, events, timeout).map_err(|e| self.err(0, ErrorKind::read(e)))?;
+        for event in events.iter() {
+            let (data, flags) = (event.data, event.flags);
+            let i = data.u64() as usize;
+            if flags.contains(epoll::EventFlags::OUT) {
+                self.write_out(i, ep).map_err(|k| self.err(i, k))?;
+            }
+            match self.read(i, run) {
+                Ok(()) => {}
+                Err(kind) if run.spec.pause.is_some() && kind.is_disconnect() => {
+                    self.leave(i, kind, run, ep);
                 }
-                self.read(i, &mut scratch).map_err(|k| self.err(i, k))?;
+                Err(kind) => return Err(self.err(i, kind)),
             }
         }
+        Ok(())
     }
 
     /// Registers every connection with a new epoll instance.
@@ -557,25 +578,10 @@ impl RoomClient {
                 }
                 _ => timeout,
             };
-            events.clear();
-            wait(&ep, &mut events, timeout).map_err(|e| self.err(0, ErrorKind::read(e)))?;
-            for event in &events {
-                let (data, flags) = (event.data, event.flags);
-                let i = data.u64() as usize;
-                if flags.contains(epoll::EventFlags::OUT) {
-                    self.write_out(i, &ep).map_err(|k| self.err(i, k))?;
-                }
-                let before = run.owed;
-                match self.read(i, &mut run) {
-                    Ok(()) => {}
-                    Err(kind) if spec.pause.is_some() && kind.is_disconnect() => {
-                        self.leave(i, kind, &mut run, &ep);
-                    }
-                    Err(kind) => return Err(self.err(i, kind)),
-                }
-                if run.owed < before {
-                    last_progress = now.max(run.last_delivery);
-                }
+            let owed = run.owed;
+            self.wait_and_serve(&ep, &mut events, timeout, &mut run)?;
+            if run.owed < owed {
+                last_progress = now.max(run.last_delivery);
             }
         }
         let slow = spec.pause.map(|p| {

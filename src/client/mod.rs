@@ -202,13 +202,8 @@ pub fn new_histogram() -> Histogram<u64> {
 pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, ClientError> {
     let mut conns = Vec::with_capacity(n);
     while conns.len() < n {
-        let batch = CONNECT_CONCURRENCY.min(n - conns.len());
-        let opened =
-            futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
         let first = conns.len();
-        for c in opened {
-            conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
-        }
+        open_batch(target, n, &mut conns).await?;
         if target.protocol == Protocol::RawTcp {
             // A raw-TCP connect completes in the kernel before the server
             // accepts it; batches opened back to back could outrun the
@@ -240,14 +235,24 @@ pub async fn connect_many(target: &Target, n: usize) -> Result<Vec<Connection>, 
 pub async fn connect_room(target: &Target, n: usize) -> Result<Vec<Connection>, ClientError> {
     let mut conns = Vec::with_capacity(n);
     while conns.len() < n {
-        let batch = CONNECT_CONCURRENCY.min(n - conns.len());
-        let opened =
-            futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
-        for c in opened {
-            conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
-        }
+        open_batch(target, n, &mut conns).await?;
     }
     Ok(conns)
+}
+
+/// Opens the next batch of at most [`CONNECT_CONCURRENCY`] of `n`
+/// connections onto `conns`.
+async fn open_batch(
+    target: &Target,
+    n: usize,
+    conns: &mut Vec<Connection>,
+) -> Result<(), ClientError> {
+    let batch = CONNECT_CONCURRENCY.min(n - conns.len());
+    let opened = futures_util::future::join_all((0..batch).map(|_| Connection::open(target))).await;
+    for c in opened {
+        conns.push(c.map_err(|e| e.context(format!("connection {} of {n}", conns.len() + 1)))?);
+    }
+    Ok(())
 }
 
 /// The outcome of driving a set of connections.

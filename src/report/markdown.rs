@@ -446,22 +446,9 @@ fn load_notes(out: &mut String, group: &GroupResults) {
             m.metric == metrics::KNEE_MSGS_PER_S.name
                 || (m.metric == metrics::CLIENT_BEHIND.name && m.value > 0.0)
         })
-        .filter(|m| m.detail.as_deref().is_some_and(|d| !d.is_empty()))
+        .filter(|m| has_detail(m))
         .collect();
-    if noted.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "Notes on these figures:\n");
-    for m in noted {
-        let _ = writeln!(
-            out,
-            "- `{}` ({}): {}",
-            m.bench,
-            m.stack,
-            m.detail.as_deref().unwrap_or_default()
-        );
-    }
-    let _ = writeln!(out);
+    detail_list(out, "Notes on these figures", &noted);
 }
 
 /// What the broadcast group's numbers cannot say: what each server did
@@ -472,8 +459,7 @@ fn broadcast_notes(out: &mut String, group: &GroupResults) {
         group
             .measurements
             .iter()
-            .filter(|m| m.metric == metric)
-            .filter(|m| m.detail.as_deref().is_some_and(|d| !d.is_empty()))
+            .filter(|m| m.metric == metric && has_detail(m))
             .collect()
     };
     let findings = noted(metrics::SLOW_DISCONNECTED.name);
@@ -493,20 +479,34 @@ fn broadcast_notes(out: &mut String, group: &GroupResults) {
         }
         let _ = writeln!(out);
     }
-    let capacity = noted(metrics::ROOM_CAPACITY_CONNS.name);
-    if !capacity.is_empty() {
-        let _ = writeln!(out, "Notes on the capacities:\n");
-        for m in capacity {
-            let _ = writeln!(
-                out,
-                "- `{}` ({}): {}",
-                m.bench,
-                m.stack,
-                m.detail.as_deref().unwrap_or_default()
-            );
-        }
-        let _ = writeln!(out);
+    detail_list(
+        out,
+        "Notes on the capacities",
+        &noted(metrics::ROOM_CAPACITY_CONNS.name),
+    );
+}
+
+fn has_detail(m: &Measurement) -> bool {
+    m.detail.as_deref().is_some_and(|d| !d.is_empty())
+}
+
+/// `title`, then each measurement's bench, stack and detail as a list;
+/// nothing when there are none.
+fn detail_list(out: &mut String, title: &str, noted: &[&Measurement]) {
+    if noted.is_empty() {
+        return;
     }
+    let _ = writeln!(out, "{title}:\n");
+    for m in noted {
+        let _ = writeln!(
+            out,
+            "- `{}` ({}): {}",
+            m.bench,
+            m.stack,
+            m.detail.as_deref().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn metric_table(

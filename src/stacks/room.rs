@@ -51,61 +51,49 @@ where
     S: Sink<M> + Unpin,
 {
     while let Some(msg) = rx.recv().await {
-        let sent = match policy {
-            EchoPolicy::FlushEach => sink.send(msg).await,
+        let written = match policy {
+            EchoPolicy::FlushEach => sink.send(msg).await.is_ok(),
             EchoPolicy::Batched => {
-                let mut fed = sink.feed(msg).await;
-                while let (Ok(()), Ok(more)) = (&fed, rx.try_recv()) {
-                    fed = sink.feed(more).await;
+                let mut fed = sink.feed(msg).await.is_ok();
+                while let (true, Ok(more)) = (fed, rx.try_recv()) {
+                    fed = sink.feed(more).await.is_ok();
                 }
-                match fed {
-                    Ok(()) => sink.flush().await,
-                    e => e,
-                }
+                fed && sink.flush().await.is_ok()
             }
         };
-        if sent.is_err() {
+        if !written {
             return;
         }
     }
 }
 
 /// Writes what the broadcast channel brings to `sink` under `policy`;
-/// ends, closing nothing itself, when the connection lags behind the
-/// ring (the caller then drops the connection) or the sink fails.
+/// ends, closing nothing itself, when the sink fails or the connection
+/// lags behind the ring (the caller then drops the connection, as the
+/// examples' `while let Ok(msg) = rx.recv().await` does). A `Lagged` from
+/// `try_recv` ends it too: tokio reports a lag once, moving the receiver
+/// past the lost messages, so the next `recv` would not.
 pub async fn write_ring<S, M>(mut sink: S, mut rx: broadcast::Receiver<M>, policy: EchoPolicy)
 where
     S: Sink<M> + Unpin,
     M: Clone,
 {
     while let Ok(msg) = rx.recv().await {
-        let sent = match policy {
-            EchoPolicy::FlushEach => sink.send(msg).await,
+        let written = match policy {
+            EchoPolicy::FlushEach => sink.send(msg).await.is_ok(),
             EchoPolicy::Batched => {
-                let mut fed = sink.feed(msg).await;
-                let mut lagged = false;
-                while fed.is_ok() {
+                let mut fed = sink.feed(msg).await.is_ok();
+                while fed {
                     match rx.try_recv() {
-                        Ok(more) => fed = sink.feed(more).await,
-                        // Told once only: the next receive would go on
-                        // from the oldest message left, past the lost ones.
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                            lagged = true;
-                            break;
-                        }
-                        Err(_) => break,
+                        Ok(more) => fed = sink.feed(more).await.is_ok(),
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(_) => return,
                     }
                 }
-                if lagged {
-                    return;
-                }
-                match fed {
-                    Ok(()) => sink.flush().await,
-                    e => e,
-                }
+                fed && sink.flush().await.is_ok()
             }
         };
-        if sent.is_err() {
+        if !written {
             return;
         }
     }

@@ -1,10 +1,9 @@
 //! tokio-websockets: a WebSocket library built on tokio-util's codec, with
 //! SIMD masking and UTF-8 validation.
 
-use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::sync::broadcast;
 use tokio_websockets::{Config, Limits, Message, ServerBuilder};
 
 use super::room;
@@ -78,7 +77,7 @@ async fn broadcast(
         return;
     };
     let (write, mut read) = ws.split();
-    let mut writer = tokio::spawn(write_channel(write, tx.subscribe(), policy));
+    let mut writer = tokio::spawn(room::write_ring(write, tx.subscribe(), policy));
     loop {
         tokio::select! {
             _ = &mut writer => return,
@@ -97,38 +96,6 @@ async fn broadcast(
         }
     }
     writer.abort();
-}
-
-/// Writes what the channel brings under `policy` until the socket fails
-/// or the connection lags behind the channel, which ends it (as the
-/// example's `msg?` does). Batched feeds every message already in the
-/// channel and flushes once; a `Lagged` from `try_recv` ends it too,
-/// because it moves the receiver past the lost messages and the next
-/// `recv` would not report them.
-async fn write_channel(
-    mut write: SplitSink<Ws, Message>,
-    mut rx: broadcast::Receiver<Message>,
-    policy: EchoPolicy,
-) {
-    while let Ok(msg) = rx.recv().await {
-        let written = match policy {
-            EchoPolicy::FlushEach => write.send(msg).await.is_ok(),
-            EchoPolicy::Batched => {
-                let mut fed = write.feed(msg).await.is_ok();
-                while fed {
-                    match rx.try_recv() {
-                        Ok(more) => fed = write.feed(more).await.is_ok(),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => return,
-                    }
-                }
-                fed && write.flush().await.is_ok()
-            }
-        };
-        if !written {
-            return;
-        }
-    }
 }
 
 async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {

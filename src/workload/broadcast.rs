@@ -120,23 +120,19 @@ pub const ROOM_FIGURES: &[&Metric] = &[
     &metrics::DELIVERIES_VERIFIED,
 ];
 
-/// The server's memory now (its collector run first, where it has one).
-fn server_memory(server: &ServerHandle) -> anyhow::Result<i64> {
+/// The server's memory now (its collector run first, where it has one):
+/// what [`room_step`]'s per-member figure is measured against, read before
+/// the room opens.
+pub fn server_memory(server: &ServerHandle) -> anyhow::Result<i64> {
     server.collect_garbage()?;
     measure::server_memory(server.pid)
         .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))
 }
 
-/// The server's memory before a room opens, for [`room_step`]'s
-/// per-member figure.
-pub fn memory_before_room(server: &ServerHandle) -> anyhow::Result<i64> {
-    server_memory(server)
-}
-
 /// A warm-up run of `warm_up` on the synchronised `room` (every delivery
 /// verified, none timed), then the measured run of `spec`, the server's
 /// and the client's CPU read around it alone, then the server's memory
-/// against `memory_before` (see [`memory_before_room`]). Call it outside
+/// against `memory_before` (see [`server_memory`]). Call it outside
 /// the runtime.
 pub fn room_step(
     room: &mut RoomClient,
