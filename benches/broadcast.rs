@@ -13,9 +13,15 @@
 //! and the server's memory per member. From the sizes, per stack: the
 //! room capacity, the largest room whose p99 stays within 100 ms at the
 //! stated rate with every delivery made (websocket-shootout's question).
-//! The first room size over the limit ends that stack's sweep, and so does
-//! one that fails (a delivery lost, the server stalled); the failure is
-//! recorded and the run goes on.
+//! Past the first room size over the limit only the largest is run, and
+//! for half as long, for its memory and cost per delivery: its latency is
+//! then the backlog of a room the server cannot keep up with, and does not
+//! count, and a larger room between would only take longer to fall
+//! further behind. A room size that
+//! fails (a delivery lost, the server stalled) ends that stack's sweep; the
+//! failure is recorded and the run goes on. Beside the rooms, the bench
+//! process's own peak resident set over each stack's sweep: the client's
+//! memory, and the server's too when it runs in this process.
 //!
 //! First, though, the slow consumer: a room of 100, one member of which has a small
 //! receive buffer and stops reading for ten seconds while 16 KiB
@@ -23,6 +29,11 @@
 //! growth and slope), the others' p99 before and during it, and what
 //! became of the stopped member (all delivered later, some dropped, or
 //! disconnected), as a finding.
+//!
+//! `cargo bench --bench broadcast -- --profile-time 5` profiles each
+//! in-process stack's largest room instead, its step repeated for five
+//! seconds, and writes
+//! `target/criterion/broadcast/<stack>/<room>/profile/flamegraph.svg`.
 //!
 //! The server's threads have a core of their own (split-cores): the
 //! receivers' work is as large as the server's sends, and on a shared core
@@ -32,17 +43,19 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
+use criterion::profiler::Profiler;
 use wsbench::client::broadcast::{Broadcast, Pause, RoomClient};
 use wsbench::client::{self, Connection, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
+use wsbench::measure::process;
 use wsbench::metrics::{self, Source};
 use wsbench::placement::Placement;
 use wsbench::results::Params;
 use wsbench::settings::{Profile, ServerSettings, Service};
-use wsbench::stacks::{ServerHandle, StackInfo};
+use wsbench::stacks::{Host, ServerHandle, StackInfo};
 use wsbench::workload::broadcast::{self as bw, RoomSample};
 use wsbench::workload::Figures;
 
@@ -74,6 +87,10 @@ struct Plan {
     sizes: Vec<usize>,
     step: Duration,
     warm_up: Duration,
+    /// The largest room's step and warm-up when it is run past the limit:
+    /// shorter, as its latency no longer counts.
+    past_limit_step: Duration,
+    past_limit_warm_up: Duration,
     slow_room: usize,
     slow_before: Duration,
     slow_pause: Duration,
@@ -88,23 +105,25 @@ impl Plan {
                 sizes: vec![10, 20],
                 step: Duration::from_millis(100),
                 warm_up: Duration::from_millis(20),
+                past_limit_step: Duration::from_millis(100),
+                past_limit_warm_up: Duration::from_millis(20),
                 slow_room: 10,
                 slow_before: Duration::from_millis(100),
                 slow_pause: Duration::from_millis(300),
                 slow_after: Duration::from_millis(100),
             };
         }
-        let max = max_room();
-        let sizes: Vec<usize> = mode
-            .pick(ROOM_SIZES, QUICK_ROOM_SIZES)
-            .iter()
-            .copied()
-            .filter(|&n| n <= max)
-            .collect();
+        Plan::measured(mode)
+    }
+
+    /// The plan of a measured run, full or quick.
+    fn measured(mode: &Mode) -> Plan {
         Plan {
-            sizes,
+            sizes: allowed(mode.pick(ROOM_SIZES, QUICK_ROOM_SIZES)),
             step: mode.pick(Duration::from_millis(600), Duration::from_millis(300)),
             warm_up: mode.pick(Duration::from_millis(200), Duration::from_millis(100)),
+            past_limit_step: Duration::from_millis(300),
+            past_limit_warm_up: Duration::from_millis(100),
             slow_room: SLOW_ROOM,
             slow_before: mode.pick(Duration::from_millis(500), Duration::from_millis(300)),
             slow_pause: mode.pick(Duration::from_secs(10), Duration::from_secs(1)),
@@ -113,16 +132,25 @@ impl Plan {
     }
 }
 
-/// The largest room this process's descriptors allow for an in-process
-/// stack (both ends here).
-fn max_room() -> usize {
-    (fd_limit().saturating_sub(open_fds() + FD_RESERVE) / 2) as usize
+/// The sizes of `sizes` this process's descriptors allow for an
+/// in-process stack (both ends here).
+fn allowed(sizes: &[usize]) -> Vec<usize> {
+    let max = (fd_limit().saturating_sub(open_fds() + FD_RESERVE) / 2) as usize;
+    sizes.iter().copied().filter(|&n| n <= max).collect()
 }
 
 fn main() {
     CountingAlloc::mark_installed();
     let mode = Mode::from_env_placing(Placement::SplitCores);
     let rt = client_runtime(&mode);
+    let settings = ServerSettings {
+        service: Service::Broadcast,
+        ..mode.settings(Profile::Suite)
+    };
+    if mode.profile {
+        profile(&rt, &mode, &settings);
+        return;
+    }
     let mut rec = Recorder::new("broadcast", &mode);
     let plan = Plan::of(&mode);
     let skipped: Vec<usize> = mode
@@ -137,10 +165,6 @@ fn main() {
             fd_limit()
         );
     }
-    let settings = ServerSettings {
-        service: Service::Broadcast,
-        ..mode.settings(Profile::Suite)
-    };
     for stack in stacks_to_measure(&mode) {
         let server = start_server(stack, &settings, &format!("broadcast/{}", stack.name));
         // The slow consumer first, on a server that has not yet held a
@@ -148,8 +172,10 @@ fn main() {
         // large room grew, and would hide the growth in them.
         slow_consumer(&rt, stack, &server, &plan, &mut rec);
         rec.flush();
+        let reset = process::reset_peak_rss(std::process::id());
         let steps = sweep(&rt, stack, &server, &plan, &mut rec);
         record_capacity(&mut rec, stack, &steps, &plan);
+        record_bench_memory(&mut rec, stack, &steps, reset);
         for &n in &skipped {
             rec.add(
                 &bench_id(stack, n),
@@ -206,12 +232,27 @@ fn sweep(
     let memory_before = bw::server_memory(server)
         .unwrap_or_else(|e| fail(&format!("benchmark {}: {e:#}", bench_id(stack, 0))));
     let mut room: Option<RoomClient> = None;
-    let mut steps = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let largest = plan.sizes.last().copied().unwrap_or(0);
     for &n in &plan.sizes {
+        let over = steps.iter().any(|s| s.p99_us > P99_LIMIT_US);
+        if over && n != largest {
+            continue;
+        }
         let id = bench_id(stack, n);
         let outcome = grow(rt, &target, &mut room, n).and_then(|room| {
-            let spec = Broadcast::constant(RATE_PER_S, plan.step);
-            bw::room_step(room, spec, plan.warm_up, server, memory_before)
+            let (step, warm_up) = if over {
+                (plan.past_limit_step, plan.past_limit_warm_up)
+            } else {
+                (plan.step, plan.warm_up)
+            };
+            bw::room_step(
+                room,
+                Broadcast::constant(RATE_PER_S, step),
+                warm_up,
+                server,
+                memory_before,
+            )
         });
         match outcome {
             Ok(sample) => {
@@ -226,14 +267,11 @@ fn sweep(
                     client_limited: sample.client_limited(),
                 });
                 report_step(&id, &sample);
-                // Past the limit the capacity is known, and a larger room
-                // would only take longer to fall further behind.
-                if p99_us > P99_LIMIT_US {
+                if p99_us > P99_LIMIT_US && !over && n != largest {
                     eprintln!(
-                        "wsbench: {id}: p99 {:.0} ms, over the limit: larger rooms not run",
+                        "wsbench: {id}: p99 {:.0} ms, over the limit: of the larger rooms only {largest} is run",
                         p99_us / 1e3
                     );
-                    break;
                 }
             }
             Err(e) => {
@@ -332,6 +370,94 @@ fn record_capacity(rec: &mut Recorder, stack: &'static StackInfo, steps: &[Step]
             .as_ref()
             .map(|why| format!("at {} members {why}: the limit may be the client's", a.room)),
     };
+}
+
+/// The bench process's peak resident set over the stack's sweep, with the
+/// largest room it held and what the figure includes.
+fn record_bench_memory(
+    rec: &mut Recorder,
+    stack: &'static StackInfo,
+    steps: &[Step],
+    reset: std::io::Result<()>,
+) {
+    let Some(peak) = process::process_peak_rss_bytes(std::process::id()) else {
+        return;
+    };
+    let largest = steps.iter().map(|s| s.room).max().unwrap_or(0);
+    let holds = match stack.host() {
+        Host::InProcess => "the client and the server (in this process)",
+        Host::ChildProcess => "the client alone (the server runs in its own process)",
+    };
+    let since = match reset {
+        Ok(()) => "over this stack's room sizes".to_string(),
+        Err(e) => format!("since the bench started (the peak could not be reset: {e})"),
+    };
+    let m = rec.add(
+        &format!("broadcast/{}/bench-process", stack.name),
+        stack,
+        &params(&[("largest_room", v(largest))]),
+        &metrics::BENCH_PEAK_RSS_BYTES,
+        peak as f64,
+        Source::Rss,
+    );
+    m.detail = Some(format!("{holds}, {since}"));
+}
+
+/// `--profile-time SECONDS`: each in-process stack's largest room under
+/// the sampling profiler, its measured step (past the limit, as the sweep
+/// runs it) repeated for that long after one warm-up outside it; one long
+/// run instead would grow a backlog no measured step has, and ring-queued
+/// servers drop members from it. Records nothing. A child
+/// process's server is out of the profiler's sight, so those stacks are
+/// skipped, saying so.
+fn profile(rt: &tokio::runtime::Runtime, mode: &Mode, settings: &ServerSettings) {
+    let plan = Plan::measured(mode);
+    let Some(&room_size) = plan.sizes.last() else {
+        fail("broadcast: no room size fits this process's open-file limit");
+    };
+    let seconds = profile_seconds();
+    for stack in stacks_to_measure(mode) {
+        let id = bench_id(stack, room_size);
+        if stack.host() == Host::ChildProcess {
+            eprintln!("wsbench: {id}: not profiled: the server runs in its own process, out of the profiler's sight");
+            continue;
+        }
+        let server = start_server(stack, settings, &id);
+        let dir = wsbench::results::target_dir()
+            .join("criterion")
+            .join(&id)
+            .join("profile");
+        let mut room = None;
+        let profiled = (|| -> anyhow::Result<()> {
+            let r = grow(rt, &target(&server), &mut room, room_size)?;
+            let step = Broadcast::constant(RATE_PER_S, plan.past_limit_step);
+            r.run(Broadcast {
+                duration: plan.past_limit_warm_up,
+                ..step
+            })?;
+            let mut profiler = FlamegraphProfiler::default();
+            profiler.start_profiling(&id, &dir);
+            let start = Instant::now();
+            let mut deliveries = 0;
+            while start.elapsed() < seconds {
+                // Dropped unstopped on an error, writing nothing.
+                deliveries += r.run(step)?.deliveries;
+            }
+            profiler.stop_profiling(&id, &dir);
+            eprintln!(
+                "wsbench: {id}: profiled {deliveries} deliveries in {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        })();
+        if let Err(e) = profiled {
+            eprintln!("wsbench: benchmark {id}: not profiled: {e:#}");
+        }
+        if let Some(r) = room {
+            r.into_connections().into_iter().for_each(|c| c.abort());
+        }
+        stop_server(server);
+    }
 }
 
 /// The slow-consumer case on a fresh room.

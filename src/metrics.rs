@@ -93,7 +93,7 @@ pub enum Source {
     Proc,
     /// The counting allocator of this process.
     Allocator,
-    /// Resident set size of a server process, from `/proc`.
+    /// Resident set size of a process (a server's, or the bench's own), from `/proc`.
     Rss,
     /// The live heap a garbage-collected server reports right after a full
     /// collection (Node: V8's `heapUsed + external`).
@@ -564,6 +564,17 @@ pub const OTHERS_P99_IN_PAUSE_US: Metric = Metric {
     sources: &[Source::Histogram],
 };
 
+/// The bench process's own peak resident set over one stack's room sizes:
+/// the client's memory, and the server's too when it runs in this process.
+/// What running the group costs, not a figure of the stack alone.
+pub const BENCH_PEAK_RSS_BYTES: Metric = Metric {
+    name: "bench_peak_rss_bytes",
+    unit: Unit::Bytes,
+    better: Better::Neither,
+    title: "the bench process's peak resident set",
+    sources: &[Source::Rss],
+};
+
 /// Every metric, in the order reports list them.
 pub const ALL: &[&Metric] = &[
     &RTT_MEAN_US,
@@ -615,6 +626,7 @@ pub const ALL: &[&Metric] = &[
     &SLOW_DISCONNECTED,
     &OTHERS_P99_BEFORE_PAUSE_US,
     &OTHERS_P99_IN_PAUSE_US,
+    &BENCH_PEAK_RSS_BYTES,
 ];
 
 /// The definition of a metric by its name.

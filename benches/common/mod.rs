@@ -434,6 +434,23 @@ pub fn size_label(bytes: usize) -> String {
     }
 }
 
+/// The time `--profile-time SECONDS` asks for, for a bench that profiles
+/// without criterion.
+pub fn profile_seconds() -> Duration {
+    let args: Vec<String> = std::env::args().collect();
+    let value = args
+        .iter()
+        .position(|a| a == "--profile-time")
+        .and_then(|i| args.get(i + 1));
+    match value.map(|v| v.parse::<f64>()) {
+        Some(Ok(s)) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+        _ => fail(&format!(
+            "--profile-time {}: expected a number of seconds above 0",
+            value.map_or("(nothing)", |v| v.as_str())
+        )),
+    }
+}
+
 /// criterion's profiler hook over pprof's sampling profiler: `cargo bench
 /// -- --profile-time 5` writes `profile/flamegraph.svg` beside each
 /// benchmark's criterion output. (pprof's own `criterion` feature targets

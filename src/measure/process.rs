@@ -36,8 +36,48 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
 
 /// Resident set size of a process in bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn process_rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The peak resident set size of a process in bytes (`VmHWM`), since it
+/// started or since [`reset_peak_rss`].
+pub fn process_peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Starts a process's peak resident set afresh from its current one
+/// (writing 5 to `/proc/<pid>/clear_refs`, Linux 4.0 and later).
+pub fn reset_peak_rss(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_resident_set_resets_to_the_current_one() {
+        let me = std::process::id();
+        // Touch some pages so there is a peak above what stays resident.
+        let block = vec![1u8; 64 << 20];
+        assert!(block.iter().map(|&b| b as u64).sum::<u64>() > 0);
+        let peak_before = process_peak_rss_bytes(me).expect("VmHWM");
+        drop(block);
+        reset_peak_rss(me).expect("clear_refs");
+        let peak_after = process_peak_rss_bytes(me).expect("VmHWM");
+        let rss = process_rss_bytes(me).expect("VmRSS");
+        assert!(peak_after < peak_before, "{peak_after} !< {peak_before}");
+        assert!(
+            peak_after >= rss / 2 && rss > 0,
+            "peak {peak_after}, rss {rss}"
+        );
+    }
 }

@@ -49,7 +49,10 @@ fn group_blurb(group: &str) -> Option<&'static str> {
              at a fixed total `rate` of broadcasts per second, open loop, grown through the `room` sizes; \
              `corrected_*` is a delivery's latency from the broadcast's intended send time; \
              `room_capacity_conns` is the largest room whose p99 stayed within `p99_limit_us` with every delivery \
-             made. The `slow-consumer` entries: a room of 100 in which one member stops reading for `pause_ms`."
+             made; past the first room over that limit only the largest is run, for half as long, for its memory \
+             and cost (its latency is a backlog, and not comparable). \
+             The `slow-consumer` entries: a room of 100 in which one member stops reading for `pause_ms`; \
+             `bench_peak_rss_bytes` is the bench process's own peak over a stack's rooms."
         }
         "memory" => "Allocations per round trip, and live bytes per idle connection under each settings profile.",
         "placement" => {
