@@ -3,6 +3,11 @@
 //! with the version the suite uses.
 //! `src/stacks/versions.rs` includes it, and each stack looks its own
 //! package up there, so no list of packages is kept by hand here.
+//!
+//! Also writes `$OUT_DIR/scripts.rs`, every file of python/ and node/
+//! embedded, so that an installed binary serves the child-process stacks
+//! without the checkout (`src/stacks/cache.rs`), and passes the commit
+//! HEAD was at to the build as `WSBENCH_BUILD_COMMIT` for `--version`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,6 +18,9 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-changed=python/requirements.txt");
     println!("cargo:rerun-if-changed=node/package.json");
+    // Directories: cargo reruns on a change to any file below them.
+    println!("cargo:rerun-if-changed=python");
+    println!("cargo:rerun-if-changed=node");
 
     let lock = fs::read_to_string("Cargo.lock").expect("cannot read Cargo.lock");
     let manifest = fs::read_to_string("Cargo.toml").expect("cannot read Cargo.toml");
@@ -44,8 +52,60 @@ fn main() {
     out.push_str(&table("PYTHON", &python));
     out.push_str("/// Every dependency of node/package.json, each pinned exactly.\n");
     out.push_str(&table("NODE", &node));
-    let path = Path::new(&std::env::var("OUT_DIR").unwrap()).join("versions.rs");
-    fs::write(path, out).expect("cannot write versions.rs");
+    let out_dir = std::env::var("OUT_DIR").unwrap();
+    fs::write(Path::new(&out_dir).join("versions.rs"), out).expect("cannot write versions.rs");
+    fs::write(Path::new(&out_dir).join("scripts.rs"), scripts()).expect("cannot write scripts.rs");
+
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=WSBENCH_BUILD_COMMIT={commit}");
+    // HEAD moves when it is switched (HEAD) or its branch gets a commit
+    // (the branch's ref, or packed-refs once git has packed it). A path that
+    // does not exist would make cargo rerun this script on every build.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            if Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
+}
+
+/// `git args` in the package directory, its trimmed output if it succeeded.
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+}
+
+/// `pub const FILES: &[(&str, &str)]`: every script, requirement and lock
+/// file of python/ and node/ by its path in the checkout, embedded with
+/// `include_str!` (so cargo also rebuilds when one changes).
+fn scripts() -> String {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let mut files = Vec::new();
+    for dir in ["python", "node"] {
+        for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {dir}/: {e}")) {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            // Leaves out __pycache__/, node_modules/ and editor files.
+            let wanted = [".py", ".cjs", ".json", ".txt"];
+            if wanted.iter().any(|ext| name.ends_with(ext)) {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    files.sort();
+    let mut s = String::from("pub const FILES: &[(&str, &str)] = &[\n");
+    for file in files {
+        let path = Path::new(&root).join(&file);
+        s.push_str(&format!(
+            "    ({file:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    s.push_str("];\n");
+    s
 }
 
 fn table(name: &str, rows: &BTreeMap<String, String>) -> String {

@@ -14,10 +14,19 @@ use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings, Service};
 use wsbench::stacks::{self, StackInfo, STACKS};
 
+/// "0.1.0 (commit 2a4f922…)": the commit HEAD was at when this binary was
+/// built (build.rs), "unknown" outside git.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WSBENCH_BUILD_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "wsbench",
-    version,
+    version = VERSION,
     about = "Benchmark WebSocket stacks with one verifying client"
 )]
 pub struct Cli {
@@ -27,15 +36,21 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Print every stack with its package version.
+    /// Print every stack with its package version, and where the
+    /// child-process stacks' environments are; makes and writes nothing.
     List,
+    /// Make the child-process stacks' environments now (the Python venv,
+    /// the Node packages), which their first use would otherwise do, and
+    /// print where they are. Exits 1 when one cannot be made.
+    Setup,
     /// Serve one stack's echo server (or its broadcast room) until Ctrl-C
     /// or SIGTERM.
     Serve {
         /// Stack to serve.
         #[arg(long, value_parser = stack_parser())]
         stack: &'static StackInfo,
-        /// Address to listen on (the port 0 picks a free one).
+        /// Address to listen on (the port 0 picks a free one; 0.0.0.0 or
+        /// [::] listens on every address of this host).
         #[arg(long, default_value = "127.0.0.1:9001")]
         addr: SocketAddr,
         /// What every connection gets.

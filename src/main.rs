@@ -10,7 +10,8 @@ use wsbench::client::{self, Budget, MessageSpec, OpenLoop, Target};
 use wsbench::metrics::{self, Metric};
 use wsbench::results::{self, GroupResults, Measurement, Subject};
 use wsbench::settings::ServerSettings;
-use wsbench::stacks::{self, Host, StackInfo};
+use wsbench::stacks::child::Environment;
+use wsbench::stacks::{self, cache, Host, StackInfo};
 use wsbench::workload::{self, Figures, LoadSample, Sample};
 
 mod cli;
@@ -33,6 +34,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::List => list(),
+        Command::Setup => setup(),
         Command::Serve {
             stack,
             addr,
@@ -93,22 +95,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Reads, never writes: a child runtime's environment shows as it is, and
+/// a version as installed where it is, else as pinned at build time.
 fn list() -> anyhow::Result<()> {
     println!("{:<20} {:<28} {:<10} where", "stack", "package", "protocol");
     for s in stacks::STACKS {
-        let (version, host) = match s.host() {
-            Host::InProcess => (s.package_version(), "in process".to_string()),
-            Host::ChildProcess => {
-                // The pinned version, or the one installed really is.
-                let version = match s.installed_version() {
-                    Some(v) => format!("{} {v}", s.package),
-                    None => s.package_version(),
-                };
-                let host = match s.availability() {
-                    Ok(()) => "child process".to_string(),
-                    Err(why) => format!("unavailable: {why}"),
-                };
-                (version, host)
+        let (version, host) = match s.environment() {
+            None => (s.package_version(), "in process".to_string()),
+            Some(Environment::Ready(versions)) => match versions.get(s.package) {
+                Some(v) => (format!("{} {v}", s.package), "child process".to_string()),
+                None => (s.package_version(), "child process".to_string()),
+            },
+            Some(Environment::NotInstalled(why)) => (
+                s.package_version(),
+                format!("child process, not installed yet ({why})"),
+            ),
+            Some(Environment::Unavailable(why)) => {
+                (s.package_version(), format!("unavailable: {why}"))
             }
         };
         let protocol = match s.protocol {
@@ -117,6 +120,45 @@ fn list() -> anyhow::Result<()> {
         };
         println!("{:<20} {:<28} {:<10} {host}", s.name, version, protocol);
     }
+    // After an empty line, so that a reader of the table (`compare`) stops
+    // before it.
+    let place = cache::place()?;
+    println!();
+    println!(
+        "Environments of the child-process stacks: {} ({}); `wsbench setup` makes them now, or their first use does.",
+        place.dir.display(),
+        place.why
+    );
+    Ok(())
+}
+
+/// Makes every child runtime's environment, saying what it holds.
+fn setup() -> anyhow::Result<()> {
+    let place = cache::place()?;
+    println!(
+        "wsbench: environments in {} ({})",
+        place.dir.display(),
+        place.why
+    );
+    let mut failed = Vec::new();
+    for s in stacks::STACKS
+        .iter()
+        .filter(|s| s.host() == Host::ChildProcess)
+    {
+        match s.availability() {
+            Ok(()) => {
+                let version = s
+                    .installed_version()
+                    .unwrap_or_else(|| s.version.to_string());
+                println!("{:<20} {} {version}: ready", s.name, s.package);
+            }
+            Err(why) => {
+                println!("{:<20} unavailable: {why}", s.name);
+                failed.push(s.name);
+            }
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "could not set up {}", failed.join(", "));
     Ok(())
 }
 
@@ -137,6 +179,12 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
         settings.profile.as_str(),
         settings.echo
     );
+    if server.addr.ip().is_unspecified() {
+        let host = if_addrs::get_if_addrs()
+            .map(|ifs| ifs.iter().map(|i| i.ip()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string());
+        println!("{}", every_address_note(scheme, server.addr, host));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -152,6 +200,37 @@ fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<
     .context("waiting for Ctrl-C or SIGTERM")?;
     println!("wsbench: stopping {}", stack.name);
     server.shutdown()
+}
+
+/// What a client of a server on 0.0.0.0 or [::] can use: its URL at each
+/// address of this host of the families it accepts (Linux's [::] takes
+/// IPv4 too), or why they could not be read.
+fn every_address_note(
+    scheme: &str,
+    addr: SocketAddr,
+    host: Result<Vec<std::net::IpAddr>, String>,
+) -> String {
+    let ips = match host {
+        Ok(ips) => ips,
+        Err(e) => {
+            return format!(
+                "wsbench: it listens on every address of this host (which could not be read: {e})"
+            )
+        }
+    };
+    let mut urls: Vec<String> = ips
+        .into_iter()
+        .filter(|ip| addr.is_ipv6() || ip.is_ipv4())
+        // A link-local IPv6 address needs its interface in the URL.
+        .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .map(|ip| format!("{scheme}://{}/", SocketAddr::new(ip, addr.port())))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    format!(
+        "wsbench: it listens on every address of this host: {}",
+        urls.join(", ")
+    )
 }
 
 fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
@@ -478,4 +557,31 @@ fn run_records(
         })
         .collect();
     GroupResults { run, measurements }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_on_every_address_names_a_url_for_each() {
+        let ips = vec![
+            "127.0.0.1".parse().unwrap(),
+            "10.1.2.3".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "fe80::1".parse().unwrap(),
+        ];
+        let v4 = every_address_note("ws", "0.0.0.0:9001".parse().unwrap(), Ok(ips.clone()));
+        assert_eq!(
+            v4,
+            "wsbench: it listens on every address of this host: ws://10.1.2.3:9001/, ws://127.0.0.1:9001/"
+        );
+        let v6 = every_address_note("ws", "[::]:9001".parse().unwrap(), Ok(ips));
+        assert_eq!(
+            v6,
+            "wsbench: it listens on every address of this host: ws://10.1.2.3:9001/, ws://127.0.0.1:9001/, ws://[::1]:9001/"
+        );
+        let none = every_address_note("tcp", "0.0.0.0:1".parse().unwrap(), Err("denied".into()));
+        assert!(none.contains("could not be read: denied"), "{none}");
+    }
 }

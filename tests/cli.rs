@@ -5,9 +5,7 @@
 //! Every wait has a deadline that only guards against a hang; nothing here
 //! is timed.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -16,6 +14,8 @@ use wsbench::placement::Placement;
 use wsbench::results::GroupResults;
 use wsbench::settings::Profile;
 use wsbench::stacks::STACKS;
+
+mod serve;
 
 const WSBENCH: &str = env!("CARGO_BIN_EXE_wsbench");
 
@@ -222,35 +222,22 @@ struct Server {
 
 impl Server {
     fn start(stack: &str) -> Server {
-        let mut child = Command::new(WSBENCH)
+        let child = Command::new(WSBENCH)
             .args(["serve", "--stack", stack, "--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning serve: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("serving") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
+        // Held by a Server first, so that a panic below still stops it.
         let mut server = Server {
             child,
             url: String::new(),
         };
-        let line = rx
-            .recv_timeout(SERVE_DEADLINE)
-            .unwrap_or_else(|e| panic!("no \"serving\" line from serve --stack {stack}: {e}"));
-        // "wsbench: serving axum echo (axum 0.8.9) at ws://127.0.0.1:PORT/ with ..."
-        server.url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://") || w.starts_with("tcp://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        server.url = serve::serving_url(
+            &mut server.child,
+            SERVE_DEADLINE,
+            &format!("serve --stack {stack}"),
+        );
         server
     }
 }

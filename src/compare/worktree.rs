@@ -187,13 +187,29 @@ pub fn build(
 
 /// The stacks a build knows, from its `wsbench list`: (name, runs in
 /// process, available). `target_root` is its CARGO_TARGET_DIR, where the
-/// Python venv is looked for (and made, the first time).
+/// Python venv is looked for (and made, the first time, by `wsbench setup`;
+/// builds from before `setup` existed make it in `list` instead).
 pub fn list_stacks(
     binary: &Path,
     logs: &Path,
     role: &str,
     target_root: &Path,
 ) -> anyhow::Result<Vec<(String, bool, bool)>> {
+    let mut setup = Command::new(binary);
+    setup.env("CARGO_TARGET_DIR", target_root).arg("setup");
+    let setup_log = logs.join(format!("setup-{role}.log"));
+    if let Err(e) = child::run_capture(
+        &mut setup,
+        &logs.join(format!("setup-{role}.stdout")),
+        &setup_log,
+        LIST_LIMIT,
+        &format!("wsbench setup of the {role} build"),
+    ) {
+        // An older build has no `setup`; a newer one whose setup failed
+        // lists its child-process stacks as not installed, so they are
+        // left out below either way.
+        eprintln!("wsbench compare: {e:#} (see {})", setup_log.display());
+    }
     let mut cmd = Command::new(binary);
     cmd.env("CARGO_TARGET_DIR", target_root).arg("list");
     let text = child::run_capture(
@@ -203,14 +219,56 @@ pub fn list_stacks(
         LIST_LIMIT,
         &format!("wsbench list of the {role} build"),
     )?;
-    Ok(text
-        .lines()
+    Ok(parse_list(&text))
+}
+
+/// The table of `wsbench list`: a header, a row per stack, then (in newer
+/// builds) an empty line and notes.
+fn parse_list(text: &str) -> Vec<(String, bool, bool)> {
+    text.lines()
         .skip(1)
+        .take_while(|line| !line.trim().is_empty())
         .filter_map(|line| {
             let name = line.split_whitespace().next()?.to_string();
             let in_process = line.contains("in process");
-            let available = !line.contains("unavailable");
+            let available = !line.contains("unavailable") && !line.contains("not installed");
             Some((name, in_process, available))
         })
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_list;
+
+    #[test]
+    fn the_list_of_an_older_or_a_newer_build_reads_the_same() {
+        let table = "stack package protocol where\n\
+                     axum axum 0.8.9 websocket in process\n\
+                     python-aiohttp aiohttp 3.13.2 websocket child process\n\
+                     node-ws ws 8.18.3 websocket unavailable: no node";
+        let newer = "stack package protocol where\n\
+                     axum axum 0.8.9 websocket in process\n\
+                     python-aiohttp aiohttp 3.13.2 websocket child process, not installed yet (first use)\n\
+                     node-ws ws 8.18.3 websocket unavailable: no node\n\
+                     \n\
+                     Environments of the child-process stacks: /c (CARGO_TARGET_DIR); ...";
+        let row = |name: &str, in_process, available| (name.to_string(), in_process, available);
+        assert_eq!(
+            parse_list(table),
+            [
+                row("axum", true, true),
+                row("python-aiohttp", false, true),
+                row("node-ws", false, false)
+            ]
+        );
+        assert_eq!(
+            parse_list(newer),
+            [
+                row("axum", true, true),
+                row("python-aiohttp", false, false),
+                row("node-ws", false, false)
+            ]
+        );
+    }
 }

@@ -13,6 +13,7 @@
 //! bytes after it where the runtime counts them (V8 does, CPython does
 //! not): the only other line it ever prints on stdout.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Protocol, Runtime, ServerHandle, StackInfo, SHUTDOWN_GRACE};
+use super::{cache, Protocol, Runtime, ServerHandle, StackInfo, SHUTDOWN_GRACE};
 use crate::settings::{Profile, ServerSettings};
 
 /// How long a server may take to print `LISTENING <port>`. Importing
@@ -38,12 +39,17 @@ pub const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
 /// MiB takes milliseconds; the margin is for a loaded machine.
 const COLLECT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// `target/wsbench`, absolute, so that interpreter paths under it stay
-/// valid whatever the current directory of whoever runs them.
-pub fn wsbench_dir() -> anyhow::Result<PathBuf> {
-    Ok(std::path::absolute(
-        crate::results::target_dir().join("wsbench"),
-    )?)
+/// What can be told of a child runtime's environment (the Python venv,
+/// the Node packages) without making it: what `wsbench list` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Environment {
+    /// Made from the current pins: package name -> installed version.
+    Ready(BTreeMap<String, String>),
+    /// Not made yet, or made from other pins; `wsbench setup`, or the
+    /// first server started, makes it. Why it is needed.
+    NotInstalled(String),
+    /// Cannot be made here: why (no interpreter, too old a one).
+    Unavailable(String),
 }
 
 /// Starts a child-process stack with its process pinned to `cpus` rather
@@ -391,11 +397,11 @@ fn cpu_set(cpus: &[usize]) -> anyhow::Result<libc::cpu_set_t> {
     }
 }
 
-/// `target/wsbench/logs/<stack>-<our pid>-<n>.stderr`: unique across the
-/// servers of one process and across processes running at once.
+/// `logs/<stack>-<our pid>-<n>.stderr` of the [`cache`] directory: unique
+/// across the servers of one process and across processes running at once.
 fn new_log_path(stack: &str) -> anyhow::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = wsbench_dir()?.join("logs");
+    let dir = cache::place()?.dir.join("logs");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!("{stack}-{}-{n}.stderr", std::process::id())))

@@ -21,7 +21,8 @@
 //! node/package.json through [`versions`], and the tests, the probe and the
 //! leak check make their cases from [`STACKS`]. A Python stack's script is
 //! `python/echo_<package>.py` (see [`python`]), a Node stack's
-//! `node/echo_<package>.cjs` (see [`node`]).
+//! `node/echo_<package>.cjs` (see [`node`]); build.rs embeds both in the
+//! binary ([`cache`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use crate::settings::EchoPolicy;
 use crate::settings::{Profile, ServerSettings};
 
+pub mod cache;
 pub mod child;
 pub mod demo;
 pub mod node;
@@ -147,6 +149,16 @@ impl StackInfo {
             Runtime::Native => None,
             Runtime::Python => python::installed_version(self.package),
             Runtime::Node => node::installed_version(self.package),
+        }
+    }
+
+    /// Its runtime's environment as it is, made or not, without making it
+    /// (for `wsbench list`); `None` for a Rust stack.
+    pub fn environment(&self) -> Option<child::Environment> {
+        match self.runtime {
+            Runtime::Native => None,
+            Runtime::Python => Some(python::environment()),
+            Runtime::Node => Some(node::environment()),
         }
     }
 

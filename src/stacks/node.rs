@@ -3,8 +3,10 @@
 //! ([`super::child`]), with its row in its own file (`node_ws.rs`).
 //!
 //! The packages are those `node/package-lock.json` pins, installed with
-//! `npm ci` under `target/wsbench/node` on first use, so that results always
-//! name the pinned versions. Where Node, npm or the packages cannot be had,
+//! `npm ci` in `node/` of the [`cache`] directory on first use, so that
+//! results always name the pinned versions. The scripts run from the copies
+//! [`cache::scripts`] writes out of the binary; [`environment`] tells what
+//! is installed without installing anything. Where Node, npm or the packages cannot be had,
 //! the stacks report themselves unavailable ([`availability`]) and callers
 //! skip them with the reason.
 
@@ -17,8 +19,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::child::{self, lock_exclusive, run, wsbench_dir, Launch};
-use super::{Runtime, ServerHandle, StackInfo};
+use super::child::{self, lock_exclusive, run, Environment, Launch};
+use super::{cache, Runtime, ServerHandle, StackInfo};
 use crate::settings::ServerSettings;
 
 /// Names the Node executable (default `node`); npm is looked up beside it
@@ -36,6 +38,19 @@ const MIN_NODE: (u32, u32) = (18, 3);
 /// on stderr; the answer is kept for the life of the process.
 pub fn availability() -> Result<(), String> {
     install().map(|_| ())
+}
+
+/// The packages as they are, installed or not, checked without writing
+/// anything.
+pub fn environment() -> Environment {
+    let paths = match Paths::now() {
+        Ok(paths) => paths,
+        Err(e) => return Environment::Unavailable(format!("{e:#}")),
+    };
+    match paths.ready() {
+        Ok(versions) => Environment::Ready(versions),
+        Err(why) => Environment::NotInstalled(why),
+    }
 }
 
 /// The version of `package` installed, from its own package.json; `None`
@@ -67,10 +82,11 @@ pub(super) fn launch(stack: &StackInfo) -> Result<Launch<'static>, String> {
         return Err(format!("{} is not a Node stack", stack.name));
     }
     let install = install().map_err(|why| format!("node stacks unavailable: {why}"))?;
+    let scripts = cache::scripts()?;
     Ok(Launch {
         stack: stack.name,
         program: &install.node,
-        script: node_dir().join(script_of(stack)),
+        script: scripts.join("node").join(script_of(stack)),
         extra_args: Vec::new(),
         env: vec![
             // CommonJS `require` looks here after the script's own directory.
@@ -79,10 +95,6 @@ pub(super) fn launch(stack: &StackInfo) -> Result<Launch<'static>, String> {
             ("NODE_OPTIONS", "--expose-gc".into()),
         ],
     })
-}
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("node")
 }
 
 struct Install {
@@ -102,35 +114,72 @@ fn install() -> Result<&'static Install, String> {
         .map_err(Clone::clone)
 }
 
-fn prepare() -> anyhow::Result<Install> {
-    let base = wsbench_dir()?;
-    let dir = base.join("node");
-    let modules = dir.join("node_modules");
-    let manifest = fs::read_to_string(node_dir().join("package.json"))
-        .context("cannot read node/package.json")?;
-    let lock = fs::read_to_string(node_dir().join("package-lock.json"))
-        .context("cannot read node/package-lock.json")?;
-    let node = std::env::var(NODE_ENV).unwrap_or_else(|_| "node".to_string());
-    let npm = std::env::var(NPM_ENV).unwrap_or_else(|_| "npm".to_string());
-    let node_version = check_node(&node)?;
-    // Everything the install was made from; any change means a fresh one.
-    // Written last, so that an interrupted install is redone next time.
-    let marker = dir.join("wsbench-installed.txt");
-    let marker_text = format!("{NODE_ENV}={node} {node_version}\n{lock}");
+/// Where the packages are and what they must be installed from.
+struct Paths {
+    dir: PathBuf,
+    modules: PathBuf,
+    node: String,
+    /// Everything the install was made from; any change means a fresh one.
+    /// Written last, so that an interrupted install is redone next time.
+    marker: PathBuf,
+    marker_text: String,
+}
 
+impl Paths {
+    /// Runs `node --version` (for the marker), so an error here means no
+    /// usable Node.
+    fn now() -> anyhow::Result<Paths> {
+        let dir = cache::place()?.dir.join("node");
+        let node = std::env::var(NODE_ENV).unwrap_or_else(|_| "node".to_string());
+        let node_version = check_node(&node)?;
+        let lock = cache::file("node/package-lock.json");
+        Ok(Paths {
+            modules: dir.join("node_modules"),
+            marker: dir.join("wsbench-installed.txt"),
+            marker_text: format!("{NODE_ENV}={node} {node_version}\n{lock}"),
+            node,
+            dir,
+        })
+    }
+
+    /// The installed versions when the packages were installed from these
+    /// pins; otherwise why they must be. Writes nothing.
+    fn ready(&self) -> Result<BTreeMap<String, String>, String> {
+        match fs::read_to_string(&self.marker) {
+            Ok(text) if text == self.marker_text => {
+                query_versions(&self.modules).map_err(|e| format!("{e:#}"))
+            }
+            Ok(_) => Err("node/package-lock.json or Node changed".to_string()),
+            Err(_) => Err("first use".to_string()),
+        }
+    }
+}
+
+fn prepare() -> anyhow::Result<Install> {
+    let base = cache::place()?.dir;
+    let npm = std::env::var(NPM_ENV).unwrap_or_else(|_| "npm".to_string());
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let _lock = lock_exclusive(&base.join("node.lock"))?;
-    let node = resolve(&node)?;
-    let why = match fs::read_to_string(&marker) {
-        Ok(text) if text == marker_text => {
+    // Looked at under the lock: another process may have just installed.
+    let paths = Paths::now()?;
+    let node = resolve(&paths.node)?;
+    let ready = paths.ready();
+    let Paths {
+        dir,
+        modules,
+        marker,
+        marker_text,
+        ..
+    } = paths;
+    let why = match ready {
+        Ok(versions) => {
             return Ok(Install {
-                versions: query_versions(&modules)?,
+                versions,
                 node,
                 modules,
             })
         }
-        Ok(_) => "node/package-lock.json or Node changed".to_string(),
-        Err(_) => "first use".to_string(),
+        Err(why) => why,
     };
     eprintln!(
         "wsbench: installing the Node stacks' packages in {} ({why})",
@@ -142,8 +191,11 @@ fn prepare() -> anyhow::Result<Install> {
             .with_context(|| format!("cannot remove the old {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::write(dir.join("package.json"), manifest)?;
-    fs::write(dir.join("package-lock.json"), &lock)?;
+    fs::write(dir.join("package.json"), cache::file("node/package.json"))?;
+    fs::write(
+        dir.join("package-lock.json"),
+        cache::file("node/package-lock.json"),
+    )?;
     run(Command::new(&npm)
         .args([
             "ci",

@@ -3,11 +3,13 @@
 //! its row in its own file (`python_websockets.rs`, `python_aiohttp.rs`,
 //! `python_picows.rs`).
 //!
-//! The interpreter is that of a virtual environment under
-//! `target/wsbench/venv`, created and filled from `python/requirements.txt`
-//! on first use, so that results always name the pinned versions. Where
-//! Python or the packages cannot be had, the stacks report themselves
-//! unavailable ([`availability`]) and callers skip them with the reason.
+//! The interpreter is that of a virtual environment, `venv/` of the
+//! [`cache`] directory, created and filled from `python/requirements.txt`
+//! on first use, so that results always name the pinned versions. The
+//! scripts run from the copies [`cache::scripts`] writes out of the binary.
+//! Where Python or the packages cannot be had, the stacks report themselves
+//! unavailable ([`availability`]) and callers skip them with the reason;
+//! [`environment`] tells what is there without making anything.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,8 +20,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::child::{self, lock_exclusive, run, wsbench_dir, Launch};
-use super::{Runtime, ServerHandle, StackInfo};
+use super::child::{self, lock_exclusive, run, Environment, Launch};
+use super::{cache, Runtime, ServerHandle, StackInfo};
 use crate::settings::ServerSettings;
 
 /// The two stacks of the original comparison under their older names, for
@@ -45,6 +47,22 @@ const MIN_PYTHON: (u32, u32) = (3, 11);
 /// so on stderr; the answer is kept for the life of the process.
 pub fn availability() -> Result<(), String> {
     venv().map(|_| ())
+}
+
+/// The venv as it is, made or not, checked without writing anything.
+pub fn environment() -> Environment {
+    let paths = match Paths::now() {
+        Ok(paths) => paths,
+        Err(e) => return Environment::Unavailable(format!("{e:#}")),
+    };
+    let why = match paths.ready() {
+        Ok(versions) => return Environment::Ready(versions),
+        Err(why) => why,
+    };
+    match check_interpreter(&paths.interpreter) {
+        Ok(()) => Environment::NotInstalled(why),
+        Err(e) => Environment::Unavailable(format!("{e:#}")),
+    }
 }
 
 /// The version of `package` installed in the venv, as Python reports it;
@@ -84,6 +102,7 @@ pub(super) fn launch(stack: &StackInfo) -> Result<Launch<'static>, String> {
         return Err(format!("{} is not a Python stack", stack.name));
     }
     let venv = venv().map_err(|why| format!("python stacks unavailable: {why}"))?;
+    let scripts = cache::scripts()?;
     let mut extra_args = Vec::new();
     if std::env::var(UVLOOP_ENV).is_ok_and(|v| v == "1") {
         extra_args.push("--uvloop".into());
@@ -91,15 +110,11 @@ pub(super) fn launch(stack: &StackInfo) -> Result<Launch<'static>, String> {
     Ok(Launch {
         stack: stack.name,
         program: &venv.python,
-        script: python_dir().join(script_of(stack)),
+        script: scripts.join("python").join(script_of(stack)),
         extra_args,
         // Keeps __pycache__ out of the source tree.
         env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
     })
-}
-
-fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
 }
 
 // ---------------------------------------------------------------------------
@@ -122,44 +137,82 @@ fn venv() -> Result<&'static Venv, String> {
         .map_err(Clone::clone)
 }
 
-fn prepare_venv() -> anyhow::Result<Venv> {
-    let base = wsbench_dir()?;
-    let dir = base.join("venv");
-    let python = dir.join("bin/python");
-    let requirements = python_dir().join("requirements.txt");
-    let pins = fs::read_to_string(&requirements)
-        .with_context(|| format!("cannot read {}", requirements.display()))?;
-    let interpreter = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_string());
-    // The marker holds everything the venv was made from; any change to it
-    // means a fresh venv. It is written last, so an interrupted install is
-    // redone next time.
-    let marker = dir.join("wsbench-installed.txt");
-    let marker_text = format!("{PYTHON_ENV}={interpreter}\n{pins}");
+/// Where the venv is and what it must be made from.
+struct Paths {
+    dir: PathBuf,
+    python: PathBuf,
+    interpreter: String,
+    /// Holds everything the venv was made from; any change to it means a
+    /// fresh venv. Written last, so an interrupted install is redone next
+    /// time.
+    marker: PathBuf,
+    marker_text: String,
+}
 
+impl Paths {
+    fn now() -> anyhow::Result<Paths> {
+        let dir = cache::place()?.dir.join("venv");
+        let interpreter = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_string());
+        let pins = cache::file("python/requirements.txt");
+        Ok(Paths {
+            python: dir.join("bin/python"),
+            marker: dir.join("wsbench-installed.txt"),
+            marker_text: format!("{PYTHON_ENV}={interpreter}\n{pins}"),
+            interpreter,
+            dir,
+        })
+    }
+
+    /// The installed versions when the venv was made from these pins and
+    /// still runs; otherwise why it must be made. Writes nothing.
+    fn ready(&self) -> Result<BTreeMap<String, String>, String> {
+        match fs::read_to_string(&self.marker) {
+            Ok(text) if text == self.marker_text => query_versions(&self.python)
+                .map_err(|e| format!("its interpreter no longer runs: {e:#}")),
+            Ok(_) => Err(format!("python/requirements.txt or {PYTHON_ENV} changed")),
+            Err(_) => Err("first use".to_string()),
+        }
+    }
+}
+
+fn prepare_venv() -> anyhow::Result<Venv> {
+    let base = cache::place()?.dir;
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let _lock = lock_exclusive(&base.join("venv.lock"))?;
-
-    let why = match fs::read_to_string(&marker) {
-        Ok(text) if text == marker_text => match query_versions(&python) {
-            Ok(versions) => return Ok(Venv { python, versions }),
-            Err(e) => format!("its interpreter no longer runs: {e:#}"),
-        },
-        Ok(_) => format!("python/requirements.txt or {PYTHON_ENV} changed"),
-        Err(_) => "first use".to_string(),
+    // Looked at under the lock: another process may have just made it.
+    let paths = Paths::now()?;
+    let Paths {
+        dir,
+        python,
+        interpreter,
+        marker,
+        marker_text,
+    } = &paths;
+    let why = match paths.ready() {
+        Ok(versions) => {
+            return Ok(Venv {
+                python: python.clone(),
+                versions,
+            })
+        }
+        Err(why) => why,
     };
-    check_interpreter(&interpreter)?;
+    check_interpreter(interpreter)?;
+    let requirements = cache::scripts()
+        .map_err(anyhow::Error::msg)?
+        .join("python/requirements.txt");
     eprintln!("wsbench: creating Python venv at {} ({why})", dir.display());
     let started = Instant::now();
     if dir.exists() {
-        fs::remove_dir_all(&dir)
+        fs::remove_dir_all(dir)
             .with_context(|| format!("cannot remove the old {}", dir.display()))?;
     }
-    run(Command::new(&interpreter).arg("-m").arg("venv").arg(&dir)).with_context(|| {
+    run(Command::new(interpreter).arg("-m").arg("venv").arg(dir)).with_context(|| {
         format!(
             "`{interpreter} -m venv` failed (on Debian and Ubuntu: apt-get install python3-venv)"
         )
     })?;
-    run(Command::new(&python)
+    run(Command::new(python)
         .args([
             "-m",
             "pip",
@@ -171,9 +224,8 @@ fn prepare_venv() -> anyhow::Result<Venv> {
         ])
         .arg(&requirements))
     .context("`pip install -r python/requirements.txt` failed (is PyPI reachable?)")?;
-    let versions = query_versions(&python)?;
-    fs::write(&marker, marker_text)
-        .with_context(|| format!("cannot write {}", marker.display()))?;
+    let versions = query_versions(python)?;
+    fs::write(marker, marker_text).with_context(|| format!("cannot write {}", marker.display()))?;
 
     let listed: Vec<String> = versions.iter().map(|(p, v)| format!("{p} {v}")).collect();
     eprintln!(
@@ -181,7 +233,10 @@ fn prepare_venv() -> anyhow::Result<Venv> {
         started.elapsed().as_secs_f64(),
         listed.join(", ")
     );
-    Ok(Venv { python, versions })
+    Ok(Venv {
+        python: python.clone(),
+        versions,
+    })
 }
 
 /// Says clearly when the interpreter is missing or too old, which pip would
