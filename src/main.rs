@@ -99,8 +99,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// a version as installed where it is, else as pinned at build time.
 fn list() -> anyhow::Result<()> {
     println!("{:<20} {:<28} {:<10} where", "stack", "package", "protocol");
+    // Looked at once per runtime, not once per stack: for the venv, that
+    // runs its interpreter.
+    let mut environments: Vec<(stacks::Runtime, Option<Environment>)> = Vec::new();
     for s in stacks::STACKS {
-        let (version, host) = match s.environment() {
+        let environment = match environments.iter().find(|(r, _)| *r == s.runtime) {
+            Some((_, e)) => e.clone(),
+            None => {
+                let e = s.environment();
+                environments.push((s.runtime, e.clone()));
+                e
+            }
+        };
+        let (version, host) = match environment {
             None => (s.package_version(), "in process".to_string()),
             Some(Environment::Ready(versions)) => match versions.get(s.package) {
                 Some(v) => (format!("{} {v}", s.package), "child process".to_string()),

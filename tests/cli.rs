@@ -5,7 +5,7 @@
 //! Every wait has a deadline that only guards against a hang; nothing here
 //! is timed.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -15,7 +15,9 @@ use wsbench::results::GroupResults;
 use wsbench::settings::Profile;
 use wsbench::stacks::STACKS;
 
-mod serve;
+mod command;
+
+use command::{transcript, Server};
 
 const WSBENCH: &str = env!("CARGO_BIN_EXE_wsbench");
 
@@ -30,15 +32,6 @@ fn wsbench(args: &[&str]) -> Output {
         .env_remove(wsbench::placement::PLACEMENT_ENV)
         .output()
         .unwrap_or_else(|e| panic!("running {WSBENCH}: {e}"))
-}
-
-fn transcript(out: &Output) -> String {
-    format!(
-        "\n--- status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn value_names<E: ValueEnum>() -> Vec<String> {
@@ -213,45 +206,16 @@ fn run_json_prints_the_records_the_benches_write() {
 
 // ---- run --url against a serve child ----
 
-/// A `wsbench serve` child, killed when dropped.
-struct Server {
-    child: Child,
-    /// What it printed on its "serving" line, e.g. "ws://127.0.0.1:40001/".
-    url: String,
-}
-
-impl Server {
-    fn start(stack: &str) -> Server {
-        let child = Command::new(WSBENCH)
-            .args(["serve", "--stack", stack, "--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning serve: {e}"));
-        // Held by a Server first, so that a panic below still stops it.
-        let mut server = Server {
-            child,
-            url: String::new(),
-        };
-        server.url = serve::serving_url(
-            &mut server.child,
-            SERVE_DEADLINE,
-            &format!("serve --stack {stack}"),
-        );
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `wsbench serve` of `stack` on a free port.
+fn serve(stack: &str) -> Server {
+    let mut cmd = Command::new(WSBENCH);
+    cmd.args(["serve", "--stack", stack, "--addr", "127.0.0.1:0"]);
+    Server::start(cmd, SERVE_DEADLINE, &format!("serve --stack {stack}"))
 }
 
 #[test]
 fn run_url_without_stack_names_the_result_after_the_url() {
-    let server = Server::start("tokio-tungstenite");
+    let server = serve("tokio-tungstenite");
     let out = wsbench(&["run", "--url", &server.url, "--duration", "0.3", "--json"]);
     let results = parse_run_json(&out);
     assert!(value_of(&results, "round_trips_verified") > 0.0);
@@ -278,7 +242,7 @@ fn run_url_without_stack_names_the_result_after_the_url() {
 
 #[test]
 fn run_url_with_stack_names_the_result_after_the_stack() {
-    let server = Server::start("raw-tcp");
+    let server = serve("raw-tcp");
     assert!(server.url.starts_with("tcp://"), "{}", server.url);
     let out = wsbench(&[
         "run",

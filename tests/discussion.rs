@@ -61,16 +61,21 @@ fn with_figure(group: &str, pick: impl Fn(&Measurement) -> bool, value: f64) -> 
     run
 }
 
-/// The reference run with one latency figure (binary messages) scaled.
-fn altered(stack: &str, metric: &str, factor: f64) -> ResultsFile {
-    let value = reference_run().groups["latency"]
+/// One latency figure (binary messages) of the reference run.
+fn latency_figure(stack: &str, metric: &str) -> f64 {
+    reference_run().groups["latency"]
         .measurements
         .iter()
         .find(|m| {
             m.stack == stack && m.metric == metric && m.param("kind").as_deref() == Some("binary")
         })
         .unwrap()
-        .value;
+        .value
+}
+
+/// The reference run with one latency figure (binary messages) scaled.
+fn altered(stack: &str, metric: &str, factor: f64) -> ResultsFile {
+    let value = latency_figure(stack, metric);
     with_figure(
         "latency",
         |m| m.stack == stack && m.metric == metric && m.param("kind").as_deref() == Some("binary"),
@@ -393,16 +398,7 @@ fn the_report_step_expands_the_template_beside_its_directory() {
         std::env::temp_dir().join(format!("wsbench-discussion-report-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let axum = reference_run().groups["latency"]
-        .measurements
-        .iter()
-        .find(|m| {
-            m.stack == "axum"
-                && m.metric == "rtt_mean_us"
-                && m.param("kind").as_deref() == Some("binary")
-        })
-        .unwrap()
-        .value;
+    let axum = latency_figure("axum", "rtt_mean_us");
     // A bound twice the reference's figure: true of the reference whatever
     // machine made it, false once the figure is ten times as large.
     std::fs::write(

@@ -11,18 +11,18 @@
 //! against a hang; nothing here is timed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use wsbench::stacks::child::Environment;
 
-mod serve;
+mod command;
+
+use command::{transcript, Server};
 
 /// From spawning `serve` to its "serving" line: the first one creates the
 /// venv and installs the pinned packages from PyPI.
 const SERVE_DEADLINE: Duration = Duration::from_secs(600);
-/// From SIGTERM to the server's exit.
-const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A fresh directory tree for one run of this test, removed when dropped.
 struct Scratch {
@@ -78,15 +78,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn transcript(out: &Output) -> String {
-    format!(
-        "\n--- status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The names under `dir`, or none when it does not exist.
@@ -164,7 +155,15 @@ fn the_installed_binary_lists_without_writing_and_serves_a_python_stack_from_any
         return;
     }
 
-    let mut server = Server::start(&scratch, "python-aiohttp");
+    let cmd = scratch.command(&[
+        "serve",
+        "--stack",
+        "python-aiohttp",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    // The installed binary's serve: SIGTERM stops its Python child too.
+    let mut server = Server::start(cmd, SERVE_DEADLINE, "serve --stack python-aiohttp");
     let out = scratch.run(&["run", "--url", &server.url, "--duration", "0.3"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -186,61 +185,5 @@ fn the_installed_binary_lists_without_writing_and_serves_a_python_stack_from_any
             "no {dir} in {}: {made:?}",
             cache.display()
         );
-    }
-}
-
-/// A `wsbench serve` of the installed binary; stopped by SIGTERM (which
-/// stops its Python child too), killed if it outlives its deadline.
-struct Server {
-    child: Child,
-    /// From its "serving" line, e.g. "ws://127.0.0.1:40001/".
-    url: String,
-}
-
-impl Server {
-    fn start(scratch: &Scratch, stack: &str) -> Server {
-        let child = scratch
-            .command(&["serve", "--stack", stack, "--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning serve: {e}"));
-        // Held by a Server first, so that a panic below still stops it.
-        let mut server = Server {
-            child,
-            url: String::new(),
-        };
-        server.url = serve::serving_url(
-            &mut server.child,
-            SERVE_DEADLINE,
-            &format!("serve --stack {stack}"),
-        );
-        server
-    }
-
-    fn stop(&mut self) {
-        // SAFETY: kill only sends a signal to our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve ended with {status} after SIGTERM");
-                return;
-            }
-            assert!(
-                started.elapsed() < STOP_DEADLINE,
-                "serve still running {STOP_DEADLINE:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

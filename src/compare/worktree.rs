@@ -205,10 +205,12 @@ pub fn list_stacks(
         LIST_LIMIT,
         &format!("wsbench setup of the {role} build"),
     ) {
-        // An older build has no `setup`; a newer one whose setup failed
-        // lists its child-process stacks as not installed, so they are
-        // left out below either way.
-        eprintln!("wsbench compare: {e:#} (see {})", setup_log.display());
+        // A newer build whose setup failed lists its child-process stacks
+        // as not installed, so they are left out below.
+        eprintln!(
+            "wsbench compare: {e:#} (a build from before `wsbench setup` has none, and its `list` makes the environments instead; see {})",
+            setup_log.display()
+        );
     }
     let mut cmd = Command::new(binary);
     cmd.env("CARGO_TARGET_DIR", target_root).arg("list");

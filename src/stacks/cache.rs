@@ -120,14 +120,9 @@ fn write_scripts() -> anyhow::Result<PathBuf> {
         if fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             continue;
         }
-        let parent = path.parent().expect("an embedded file has a directory");
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        // Written whole, then renamed into place: another process starting
-        // a server at the same moment never reads half a script.
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
-        fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        // Atomically: another process starting a server at the same moment
+        // never reads half a script.
+        crate::results::write_atomically(&path, text.as_bytes())?;
     }
     Ok(dir)
 }

@@ -5,10 +5,10 @@
 //! The packages are those `node/package-lock.json` pins, installed with
 //! `npm ci` in `node/` of the [`cache`] directory on first use, so that
 //! results always name the pinned versions. The scripts run from the copies
-//! [`cache::scripts`] writes out of the binary; [`environment`] tells what
-//! is installed without installing anything. Where Node, npm or the packages cannot be had,
-//! the stacks report themselves unavailable ([`availability`]) and callers
-//! skip them with the reason.
+//! [`cache::scripts`] writes out of the binary. Where Node, npm or the
+//! packages cannot be had, the stacks report themselves unavailable
+//! ([`availability`]) and callers skip them with the reason; [`environment`]
+//! tells what is installed without installing anything.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -163,7 +163,16 @@ fn prepare() -> anyhow::Result<Install> {
     // Looked at under the lock: another process may have just installed.
     let paths = Paths::now()?;
     let node = resolve(&paths.node)?;
-    let ready = paths.ready();
+    let why = match paths.ready() {
+        Ok(versions) => {
+            return Ok(Install {
+                versions,
+                node,
+                modules: paths.modules,
+            })
+        }
+        Err(why) => why,
+    };
     let Paths {
         dir,
         modules,
@@ -171,16 +180,6 @@ fn prepare() -> anyhow::Result<Install> {
         marker_text,
         ..
     } = paths;
-    let why = match ready {
-        Ok(versions) => {
-            return Ok(Install {
-                versions,
-                node,
-                modules,
-            })
-        }
-        Err(why) => why,
-    };
     eprintln!(
         "wsbench: installing the Node stacks' packages in {} ({why})",
         dir.display()
