@@ -82,6 +82,10 @@ pub enum Command {
         /// Another run's results.json, to check every claim against.
         #[arg(long)]
         against: Option<std::path::PathBuf>,
+        /// A discussion template (discussion.template.md): its claims
+        /// between stacks, as expanded against RESULTS, join the report's.
+        #[arg(long)]
+        discussion: Option<std::path::PathBuf>,
         /// Smallest ratio beyond 1 called a difference: 0.10 = 1.10 times.
         #[arg(long, default_value_t = wsbench::rounds::CLAIM_THRESHOLD)]
         threshold: f64,

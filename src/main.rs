@@ -64,20 +64,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Claims {
             results,
             against,
+            discussion,
             threshold,
         } => {
             use wsbench::report::claims;
-            use wsbench::results::ResultsFile;
+            use wsbench::rounds::CLAIM_THRESHOLD;
             if !(threshold > 0.0 && threshold.is_finite()) {
                 anyhow::bail!("--threshold {threshold}: expected a positive fraction such as 0.10");
             }
-            let file = ResultsFile::load(&results)?;
-            let other = against.as_deref().map(ResultsFile::load).transpose()?;
-            print!("{}", claims::render(&file, other.as_ref(), threshold));
+            let file = wsbench::results::ResultsFile::load(&results)?;
+            let other = against
+                .as_deref()
+                .map(wsbench::results::ResultsFile::load)
+                .transpose()?;
+            let mut list = claims::claims(&file, threshold);
+            if let Some(template) = &discussion {
+                if threshold != CLAIM_THRESHOLD {
+                    anyhow::bail!(
+                        "--discussion: the discussion makes its claims at {CLAIM_THRESHOLD}, not --threshold {threshold}"
+                    );
+                }
+                let text = std::fs::read_to_string(template)
+                    .with_context(|| format!("reading {}", template.display()))?;
+                let (_, made) = wsbench::report::discussion::expand_with_claims(
+                    &text,
+                    &file,
+                    template.parent(),
+                )
+                .with_context(|| {
+                    format!("{} does not fit {}", template.display(), results.display())
+                })?;
+                list = claims::union(list, &made);
+            }
+            print!(
+                "{}",
+                claims::render(&file, &list, other.as_ref(), threshold)
+            );
             if let Some(other) = &other {
-                let all_confirmed = claims::claims(&file, threshold)
+                let all_confirmed = list
                     .iter()
-                    .all(|c| claims::confirm(c, other, threshold).0 == claims::Outcome::Confirmed);
+                    .all(|c| claims::confirm(c, other).0 == claims::Outcome::Confirmed);
                 if !all_confirmed {
                     std::process::exit(1);
                 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wsbench::report::discussion::{expand, expand_beside, DiscussionError};
+use wsbench::report::discussion::{expand, expand_beside, expand_with_claims, DiscussionError};
 use wsbench::results::{Measurement, ResultsFile};
 
 fn root() -> PathBuf {
@@ -210,8 +210,36 @@ fn confirmation_counts_another_runs_verdicts() {
     elsewhere.save(&dir.join("elsewhere.json")).unwrap();
     let same = expand_beside("{{confirmation same.json}}", &run, Some(&dir)).unwrap();
     assert!(
-        same.starts_with(&format!("{n} of {n} confirmed, 0 within noise")),
+        same.starts_with(&format!(
+            "{n} of {n} confirmed ({n} of them beyond the 10% threshold again), 0 within noise"
+        )),
         "{same}"
+    );
+    // The discussion's own claims between stacks join the report's, even
+    // those made after the confirmation: a `{{claims}}` list and a `<`.
+    let template = "{{confirmation same.json}} {{claims latency.@rust-ws.rtt_p50_us kind=binary}}";
+    let (text, made) = expand_with_claims(template, &run, Some(&dir)).unwrap();
+    assert!(!made.is_empty());
+    let all = wsbench::report::claims::union(
+        wsbench::report::claims::claims(&run, wsbench::rounds::CLAIM_THRESHOLD),
+        &made,
+    );
+    assert!(
+        all.len() > n,
+        "the rust-ws pairs add claims beyond the best and the floor"
+    );
+    let k = all.len();
+    assert!(text.starts_with(&format!("{k} of {k} confirmed")), "{text}");
+    let (best, worst) = (&made[0].better, &made[0].worse);
+    let check = format!(
+        "{{{{check latency.{best}.rtt_p50_us kind=binary < latency.{worst}.rtt_p50_us kind=binary}}}}"
+    );
+    let (_, made) = expand_with_claims(&check, &run, Some(&dir)).unwrap();
+    assert_eq!(
+        made.iter()
+            .map(|c| (&c.better, &c.worse))
+            .collect::<Vec<_>>(),
+        [(best, worst)]
     );
     assert!(!same.contains("different CPU"), "{same}");
     let other = expand_beside("{{confirmation elsewhere.json}}", &run, Some(&dir)).unwrap();

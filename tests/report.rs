@@ -1572,21 +1572,37 @@ fn claims_need_a_clear_interval_and_another_run_checks_them() {
     };
     assert!(own("tokio-tungstenite").hi > own("axum").lo);
 
-    // The same run confirms all of its claims.
-    assert!(list
-        .iter()
-        .all(|c| confirm(c, &run, threshold).0 == Outcome::Confirmed));
-    // A run where axum is 5% slower: that claim is within noise there.
-    let close = rounds_results(1.05, 0.05);
+    // The same run confirms all of its claims, each beyond the threshold.
+    assert!(list.iter().all(|c| {
+        let (outcome, there) = confirm(c, &run);
+        outcome == Outcome::Confirmed && there.unwrap().worse(threshold) == Some(true)
+    }));
     let axum = list
         .iter()
         .find(|c| c.better == "tokio-tungstenite" && c.worse == "axum")
         .unwrap();
-    assert_eq!(confirm(axum, &close, threshold).0, Outcome::WithinNoise);
+    // A run where axum is 5% slower in every round: the same order beyond
+    // that run's noise confirms the claim, though not beyond the threshold.
+    let order = rounds_results(1.05, 0.0);
+    let (outcome, there) = confirm(axum, &order);
+    assert_eq!(outcome, Outcome::Confirmed);
+    assert_eq!(there.unwrap().worse(threshold), None);
+    let text = render(&run, &list, Some(&order), threshold);
+    assert!(
+        text.contains(&format!(
+            "{n} of {n} confirmed ({m} of them beyond the 10% threshold again)",
+            n = list.len(),
+            m = list.len() - 1
+        )),
+        "{text}"
+    );
+    // 5% slower in half the rounds only: the interval holds 1, no order.
+    let close = rounds_results(1.05, 0.05);
+    assert_eq!(confirm(axum, &close).0, Outcome::WithinNoise);
     // And one where axum is faster: reversed.
     let reversed = rounds_results(0.7, 0.05);
-    assert_eq!(confirm(axum, &reversed, threshold).0, Outcome::Reversed);
-    let text = render(&run, Some(&close), threshold);
+    assert_eq!(confirm(axum, &reversed).0, Outcome::Reversed);
+    let text = render(&run, &list, Some(&close), threshold);
     assert!(text.contains("within noise"), "{text}");
     assert!(
         text.contains(&format!(" of {} confirmed", list.len())),
@@ -1600,7 +1616,7 @@ fn claims_need_a_clear_interval_and_another_run_checks_them() {
     for g in elsewhere.groups.values_mut() {
         g.run.cpu = "Another CPU".into();
     }
-    let text = render(&run, Some(&elsewhere), threshold);
+    let text = render(&run, &list, Some(&elsewhere), threshold);
     assert!(text.contains("different CPUs"), "{text}");
 
     // A 6% gap is within noise in the run that measured it: no claim.

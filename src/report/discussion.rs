@@ -72,11 +72,12 @@
 //! A partner in B is the measurement of B's metric (and group) with A's
 //! stack (unless B names one) and A's parameters, overridden by B's filters.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::metrics::{self, Better, Metric, Unit};
-use crate::report::claims::{self, Versus};
+use crate::report::claims::{self, Claim, Versus};
 use crate::results::{Measurement, ResultsFile};
 use crate::rounds::{Paired, Standing, CLAIM_THRESHOLD};
 use crate::stacks::{Host, Protocol, Runtime, StackInfo, STACKS};
@@ -157,7 +158,22 @@ pub fn expand(template: &str, results: &ResultsFile) -> Result<String> {
 /// [`expand`], with `{{confirmation PATH}}` reading PATH from `dir` (the
 /// template's directory).
 pub fn expand_beside(template: &str, results: &ResultsFile, dir: Option<&Path>) -> Result<String> {
+    expand_with_claims(template, results, dir).map(|(text, _)| text)
+}
+
+/// [`expand_beside`], and every claim the discussion makes between two
+/// stacks: the pairs its `{{claims}}` name, and each `<` or `>` a check,
+/// count or list found to hold between two stacks' figures of one block of
+/// rounds. `{{confirmation PATH}}` counts these with the report's own
+/// ([`claims::claims`]), wherever in the template they are made.
+pub fn expand_with_claims(
+    template: &str,
+    results: &ResultsFile,
+    dir: Option<&Path>,
+) -> Result<(String, Vec<Claim>)> {
     let text = strip_comments(template);
+    let made = RefCell::new(Vec::new());
+    let confirmations = RefCell::new(Vec::new());
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     let mut line = 1;
@@ -171,13 +187,61 @@ pub fn expand_beside(template: &str, results: &ResultsFile, dir: Option<&Path>) 
             why: "no closing }}".into(),
         })?;
         let body = &after[..end];
-        let cx = Cx { results, line, dir };
+        let cx = Cx {
+            results,
+            line,
+            dir,
+            made: &made,
+            confirmations: &confirmations,
+        };
         out.push_str(&cx.directive(body.trim())?);
         line += body.matches('\n').count();
         rest = &after[end + 2..];
     }
     out.push_str(rest);
-    Ok(out)
+    let made = made.into_inner();
+    let all = claims::union(claims::claims(results, CLAIM_THRESHOLD), &made);
+    for (i, confirmation) in confirmations.into_inner().iter().enumerate() {
+        out = out.replacen(&placeholder(i), &confirmation.text(&all, results), 1);
+    }
+    Ok((out, made))
+}
+
+/// Where `{{confirmation}}`'s text goes until every claim is known: a
+/// string no template holds.
+fn placeholder(i: usize) -> String {
+    format!("\u{1}confirmation {i}\u{1}")
+}
+
+/// A `{{confirmation PATH}}` read, waiting for the claims.
+struct Confirmation {
+    other: ResultsFile,
+}
+
+impl Confirmation {
+    /// What the other run says of `all`, naming its commit, CPU and date,
+    /// and saying so when its CPU differs.
+    fn text(&self, all: &[Claim], results: &ResultsFile) -> String {
+        let run = &self
+            .other
+            .groups
+            .values()
+            .next()
+            .expect("checked when read")
+            .run;
+        let commit: String = run.commit.chars().take(7).collect();
+        let elsewhere = if claims::same_cpus(results, &self.other) {
+            String::new()
+        } else {
+            ", a different CPU from this run's".to_string()
+        };
+        format!(
+            "{} (the run of commit `{commit}` on {}{elsewhere}, {})",
+            claims::tally(all, &self.other, CLAIM_THRESHOLD).text(),
+            run.cpu,
+            run.date
+        )
+    }
 }
 
 /// The template without `<!-- ... -->` comments; a comment alone on its
@@ -377,6 +441,10 @@ struct Cx<'a> {
     line: usize,
     /// Where `{{confirmation PATH}}` looks for PATH.
     dir: Option<&'a Path>,
+    /// The claims between stacks made so far.
+    made: &'a RefCell<Vec<Claim>>,
+    /// The other runs of the `{{confirmation}}`s so far, in order.
+    confirmations: &'a RefCell<Vec<Confirmation>>,
 }
 
 impl Cx<'_> {
@@ -733,9 +801,9 @@ impl Cx<'_> {
     }
 
     /// `confirmation PATH`: what the run at PATH (another full run's
-    /// results.json) says about every claim of this one
-    /// ([`crate::report::claims::tally`]), naming that run's commit, CPU
-    /// and date, and saying so when its CPU differs.
+    /// results.json) says about every claim of this report and this
+    /// discussion ([`crate::report::claims::tally`]); filled in once the
+    /// whole template is expanded.
     fn confirmation(&self, tokens: &[&str]) -> Result<String> {
         let text = tokens.join(" ");
         let [path] = tokens else {
@@ -746,24 +814,60 @@ impl Cx<'_> {
             .ok_or_else(|| self.syntax(&text, "confirmation needs the template's directory"))?;
         let other =
             ResultsFile::load(&dir.join(path)).map_err(|e| self.syntax(&text, format!("{e:#}")))?;
-        let run = &other
-            .groups
-            .values()
-            .next()
-            .ok_or_else(|| self.syntax(&text, "that run holds no group"))?
-            .run;
-        let commit: String = run.commit.chars().take(7).collect();
-        let elsewhere = if claims::same_cpus(self.results, &other) {
-            String::new()
-        } else {
-            ", a different CPU from this run's".to_string()
-        };
-        Ok(format!(
-            "{} (the run of commit `{commit}` on {}{elsewhere}, {})",
-            claims::tally(self.results, &other, CLAIM_THRESHOLD).text(),
-            run.cpu,
-            run.date
-        ))
+        if other.groups.is_empty() {
+            return Err(self.syntax(&text, "that run holds no group"));
+        }
+        let mut all = self.confirmations.borrow_mut();
+        all.push(Confirmation { other });
+        Ok(placeholder(all.len() - 1))
+    }
+
+    /// Notes that `better` did better than `worse` by `v` (times worse of
+    /// `worse`), unless they are one stack's figures.
+    fn made(&self, better: &Measurement, worse: &Measurement, v: Versus) {
+        if better.stack == worse.stack {
+            return;
+        }
+        assert_eq!(
+            better.params, worse.params,
+            "{} vs {}",
+            better.bench, worse.bench
+        );
+        self.made.borrow_mut().push(Claim {
+            group: worse.group.clone(),
+            metric: worse.metric.clone(),
+            params: worse.params.clone(),
+            better: better.stack.clone(),
+            worse: worse.stack.clone(),
+            times: v.times,
+            lo: v.lo,
+            hi: v.hi,
+        });
+    }
+
+    /// [`compare_figures`], noting a `<` or `>` that holds between two
+    /// stacks' figures of one block of rounds as a claim.
+    fn compare(&self, op: Op, a: &Measurement, b: Option<&Measurement>, b_value: f64) -> bool {
+        let holds = compare_figures(op, a, b, b_value);
+        if let (true, Some(b), Some(better)) =
+            (holds, b, metrics::find(&a.metric).map(|m| m.better))
+        {
+            // Which side is better depends on the metric's direction.
+            let a_better = match (op, better) {
+                (Op::Lt, Better::Lower) | (Op::Gt, Better::Higher) => Some(true),
+                (Op::Gt, Better::Lower) | (Op::Lt, Better::Higher) => Some(false),
+                _ => None,
+            };
+            let (good, bad) = match a_better {
+                Some(true) => (a, b),
+                Some(false) => (b, a),
+                None => return holds,
+            };
+            if let Some(v) = Versus::of(bad, good, better) {
+                self.made(good, bad, v);
+            }
+        }
+        holds
     }
 
     /// `claims A`: of the stacks pattern A selects (one figure each), every
@@ -814,6 +918,7 @@ impl Cx<'_> {
                         continue;
                     }
                 };
+                self.made(ahead, behind, v);
                 made.push(format!(
                     "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
                     ahead.stack, behind.stack, v.times, v.lo, v.hi
@@ -862,7 +967,7 @@ impl Cx<'_> {
                 a: m,
                 b: partner,
                 b_value,
-                holds: compare_figures(op, m, partner, b_value),
+                holds: self.compare(op, m, partner, b_value),
                 reference: a.clone(),
                 label: case_label(m, &keys),
             });
@@ -940,7 +1045,7 @@ impl Cx<'_> {
                         )
                     }
                 };
-                if compare_figures(op, a_m, b_m, b_value) {
+                if self.compare(op, a_m, b_m, b_value) {
                     Ok(())
                 } else {
                     Err(contradicted(format!(
@@ -1003,7 +1108,7 @@ impl Cx<'_> {
                 let op = if higher { Op::Gt } else { Op::Lt };
                 for other in all.iter().filter(|m| m.stack != expected) {
                     if let Some(p) = paired(chosen, other) {
-                        if !compare_figures(op, chosen, Some(other), other.value) {
+                        if !self.compare(op, chosen, Some(other), other.value) {
                             return Err(DiscussionError::Contradicted {
                                 line: self.line,
                                 claim: claim.to_string(),

@@ -144,7 +144,7 @@ pub fn generate(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
 /// replacement. Also writes nothing when the discussion's template does
 /// not fit the run.
 pub fn publish(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
-    let run = Inputs::read(opts)?;
+    let mut run = Inputs::read(opts)?;
     let plan = flamegraphs::plan(&run.scan.flamegraphs);
     publish::check(&run.file, &run.scan.flamegraphs, &plan, &opts.publish_dir)?;
     // Expanded before anything is written, so a template that does not
@@ -156,13 +156,14 @@ pub fn publish(opts: &ReportOptions) -> anyhow::Result<ReportSummary> {
     let discussion = if template.exists() {
         let text = std::fs::read_to_string(&template)
             .with_context(|| format!("reading {}", template.display()))?;
-        let expanded =
-            discussion::expand_beside(&text, &run.file, Some(root)).with_context(|| {
+        let (expanded, made) = discussion::expand_with_claims(&text, &run.file, Some(root))
+            .with_context(|| {
                 format!(
                     "not publishing: {} does not fit this run",
                     template.display()
                 )
             })?;
+        run.discussion_claims = made;
         Some((root.join(discussion::OUTPUT_FILE), expanded))
     } else {
         None
@@ -193,6 +194,8 @@ struct Inputs {
     scan: criterion::CriterionScan,
     /// The table's stacks, then any others the results name.
     stacks: Vec<String>,
+    /// The claims of the discussion published with the report.
+    discussion_claims: Vec<claims::Claim>,
 }
 
 impl Inputs {
@@ -210,15 +213,14 @@ impl Inputs {
             raw,
             scan,
             stacks,
+            discussion_claims: Vec::new(),
         })
     }
 }
 
 /// Builds the report of `run` and swaps it in at `dir`.
 fn write_report(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Result<ReportSummary> {
-    let (mut summary, litter) = publish_atomically(dir, |staging| {
-        build(staging, opts, &run.file, &run.raw, &run.scan, &run.stacks)
-    })?;
+    let (mut summary, litter) = publish_atomically(dir, |staging| build(staging, opts, run))?;
     summary.out_dir = dir.to_path_buf();
     summary.notes.extend(litter);
     Ok(summary)
@@ -275,14 +277,8 @@ impl Writer<'_> {
 }
 
 /// Makes every file of the report in `dir`.
-fn build(
-    dir: &Path,
-    opts: &ReportOptions,
-    file: &ResultsFile,
-    raw: &[u8],
-    scan: &criterion::CriterionScan,
-    stacks: &[String],
-) -> anyhow::Result<ReportSummary> {
+fn build(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Result<ReportSummary> {
+    let (file, raw, scan, stacks) = (&run.file, &run.raw[..], &run.scan, &run.stacks[..]);
     let mut w = Writer {
         root: dir,
         files: Vec::new(),
@@ -328,11 +324,13 @@ fn build(
         criterion: scan,
     });
     w.write("summary.md", summary_md.as_bytes())?;
-    // Every claim of the ratio tables, for `wsbench claims --against` and
-    // for a reader who wants them in one list.
+    // Every claim of the ratio tables and of the discussion published with
+    // them, for a reader who wants them in one list.
+    let threshold = crate::rounds::CLAIM_THRESHOLD;
+    let list = claims::union(claims::claims(file, threshold), &run.discussion_claims);
     w.write(
         "claims.md",
-        claims::render(file, None, crate::rounds::CLAIM_THRESHOLD).as_bytes(),
+        claims::render(file, &list, None, threshold).as_bytes(),
     )?;
 
     let mut files = w.files;
