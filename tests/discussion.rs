@@ -241,6 +241,12 @@ fn confirmation_counts_another_runs_verdicts() {
             .collect::<Vec<_>>(),
         [(best, worst)]
     );
+    // Between two stacks at different parameters of one block there is no
+    // claim another run could be asked about: an error, not a guess.
+    let across = "{{check throughput.sockudo-ws.mib_per_s kind=binary size_bytes=128 echo=batched \
+                  > throughput.yawc.mib_per_s kind=binary size_bytes=128 echo=flush-each}}";
+    let e = expand_with_claims(across, &run, Some(&dir)).unwrap_err();
+    assert!(e.to_string().contains("same parameters"), "{e}");
     assert!(!same.contains("different CPU"), "{same}");
     let other = expand_beside("{{confirmation elsewhere.json}}", &run, Some(&dir)).unwrap();
     assert!(other.contains("on Another CPU, a different CPU"), "{other}");

@@ -31,9 +31,11 @@
 //!   the same interleaved rounds, `ratio` and `pct` are the median of the
 //!   paired round ratios, with its interval: "1.20× (1.18–1.22)";
 //! - `{{threshold}}` "10%": the claim threshold;
-//! - `{{confirmation PATH}}` "480 of 500 confirmed, 20 within noise (...)":
-//!   what another run's results (PATH, beside the template) say about
-//!   every claim of this run, with that run's commit, CPU and date;
+//! - `{{confirmation PATH}}` "498 of 500 confirmed (480 of them beyond
+//!   the 10% threshold again), 2 within noise, ...": what another run's
+//!   results (PATH, beside the template) say about every claim of this
+//!   run's report and of this discussion, wherever in it they are made
+//!   (see [`expand_with_claims`]), with that run's commit, CPU and date;
 //! - `{{rounds A}}` "12 rounds (intervals of 96.1% coverage)": how many
 //!   interleaved rounds measured figure A;
 //! - `{{claims A}}`: of the stacks of pattern A (one figure each), every
@@ -823,16 +825,19 @@ impl Cx<'_> {
     }
 
     /// Notes that `better` did better than `worse` by `v` (times worse of
-    /// `worse`), unless they are one stack's figures.
-    fn made(&self, better: &Measurement, worse: &Measurement, v: Versus) {
+    /// `worse`), unless they are one stack's figures. A claim between two
+    /// stacks is about one case: figures of other parameters are an error,
+    /// as another run could not be asked about them.
+    fn made(&self, better: &Measurement, worse: &Measurement, v: Versus) -> Result<()> {
         if better.stack == worse.stack {
-            return;
+            return Ok(());
         }
-        assert_eq!(
-            better.params, worse.params,
-            "{} vs {}",
-            better.bench, worse.bench
-        );
+        if better.params != worse.params {
+            return Err(self.syntax(
+                &format!("{} against {}", better.bench, worse.bench),
+                "a comparison between two stacks needs the same parameters on both sides",
+            ));
+        }
         self.made.borrow_mut().push(Claim {
             group: worse.group.clone(),
             metric: worse.metric.clone(),
@@ -843,11 +848,18 @@ impl Cx<'_> {
             lo: v.lo,
             hi: v.hi,
         });
+        Ok(())
     }
 
     /// [`compare_figures`], noting a `<` or `>` that holds between two
     /// stacks' figures of one block of rounds as a claim.
-    fn compare(&self, op: Op, a: &Measurement, b: Option<&Measurement>, b_value: f64) -> bool {
+    fn compare(
+        &self,
+        op: Op,
+        a: &Measurement,
+        b: Option<&Measurement>,
+        b_value: f64,
+    ) -> Result<bool> {
         let holds = compare_figures(op, a, b, b_value);
         if let (true, Some(b), Some(better)) =
             (holds, b, metrics::find(&a.metric).map(|m| m.better))
@@ -861,13 +873,13 @@ impl Cx<'_> {
             let (good, bad) = match a_better {
                 Some(true) => (a, b),
                 Some(false) => (b, a),
-                None => return holds,
+                None => return Ok(holds),
             };
             if let Some(v) = Versus::of(bad, good, better) {
-                self.made(good, bad, v);
+                self.made(good, bad, v)?;
             }
         }
-        holds
+        Ok(holds)
     }
 
     /// `claims A`: of the stacks pattern A selects (one figure each), every
@@ -918,7 +930,7 @@ impl Cx<'_> {
                         continue;
                     }
                 };
-                self.made(ahead, behind, v);
+                self.made(ahead, behind, v)?;
                 made.push(format!(
                     "{} ahead of {} by {:.2}× ({:.2}–{:.2})",
                     ahead.stack, behind.stack, v.times, v.lo, v.hi
@@ -967,7 +979,7 @@ impl Cx<'_> {
                 a: m,
                 b: partner,
                 b_value,
-                holds: self.compare(op, m, partner, b_value),
+                holds: self.compare(op, m, partner, b_value)?,
                 reference: a.clone(),
                 label: case_label(m, &keys),
             });
@@ -1045,7 +1057,7 @@ impl Cx<'_> {
                         )
                     }
                 };
-                if self.compare(op, a_m, b_m, b_value) {
+                if self.compare(op, a_m, b_m, b_value)? {
                     Ok(())
                 } else {
                     Err(contradicted(format!(
@@ -1108,7 +1120,7 @@ impl Cx<'_> {
                 let op = if higher { Op::Gt } else { Op::Lt };
                 for other in all.iter().filter(|m| m.stack != expected) {
                     if let Some(p) = paired(chosen, other) {
-                        if !self.compare(op, chosen, Some(other), other.value) {
+                        if !self.compare(op, chosen, Some(other), other.value)? {
                             return Err(DiscussionError::Contradicted {
                                 line: self.line,
                                 claim: claim.to_string(),
