@@ -217,7 +217,7 @@ fn confirmation_counts_another_runs_verdicts() {
     );
     // The discussion's own claims between stacks join the report's, even
     // those made after the confirmation: a `{{claims}}` list and a `<`.
-    let template = "{{confirmation same.json}} {{claims latency.@rust-ws.rtt_p50_us kind=binary}}";
+    let template = "{{confirmation same.json}} {{claims latency.@ws.rtt_p50_us kind=binary}}";
     let (text, made) = expand_with_claims(template, &run, Some(&dir)).unwrap();
     assert!(!made.is_empty());
     let all = wsbench::report::claims::union(
@@ -226,7 +226,7 @@ fn confirmation_counts_another_runs_verdicts() {
     );
     assert!(
         all.len() > n,
-        "the rust-ws pairs add claims beyond the best and the floor"
+        "the WebSocket stacks' pairs add claims beyond the best and the floor"
     );
     let k = all.len();
     assert!(text.starts_with(&format!("{k} of {k} confirmed")), "{text}");
