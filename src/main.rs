@@ -68,16 +68,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             threshold,
         } => {
             use wsbench::report::claims;
+            use wsbench::results::ResultsFile;
             use wsbench::rounds::CLAIM_THRESHOLD;
             if !(threshold > 0.0 && threshold.is_finite()) {
                 anyhow::bail!("--threshold {threshold}: expected a positive fraction such as 0.10");
             }
-            let file = wsbench::results::ResultsFile::load(&results)?;
-            let other = against
-                .as_deref()
-                .map(wsbench::results::ResultsFile::load)
-                .transpose()?;
-            let mut list = claims::claims(&file, threshold);
+            let file = ResultsFile::load(&results)?;
+            let other = against.as_deref().map(ResultsFile::load).transpose()?;
+            let mut made = Vec::new();
             if let Some(template) = &discussion {
                 if threshold != CLAIM_THRESHOLD {
                     anyhow::bail!(
@@ -86,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let text = std::fs::read_to_string(template)
                     .with_context(|| format!("reading {}", template.display()))?;
-                let (_, made) = wsbench::report::discussion::expand_with_claims(
+                (_, made) = wsbench::report::discussion::expand_with_claims(
                     &text,
                     &file,
                     template.parent(),
@@ -94,8 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("{} does not fit {}", template.display(), results.display())
                 })?;
-                list = claims::union(list, &made);
             }
+            let list = claims::with_discussion(&file, threshold, &made);
             print!(
                 "{}",
                 claims::render(&file, &list, other.as_ref(), threshold)

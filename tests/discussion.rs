@@ -220,10 +220,8 @@ fn confirmation_counts_another_runs_verdicts() {
     let template = "{{confirmation same.json}} {{claims latency.@ws.rtt_p50_us kind=binary}}";
     let (text, made) = expand_with_claims(template, &run, Some(&dir)).unwrap();
     assert!(!made.is_empty());
-    let all = wsbench::report::claims::union(
-        wsbench::report::claims::claims(&run, wsbench::rounds::CLAIM_THRESHOLD),
-        &made,
-    );
+    let all =
+        wsbench::report::claims::with_discussion(&run, wsbench::rounds::CLAIM_THRESHOLD, &made);
     assert!(
         all.len() > n,
         "the WebSocket stacks' pairs add claims beyond the best and the floor"

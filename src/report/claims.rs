@@ -400,15 +400,18 @@ pub fn tally(claims: &[Claim], other: &ResultsFile, threshold: f64) -> Tally {
     t
 }
 
-/// `claims` with those of `more` that it lacks (the same two stacks, metric
-/// and parameters, either way round), in their order.
-pub fn union(mut claims: Vec<Claim>, more: &[Claim]) -> Vec<Claim> {
-    for c in more {
-        if !claims.iter().any(|d| d.same_pair(c)) {
-            claims.push(c.clone());
+/// The claims of `file`'s ratio tables at `threshold`, then those of a
+/// discussion (`made`) that they lack (the same two stacks, metric and
+/// parameters, either way round): every claim a published report and its
+/// discussion make.
+pub fn with_discussion(file: &ResultsFile, threshold: f64, made: &[Claim]) -> Vec<Claim> {
+    let mut all = claims(file, threshold);
+    for c in made {
+        if !all.iter().any(|d| d.same_pair(c)) {
+            all.push(c.clone());
         }
     }
-    claims
+    all
 }
 
 /// The claims `list` of `file` as Markdown and, with `against`, what that

@@ -202,7 +202,7 @@ pub fn expand_with_claims(
     }
     out.push_str(rest);
     let made = made.into_inner();
-    let all = claims::union(claims::claims(results, CLAIM_THRESHOLD), &made);
+    let all = claims::with_discussion(results, CLAIM_THRESHOLD, &made);
     for (i, confirmation) in confirmations.into_inner().iter().enumerate() {
         out = out.replacen(&placeholder(i), &confirmation.text(&all, results), 1);
     }

@@ -327,7 +327,7 @@ fn build(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Result<Repor
     // Every claim of the ratio tables and of the discussion published with
     // them, for a reader who wants them in one list.
     let threshold = crate::rounds::CLAIM_THRESHOLD;
-    let list = claims::union(claims::claims(file, threshold), &run.discussion_claims);
+    let list = claims::with_discussion(file, threshold, &run.discussion_claims);
     w.write(
         "claims.md",
         claims::render(file, &list, None, threshold).as_bytes(),
