@@ -98,6 +98,59 @@ pub fn now_rfc3339() -> String {
     )
 }
 
+/// The mmap threshold this process holds glibc's malloc at: its initial
+/// value, where a fresh process starts.
+pub const MALLOC_MMAP_THRESHOLD_BYTES: usize = 128 * 1024;
+
+/// What [`fix_malloc`] did, for the run record; empty before it ran.
+static MALLOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Holds glibc malloc's mmap threshold at [`MALLOC_MMAP_THRESHOLD_BYTES`]
+/// for the rest of the process, and says so in every run record after.
+/// Left to itself, glibc raises the threshold to the size of the largest
+/// mapped block freed so far (up to 32 MiB), so whether a large message
+/// buffer is a fresh mapping or reused heap depends on what the process
+/// freed before, which differs between two processes of the same build:
+/// it moved actix-ws's 16 MiB throughput by more than a third between two
+/// full runs of one commit, while the rounds within each run agreed
+/// (`regression-proofs/claims-second-run-53b307e.md`). Setting the
+/// threshold turns that adjustment off. Child processes (Python, Node) get
+/// the same setting through glibc's environment variable
+/// ([`MALLOC_ENV`]).
+pub fn fix_malloc() {
+    MALLOC.get_or_init(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: mallopt only sets a malloc parameter; it is called
+            // before this process has served or sent anything.
+            let ok = unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES as i32)
+            };
+            if ok == 1 {
+                format!("glibc, mmap threshold fixed at {MALLOC_MMAP_THRESHOLD_BYTES} B")
+            } else {
+                "glibc, mallopt failed: thresholds dynamic".into()
+            }
+        }
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        {
+            "not glibc: the platform allocator's defaults".into()
+        }
+    });
+}
+
+/// The environment variable and value that give a child process's glibc
+/// malloc the same fixed threshold as [`fix_malloc`].
+pub const MALLOC_ENV: (&str, &str) = ("MALLOC_MMAP_THRESHOLD_", "131072");
+
+/// What the run record says of the allocator's setting.
+pub fn malloc_setting() -> String {
+    MALLOC
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "glibc defaults: thresholds dynamic".into())
+}
+
 /// Every stack's name mapped to "package version".
 pub fn stack_versions() -> BTreeMap<String, String> {
     STACKS
@@ -128,6 +181,7 @@ pub fn run_info(
         versions: stack_versions(),
         tcp_congestion_control: tcp_congestion_control(),
         echo: echo.as_str().to_string(),
+        malloc: malloc_setting(),
     }
 }
 
@@ -136,4 +190,22 @@ pub fn tcp_congestion_control() -> String {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_child_processes_get_the_same_threshold() {
+        assert_eq!(MALLOC_ENV.1.parse(), Ok(MALLOC_MMAP_THRESHOLD_BYTES));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn the_run_record_says_the_threshold_is_fixed() {
+        fix_malloc();
+        let run = run_info(Placement::SameCore, 1, true, EchoPolicy::FlushEach);
+        assert_eq!(run.malloc, "glibc, mmap threshold fixed at 131072 B");
+    }
 }

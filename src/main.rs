@@ -25,6 +25,7 @@ static ALLOC: wsbench::measure::alloc::CountingAlloc = wsbench::measure::alloc::
 
 fn main() {
     wsbench::measure::alloc::CountingAlloc::mark_installed();
+    wsbench::machine::fix_malloc();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("wsbench: error: {e:#}");
         std::process::exit(1);

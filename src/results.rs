@@ -70,6 +70,11 @@ pub struct RunInfo {
     /// parameter `echo`. "flush-each" in records written before.
     #[serde(default = "flush_each")]
     pub echo: String,
+    /// The allocator's setting for this process and its child servers
+    /// (`machine::fix_malloc`): large-message figures depend on it.
+    /// "unknown" in records written before it was recorded.
+    #[serde(default = "unknown")]
+    pub malloc: String,
 }
 
 fn flush_each() -> String {

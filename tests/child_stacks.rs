@@ -412,6 +412,25 @@ fn passes_the_echo_policy(stack: &'static StackInfo) {
     }
 }
 
+/// The server runs with the same fixed malloc threshold as the bench
+/// process (`machine::fix_malloc`): its environment says so.
+fn fixes_the_malloc_threshold(stack: &'static StackInfo) {
+    let server = stack
+        .start(&settings(Profile::Suite))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = server.pid.unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let (name, value) = wsbench::machine::MALLOC_ENV;
+    let want = format!("{name}={value}");
+    assert!(
+        environ.split(|&b| b == 0).any(|v| v == want.as_bytes()),
+        "{}: {want} is not in the server's environment",
+        stack.name
+    );
+    server.shutdown().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_gone(pid);
+}
+
 fn port_in_use(stack: &'static StackInfo) {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let s = ServerSettings {
@@ -509,7 +528,7 @@ fn the_node_install_holds_every_pin() {
 /// Child-process WebSocket stacks get every case; in-process ones are
 /// tests/stacks.rs's; a child process speaking raw TCP has no cases here.
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
-    let cases: [(&str, table::Check); 10] = [
+    let cases: [(&str, table::Check); 11] = [
         ("serves_the_echo_contract", |s| {
             block_on(|| echo_contract(s, EchoPolicy::FlushEach))
         }),
@@ -529,6 +548,10 @@ fn plan(stack: &'static StackInfo) -> Vec<Case> {
         ("serves_with_library_defaults", |s| {
             block_on(|| defaults_profile(s))
         }),
+        (
+            "runs_with_the_fixed_malloc_threshold",
+            fixes_the_malloc_threshold,
+        ),
         ("a_port_in_use_is_an_error_naming_the_stack", port_in_use),
         ("a_bad_cpu_set_is_an_error_naming_the_stack", bad_cpu),
         ("installs_the_pinned_version", installs_the_pinned_version),

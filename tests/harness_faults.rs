@@ -410,6 +410,7 @@ fn run_info() -> RunInfo {
         versions: BTreeMap::new(),
         tcp_congestion_control: "cubic".into(),
         echo: "flush-each".into(),
+        malloc: "glibc, mmap threshold fixed at 131072 B".into(),
     }
 }
 

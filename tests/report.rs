@@ -59,6 +59,7 @@ fn run_info() -> RunInfo {
         quick: false,
         tcp_congestion_control: "bbr".into(),
         echo: "flush-each".into(),
+        malloc: "glibc, mmap threshold fixed at 131072 B".into(),
         versions: versions
             .iter()
             .map(|(s, v)| (s.to_string(), v.to_string()))

@@ -76,6 +76,7 @@ impl Mode {
             Err(_) => false,
         };
         raise_fd_limit();
+        wsbench::machine::fix_malloc();
         Mode {
             echo,
             criterion_all,

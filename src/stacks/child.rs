@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{cache, Protocol, Runtime, ServerHandle, StackInfo, SHUTDOWN_GRACE};
+use crate::machine::MALLOC_ENV;
 use crate::settings::{Profile, ServerSettings};
 
 /// How long a server may take to print `LISTENING <port>`. Importing
@@ -68,11 +69,19 @@ pub fn start_pinned(
 /// The command that runs `stack`'s script with no arguments yet (its
 /// interpreter, the script, its environment), for running it by hand.
 pub fn script_command(stack: &StackInfo) -> Result<Command, String> {
-    let launch = launch_of(stack)?;
+    Ok(base_command(&launch_of(stack)?))
+}
+
+/// The interpreter, the script and its environment: what every start of a
+/// script shares.
+fn base_command(launch: &Launch) -> Command {
     let mut cmd = Command::new(launch.program);
     cmd.arg(&launch.script)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)));
-    Ok(cmd)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        // The interpreter's large buffers come from glibc's malloc too: the
+        // same fixed threshold as the in-process servers have.
+        .env(MALLOC_ENV.0, MALLOC_ENV.1);
+    cmd
 }
 
 fn launch_of(stack: &StackInfo) -> Result<Launch<'static>, String> {
@@ -153,9 +162,8 @@ pub fn spawn(
     let log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
 
-    let mut cmd = Command::new(launch.program);
-    cmd.arg(&launch.script)
-        .arg("--host")
+    let mut cmd = base_command(&launch);
+    cmd.arg("--host")
         .arg(settings.addr.ip().to_string())
         .arg("--port")
         .arg(settings.addr.port().to_string())
@@ -167,7 +175,6 @@ pub fn spawn(
         // one's CPU: the pipe closes when this process dies, however it dies.
         .arg("--exit-on-stdin-eof")
         .args(&launch.extra_args)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         // A file, so that a crash in the middle of a benchmark can be read
