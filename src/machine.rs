@@ -102,7 +102,7 @@ pub fn now_rfc3339() -> String {
 /// value, where a fresh process starts.
 pub const MALLOC_MMAP_THRESHOLD_BYTES: usize = 128 * 1024;
 
-/// What [`fix_malloc`] did, for the run record; empty before it ran.
+/// What [`fix_malloc`] did, for the run record; unset until it runs.
 static MALLOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Holds glibc malloc's mmap threshold at [`MALLOC_MMAP_THRESHOLD_BYTES`]
