@@ -420,8 +420,11 @@ fn fixes_the_malloc_threshold(stack: &'static StackInfo) {
         .unwrap_or_else(|e| panic!("{e:#}"));
     let pid = server.pid.unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let (name, value) = wsbench::machine::MALLOC_ENV;
-    let want = format!("{name}={value}");
+    let want = format!(
+        "{}={}",
+        wsbench::machine::MALLOC_ENV,
+        wsbench::machine::MALLOC_MMAP_THRESHOLD_BYTES
+    );
     assert!(
         environ.split(|&b| b == 0).any(|v| v == want.as_bytes()),
         "{}: {want} is not in the server's environment",

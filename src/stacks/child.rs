@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{cache, Protocol, Runtime, ServerHandle, StackInfo, SHUTDOWN_GRACE};
-use crate::machine::MALLOC_ENV;
+use crate::machine::{MALLOC_ENV, MALLOC_MMAP_THRESHOLD_BYTES};
 use crate::settings::{Profile, ServerSettings};
 
 /// How long a server may take to print `LISTENING <port>`. Importing
@@ -80,7 +80,7 @@ fn base_command(launch: &Launch) -> Command {
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         // The interpreter's large buffers come from glibc's malloc too: the
         // same fixed threshold as the in-process servers have.
-        .env(MALLOC_ENV.0, MALLOC_ENV.1);
+        .env(MALLOC_ENV, MALLOC_MMAP_THRESHOLD_BYTES.to_string());
     cmd
 }
 
