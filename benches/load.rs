@@ -18,8 +18,8 @@
 //! run per step put knees wherever the stalls fell.
 //! From the steps, per stack: the knee (the highest offered rate whose p99
 //! stays within 1 ms, and within 10 ms, with 99% of it answered). Then,
-//! in interleaved rounds, every stack at one rate they all sustain: the
-//! server CPU a million messages cost (equal work).
+//! in interleaved rounds, every stack at one fixed rate, the same in every
+//! run: the server CPU a million messages cost (equal work).
 //!
 //! The server's threads have a core of their own (split-cores): on one
 //! shared core the client's own CPU would halve what the server can take,
@@ -59,9 +59,18 @@ const P99_LIMITS_US: &[f64] = &[1_000.0, 10_000.0];
 /// answered.
 const ACHIEVED_SHARE: f64 = 0.99;
 
-/// What the rounds at the common rate record.
+/// The equal-work rate, the same at every connection count and in every
+/// run, so that two runs' figures pair. Derived from each run's slowest
+/// stack it moved: half the lowest sustained rate, rounded, was 5,000 in
+/// one run of a build and 2,000 in the next (python-websockets at 1,000
+/// connections sustained 10,729 msgs/s in one and 1,370 in the other).
+/// A stack whose sweep did not sustain it gets the warning beside its
+/// figure.
+const EQUAL_WORK_RATE_MSGS_PER_S: f64 = 2_000.0;
+
+/// What the rounds at the common rate record beside the server's CPU per
+/// million messages.
 const EQUAL_WORK_FIGURES: &[&Metric] = &[
-    &metrics::SERVER_CPU_MS_PER_MILLION_MSGS,
     &metrics::CLIENT_CPU_NS_PER_MSG,
     &metrics::MSGS_PER_S,
     &metrics::CORRECTED_P99_US,
@@ -79,6 +88,8 @@ struct Plan {
     step_warm_up: Duration,
     closed_loop: RoundPlan,
     equal_work: RoundPlan,
+    /// The rate every stack is offered for the equal-work rounds.
+    equal_work_rate: f64,
 }
 
 impl Plan {
@@ -93,6 +104,7 @@ impl Plan {
                 step_warm_up: Duration::from_millis(10),
                 closed_loop: mode.round_plan(3, Duration::from_millis(200)),
                 equal_work: mode.round_plan(6, Duration::from_millis(300)),
+                equal_work_rate: EQUAL_WORK_RATE_MSGS_PER_S,
             };
         }
         Plan {
@@ -106,6 +118,7 @@ impl Plan {
             step_warm_up: Duration::from_millis(50),
             closed_loop: mode.round_plan(3, Duration::from_millis(200)),
             equal_work: mode.round_plan(6, Duration::from_millis(300)),
+            equal_work_rate: EQUAL_WORK_RATE_MSGS_PER_S,
         }
     }
 }
@@ -186,14 +199,15 @@ fn main() {
         for (i, _, steps) in &measured {
             record_knees(&mut rec, servers[*i].0, conns, steps);
         }
-        let common = common_rate(
-            measured
-                .iter()
-                .map(|(_, c, steps)| sustained_rate(*c, steps)),
-        );
-        eprintln!(
-            "wsbench: load/{conns}: every stack at {common} msgs/s for the equal-work rounds"
-        );
+        let rate = plan.equal_work_rate;
+        let short: Vec<(&'static StackInfo, String)> = measured
+            .iter()
+            .filter_map(|(i, _, steps)| shortfall(rate, steps).map(|why| (servers[*i].0, why)))
+            .collect();
+        for (stack, why) in &short {
+            eprintln!("wsbench: {}: {why}", bench_id(stack, conns, "equal-work"));
+        }
+        eprintln!("wsbench: load/{conns}: every stack at {rate} msgs/s for the equal-work rounds");
         for (b, members) in blocks.iter().enumerate() {
             let block = block_name("load/equal-work", conns, b, blocks.len());
             let mut cases: Vec<(&'static StackInfo, &ServerHandle, Vec<Connection>)> = members
@@ -205,7 +219,7 @@ fn main() {
                     (*stack, server, conns)
                 })
                 .collect();
-            equal_work(&mut cases, common, &plan, &block, &mut rec);
+            equal_work(&mut cases, rate, &short, &plan, &block, &mut rec);
             for (stack, _, c) in cases {
                 close_connections(&rt, c, &bench_id(stack, conns, "close"));
             }
@@ -428,40 +442,28 @@ fn record_knees(rec: &mut Recorder, stack: &'static StackInfo, conns: usize, ste
     }
 }
 
-/// The highest step a stack sustained within the looser limit: what the
-/// common rate must stay under. A stack that sustained none bounds it by
-/// half its closed-loop rate.
-fn sustained_rate(closed_loop_per_s: f64, steps: &[Step]) -> f64 {
+/// Why `rate` is more than this stack's sweep showed it sustains (no
+/// step at or above it met the looser limit), if it is.
+fn shortfall(rate: f64, steps: &[Step]) -> Option<String> {
     let limit = *P99_LIMITS_US.last().expect("limits");
-    steps
+    let best = steps
         .iter()
         .filter(|s| within(s, limit))
         .map(|s| s.rate)
-        .fold(closed_loop_per_s * 0.5, f64::max)
-        .min(closed_loop_per_s)
-}
-
-/// Half the lowest sustained rate, rounded down to 1, 2 or 5 times a power
-/// of ten, so that it reads as a round figure and stays well inside every
-/// stack's capacity.
-fn common_rate(sustained: impl Iterator<Item = f64>) -> f64 {
-    let lowest = sustained.fold(f64::INFINITY, f64::min);
-    if !lowest.is_finite() || lowest < 2.0 {
-        return 1.0;
-    }
-    let half = lowest / 2.0;
-    let decade = 10f64.powf(half.log10().floor());
-    let mantissa = [5.0, 2.0, 1.0]
-        .into_iter()
-        .find(|m| m * decade <= half)
-        .unwrap_or(1.0);
-    mantissa * decade
+        .fold(0.0, f64::max);
+    (best < rate).then(|| {
+        format!(
+            "the equal-work rate, {rate} msgs/s, is above the highest step this stack \
+             sustained within {limit} µs ({best:.0} msgs/s): its figures there are an overload's"
+        )
+    })
 }
 
 /// Every stack at `rate` in interleaved rounds: CPU per million messages.
 fn equal_work(
     cases: &mut [(&'static StackInfo, &ServerHandle, Vec<Connection>)],
     rate: f64,
+    short: &[(&'static StackInfo, String)],
     plan: &Plan,
     block: &str,
     rec: &mut Recorder,
@@ -495,6 +497,15 @@ fn equal_work(
             ("rate", v(rate)),
         ]);
         let id = bench_id(stack, conns, "equal-work");
+        let cpu = &metrics::SERVER_CPU_MS_PER_MILLION_MSGS;
+        let values = samples.iter().map(|s| s.figure(cpu).expect("measured").0);
+        let source = samples[0].figure(cpu).expect("measured").1;
+        // The figure the table shows carries the warning, if any.
+        rec.add_median_of_rounds(&id, stack, &p, cpu, block, values.collect(), source)
+            .detail = short
+            .iter()
+            .find(|(s, _)| s.name == stack.name)
+            .map(|(_, why)| why.clone());
         rec.add_rounds(&id, stack, &p, block, samples, EQUAL_WORK_FIGURES);
         for s in samples {
             if let Some(why) = s.run.behind() {

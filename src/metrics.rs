@@ -450,8 +450,8 @@ pub const KNEE_MSGS_PER_S: Metric = Metric {
     title: "highest rate within the latency limit",
     sources: &[Source::Sweep],
 };
-/// Server CPU for a million messages at a rate every stack sustains: the
-/// cost of equal work.
+/// Server CPU for a million messages at one rate fixed for every stack:
+/// the cost of equal work.
 pub const SERVER_CPU_MS_PER_MILLION_MSGS: Metric = Metric {
     name: "server_cpu_ms_per_million_msgs",
     unit: Unit::Milliseconds,
