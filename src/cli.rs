@@ -70,6 +70,11 @@ pub enum Command {
         /// reference run of committed code with its latency flamegraphs.
         #[arg(long)]
         publish: bool,
+        /// A second full run of the same commit (its results.json): its
+        /// rounds are kept beside this run's, and a ratio is a claim only
+        /// where both runs' intervals clear the threshold the same way.
+        #[arg(long, value_name = "RESULTS")]
+        pair: Option<std::path::PathBuf>,
     },
     /// List the claims a run's report makes (one stack faster than
     /// another, the whole interval of their ratio beyond the threshold);
@@ -82,6 +87,10 @@ pub enum Command {
         /// Another run's results.json, to check every claim against.
         #[arg(long)]
         against: Option<std::path::PathBuf>,
+        /// A second full run of the same commit as RESULTS: claims are
+        /// then only those both runs make (as `report --pair`).
+        #[arg(long, value_name = "RESULTS")]
+        pair: Option<std::path::PathBuf>,
         /// A discussion template (discussion.template.md): its claims
         /// between stacks, as expanded against RESULTS, join the report's.
         #[arg(long)]

@@ -49,8 +49,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         ),
         Command::Run(args) => run_stack(&args),
-        Command::Report { publish } => {
-            let opts = wsbench::report::ReportOptions::defaults();
+        Command::Report { publish, pair } => {
+            let opts = wsbench::report::ReportOptions {
+                pair_path: pair,
+                ..wsbench::report::ReportOptions::defaults()
+            };
             if publish {
                 print!("{}", wsbench::report::publish(&opts)?);
             } else {
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Claims {
             results,
             against,
+            pair,
             discussion,
             threshold,
         } => {
@@ -74,7 +78,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !(threshold > 0.0 && threshold.is_finite()) {
                 anyhow::bail!("--threshold {threshold}: expected a positive fraction such as 0.10");
             }
-            let file = ResultsFile::load(&results)?;
+            let mut file = ResultsFile::load(&results)?;
+            if let Some(pair) = &pair {
+                wsbench::results::attach_pair(&mut file, &ResultsFile::load(pair)?).with_context(
+                    || format!("{} cannot pair with {}", pair.display(), results.display()),
+                )?;
+            }
             let other = against.as_deref().map(ResultsFile::load).transpose()?;
             let mut made = Vec::new();
             if let Some(template) = &discussion {
@@ -592,7 +601,11 @@ fn run_records(
             m
         })
         .collect();
-    GroupResults { run, measurements }
+    GroupResults {
+        run,
+        pair_run: None,
+        measurements,
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct ResultsFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupResults {
     pub run: RunInfo,
+    /// The run whose rounds [`attach_pair`] set beside this run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_run: Option<RunInfo>,
     pub measurements: Vec<Measurement>,
 }
 
@@ -415,6 +418,80 @@ pub fn upgrade_measurement(m: &mut Measurement) {
         let case = std::mem::replace(&mut m.metric, metrics::CONFORMS.name.to_string());
         m.params.insert("case".into(), case.into());
     }
+}
+
+/// Sets the rounds of `pair`, a second full run of the same commit, beside
+/// `file`'s own, figure by figure, so that a report claims only what both
+/// runs claim ([`crate::rounds::Paired::of`]). Refuses, changing nothing,
+/// when a group is missing, of another commit or mode, or the same run
+/// again, or when a figure
+/// measured in rounds has no partner measured in as many rounds of the
+/// same block: a claim would then rest on one run.
+pub fn attach_pair(file: &mut ResultsFile, pair: &ResultsFile) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let mut found: Vec<(String, usize, Vec<f64>)> = Vec::new();
+    for (name, group) in &file.groups {
+        let Some(other) = pair.groups.get(name) else {
+            problems.push(format!("the pair has no {name} group"));
+            continue;
+        };
+        if other.run.commit != group.run.commit || other.run.quick != group.run.quick {
+            problems.push(format!(
+                "{name}: the pair's run is of commit {}{}, this one of {}{}",
+                other.run.commit,
+                if other.run.quick { " (quick)" } else { "" },
+                group.run.commit,
+                if group.run.quick { " (quick)" } else { "" },
+            ));
+            continue;
+        }
+        if other.run.date == group.run.date {
+            problems.push(format!(
+                "{name}: the pair's run started at {}, as this one did: the same run, not a second",
+                group.run.date
+            ));
+            continue;
+        }
+        for (i, m) in group.measurements.iter().enumerate() {
+            let Some(rounds) = &m.rounds else { continue };
+            let partner = other
+                .measurements
+                .iter()
+                .find(|o| o.stack == m.stack && o.metric == m.metric && o.params == m.params);
+            match partner.and_then(|o| o.rounds.as_ref()) {
+                Some(r) if r.block == rounds.block && r.values.len() == rounds.values.len() => {
+                    found.push((name.clone(), i, r.values.clone()))
+                }
+                _ => problems.push(format!(
+                    "{name} {} {} {}: no partner in the pair measured in the same rounds",
+                    m.stack,
+                    m.metric,
+                    serde_json::Value::Object(m.params.clone().into_iter().collect()),
+                )),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        const SHOWN: usize = 5;
+        let more = problems.len().saturating_sub(SHOWN);
+        problems.truncate(SHOWN);
+        if more > 0 {
+            problems.push(format!("and {more} more"));
+        }
+        anyhow::bail!("not a pair of this run: {}", problems.join("; "));
+    }
+    for (name, group) in file.groups.iter_mut() {
+        group.pair_run = Some(pair.groups[name].run.clone());
+    }
+    for (name, i, values) in found {
+        let m = &mut file
+            .groups
+            .get_mut(&name)
+            .expect("found in it")
+            .measurements[i];
+        m.rounds.as_mut().expect("found with rounds").pair = Some(values);
+    }
+    Ok(())
 }
 
 /// Merges one group's results into the file at `path` (created if absent).

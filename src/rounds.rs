@@ -10,7 +10,11 @@
 //!
 //! A report calls one figure lower or higher than another only when the
 //! whole interval of that ratio lies beyond [`CLAIM_THRESHOLD`]; otherwise
-//! the two are "within noise".
+//! the two are "within noise". A reference run published with its pair, a
+//! second full run of the same commit ([`crate::results::attach_pair`]),
+//! carries the pair's rounds beside its own, and then a ratio's interval
+//! spans both runs' intervals: a claim is made only where each run makes
+//! it.
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +102,10 @@ pub struct Rounds {
     pub interval: Option<Interval>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<f64>,
+    /// The same figure in each round of the pair's run, where one is
+    /// attached; it pairs with the pair's values of the other figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<Vec<f64>>,
 }
 
 impl Rounds {
@@ -110,6 +118,7 @@ impl Rounds {
             interval: mi.map(|m| m.interval),
             coverage: mi.map(|m| m.rank.coverage),
             values,
+            pair: None,
         }
     }
 
@@ -152,27 +161,53 @@ pub fn standing(interval: Interval, threshold: f64) -> Standing {
 /// A against B, round by round.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Paired {
-    /// Median of the per-round ratios A_i / B_i.
+    /// Median of the per-round ratios A_i / B_i (of this run, with a pair).
     pub ratio: f64,
+    /// With a pair: from the lower of the two runs' lower ends to the
+    /// higher of their upper ends.
     pub interval: Interval,
+    /// Each run's interval's own coverage (the lower of the two).
     pub coverage: f64,
+    /// Rounds per run.
     pub rounds: usize,
+    /// 1, or 2 with the pair's run.
+    pub runs: usize,
 }
 
 impl Paired {
     /// A/B of two figures measured in the same rounds; `None` when they
-    /// are of different blocks or round counts, a ratio is undefined, or
-    /// the rounds are too few for an interval.
+    /// are of different blocks or round counts, a ratio is undefined, the
+    /// rounds are too few for an interval, or one figure has a pair's
+    /// rounds and the other has none (no claim from one run where the
+    /// others need two).
     pub fn of(a: &Rounds, b: &Rounds) -> Option<Paired> {
-        if a.block != b.block || a.values.len() != b.values.len() {
+        if a.block != b.block {
             return None;
         }
-        let pairs: Vec<(f64, f64)> = b
-            .values
-            .iter()
-            .copied()
-            .zip(a.values.iter().copied())
-            .collect();
+        let this = Paired::of_one_run(&a.values, &b.values)?;
+        match (&a.pair, &b.pair) {
+            (None, None) => Some(this),
+            (Some(pa), Some(pb)) => {
+                let other = Paired::of_one_run(pa, pb)?;
+                Some(Paired {
+                    interval: Interval {
+                        lo: this.interval.lo.min(other.interval.lo),
+                        hi: this.interval.hi.max(other.interval.hi),
+                    },
+                    coverage: this.coverage.min(other.coverage),
+                    runs: 2,
+                    ..this
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn of_one_run(a: &[f64], b: &[f64]) -> Option<Paired> {
+        if a.len() != b.len() {
+            return None;
+        }
+        let pairs: Vec<(f64, f64)> = b.iter().copied().zip(a.iter().copied()).collect();
         let ratios = stats::paired_ratios(&pairs)?;
         let mi = stats::median_interval(&ratios, CONFIDENCE).ok()?;
         Some(Paired {
@@ -180,6 +215,7 @@ impl Paired {
             interval: mi.interval,
             coverage: mi.rank.coverage,
             rounds: ratios.len(),
+            runs: 1,
         })
     }
 
@@ -267,6 +303,51 @@ mod tests {
             rounds("x", &b).interval.unwrap(),
         );
         assert!(ia.hi > ib.lo);
+    }
+
+    fn with_pair(r: Rounds, pair: &[f64]) -> Rounds {
+        Rounds {
+            pair: Some(pair.to_vec()),
+            ..r
+        }
+    }
+
+    /// With a pair, a ratio is a claim only where both runs make it, and
+    /// its interval spans both runs' intervals.
+    #[test]
+    fn a_pair_claims_only_what_both_runs_claim() {
+        let b = [10.0; 12];
+        let fast = [8.0, 8.1, 7.9, 8.0, 8.2, 7.8, 8.0, 8.1, 7.9, 8.0, 8.0, 8.1];
+        let even = [
+            10.0, 9.9, 10.1, 10.0, 10.2, 9.8, 10.0, 9.9, 10.1, 10.0, 10.0, 9.9,
+        ];
+        let faster = [7.0; 12];
+        let one = Paired::of(&rounds("x", &fast), &rounds("x", &b)).unwrap();
+        assert_eq!(
+            (one.standing(CLAIM_THRESHOLD), one.runs),
+            (Standing::Lower, 1)
+        );
+
+        // The pair's run saw no difference: no claim.
+        let a = with_pair(rounds("x", &fast), &even);
+        let p = Paired::of(&a, &with_pair(rounds("x", &b), &b)).unwrap();
+        assert_eq!(
+            (p.standing(CLAIM_THRESHOLD), p.runs),
+            (Standing::WithinNoise, 2)
+        );
+        assert_eq!(p.ratio, one.ratio);
+        assert!(p.interval.hi >= 0.99);
+
+        // Both runs claim it: still a claim, over the span of both.
+        let a = with_pair(rounds("x", &fast), &faster);
+        let p = Paired::of(&a, &with_pair(rounds("x", &b), &b)).unwrap();
+        assert_eq!(p.standing(CLAIM_THRESHOLD), Standing::Lower);
+        assert_eq!(p.interval.lo, 0.7);
+        assert_eq!(p.interval.hi, one.interval.hi);
+
+        // Only one figure has the pair's rounds: no ratio at all.
+        assert!(Paired::of(&a, &rounds("x", &b)).is_none());
+        assert!(Paired::of(&rounds("x", &fast), &with_pair(rounds("x", &b), &b)).is_none());
     }
 
     #[test]

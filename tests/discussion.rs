@@ -417,6 +417,7 @@ fn with_every_group(mut run: ResultsFile) -> ResultsFile {
             group,
             wsbench::results::GroupResults {
                 run: latency.run.clone(),
+                pair_run: None,
                 measurements: vec![figure],
             },
         );

@@ -417,6 +417,7 @@ fn run_info() -> RunInfo {
 fn group(name: &str, value: f64) -> GroupResults {
     GroupResults {
         run: run_info(),
+        pair_run: None,
         measurements: vec![Measurement {
             group: name.into(),
             bench: format!("{name}/raw-tcp"),

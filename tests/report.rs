@@ -35,6 +35,7 @@ fn options(dir: &Path) -> ReportOptions {
         criterion_dir: dir.join("criterion"),
         out_dir: dir.join("reports"),
         publish_dir: dir.join("target-reports"),
+        pair_path: None,
     }
 }
 
@@ -591,6 +592,7 @@ fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
             name,
             GroupResults {
                 run: run_info(),
+                pair_run: None,
                 measurements: measurements.clone(),
             },
         );
@@ -1527,6 +1529,69 @@ fn rounds_results(gap_axum: f64, noise: f64) -> ResultsFile {
         out.push(x);
     }
     results_with(&[("latency", out)])
+}
+
+/// With a second run of the same commit attached, a claim is one both runs
+/// make; a run of another commit, or one lacking a figure, is refused.
+#[test]
+fn a_pair_claims_only_what_both_runs_make() {
+    use wsbench::report::claims::{claims, render};
+    use wsbench::results::attach_pair;
+    let threshold = wsbench::rounds::CLAIM_THRESHOLD;
+    let run = rounds_results(1.3, 0.05);
+    let mut pair = rounds_results(1.05, 0.0);
+    pair.groups.get_mut("latency").unwrap().run.date = "2026-01-02T00:00:00Z".into();
+    let names = |f: &ResultsFile| -> Vec<(String, String)> {
+        claims(f, threshold)
+            .into_iter()
+            .map(|c| (c.better, c.worse))
+            .collect()
+    };
+    let axum: (String, String) = ("tokio-tungstenite".into(), "axum".into());
+    assert!(names(&run).contains(&axum));
+
+    let mut paired = run.clone();
+    attach_pair(&mut paired, &pair).unwrap();
+    // Only 5% in the pair: the claim goes. 56% and 26% against the floor
+    // in the two runs: that one stays.
+    let both = names(&paired);
+    assert!(!both.contains(&axum), "{both:?}");
+    assert!(
+        both.contains(&("raw-tcp".into(), "axum".into())),
+        "{both:?}"
+    );
+    assert_eq!(both.len(), names(&run).len() - 1);
+    let text = render(&paired, &claims(&paired, threshold), None, threshold);
+    assert!(text.contains("in both runs of the pair"), "{text}");
+    assert!(text.contains("and 2026-01-02T00:00:00Z"), "{text}");
+
+    // The pair's rounds travel with the file; a file without them has none.
+    let json = serde_json::to_string(&paired).unwrap();
+    assert!(json.contains("\"pair\""));
+    let back = ResultsFile::from_json(json.as_bytes(), Path::new("x.json")).unwrap();
+    assert_eq!(names(&back), both);
+    assert!(!serde_json::to_string(&run).unwrap().contains("pair"));
+
+    // The run itself, another commit, or a figure the pair lacks: refused,
+    // nothing set.
+    let mut refused = run.clone();
+    let err = attach_pair(&mut refused, &run).unwrap_err();
+    assert!(format!("{err}").contains("the same run"), "{err}");
+    let mut other_commit = pair.clone();
+    other_commit.groups.get_mut("latency").unwrap().run.commit = "0123456".into();
+    let err = attach_pair(&mut refused, &other_commit).unwrap_err();
+    assert!(format!("{err}").contains("commit 0123456"), "{err}");
+    let mut lacking = pair.clone();
+    lacking
+        .groups
+        .get_mut("latency")
+        .unwrap()
+        .measurements
+        .retain(|m| m.stack != "axum");
+    let err = attach_pair(&mut refused, &lacking).unwrap_err();
+    assert!(format!("{err}").contains("axum rtt_p50_us"), "{err}");
+    assert_eq!(names(&refused), names(&run));
+    assert!(refused.groups["latency"].pair_run.is_none());
 }
 
 /// A ratio is a claim only when its paired interval clears the threshold;

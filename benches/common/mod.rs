@@ -390,6 +390,7 @@ impl Recorder {
         let group = self.inner.group();
         let results = GroupResults {
             run: self.run.clone(),
+            pair_run: None,
             measurements: self.inner.measurements().to_vec(),
         };
         if let Err(e) = results::merge_group(&results::default_path(), group, results) {

@@ -64,6 +64,8 @@ pub struct Versus {
     pub hi: f64,
     pub coverage: f64,
     pub rounds: usize,
+    /// 2 when the interval spans a pair of runs ([`Paired::runs`]).
+    pub runs: usize,
 }
 
 impl Versus {
@@ -83,6 +85,7 @@ impl Versus {
             hi: p.interval.hi,
             coverage: p.coverage,
             rounds: p.rounds,
+            runs: p.runs,
         })
     }
 
@@ -423,12 +426,21 @@ pub fn render(
     threshold: f64,
 ) -> String {
     let mut out = String::new();
+    let rule = if has_pair(file) {
+        "ratios whose interval lies beyond it in both runs of the pair (each run's interval the order statistics of its paired round ratios; \
+         shown: this run's ratio and the span of the two intervals)"
+    } else {
+        "ratios whose whole interval (order statistics of the paired round ratios) lies beyond it"
+    };
     let _ = writeln!(
         out,
-        "# Claims\n\n{} claims at threshold {:.0}%: ratios whose whole interval (order statistics of the paired round ratios) lies beyond it.",
+        "# Claims\n\n{} claims at threshold {:.0}%: {rule}.",
         list.len(),
         threshold * 100.0
     );
+    if let Some(pair) = pair_runs(file) {
+        let _ = writeln!(out, "The pair: {pair}.");
+    }
     if against.is_some() {
         let _ = writeln!(
             out,
@@ -459,6 +471,36 @@ pub fn render(
         let _ = writeln!(out, "\nOf the claims: {}.", tally.text());
     }
     out
+}
+
+/// Whether `file` carries a pair's rounds ([`crate::results::attach_pair`]).
+pub fn has_pair(file: &ResultsFile) -> bool {
+    file.groups.values().any(|g| g.pair_run.is_some())
+}
+
+/// When and at which commit each group's two runs were made, where `file`
+/// has a pair: "latency 2026-12-03T17:40:02Z and 2026-12-03T18:41:10Z, ...,
+/// commit 11d6075".
+fn pair_runs(file: &ResultsFile) -> Option<String> {
+    let mut commits = BTreeSet::new();
+    let runs: Vec<String> = file
+        .groups
+        .iter()
+        .filter_map(|(name, g)| {
+            let pair = g.pair_run.as_ref()?;
+            commits.insert(g.run.commit.chars().take(7).collect::<String>());
+            Some(format!("{name} {} and {}", g.run.date, pair.date))
+        })
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let commits: Vec<String> = commits.into_iter().collect();
+    Some(format!(
+        "{}; commit {}",
+        runs.join(", "),
+        commits.join(", ")
+    ))
 }
 
 /// Where each run was made, and a warning when the CPUs differ: stacks'

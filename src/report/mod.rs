@@ -57,6 +57,10 @@ pub struct ReportOptions {
     /// replaced as a whole. `discussion.md` is written beside it, from the
     /// template beside it.
     pub publish_dir: PathBuf,
+    /// A second full run of the same commit, whose rounds are set beside
+    /// the results' own ([`crate::results::attach_pair`]): the report then
+    /// claims only what both runs claim.
+    pub pair_path: Option<PathBuf>,
 }
 
 impl ReportOptions {
@@ -70,6 +74,7 @@ impl ReportOptions {
             criterion_dir: target.join("criterion"),
             out_dir: target.join("wsbench").join("report"),
             publish_dir: PathBuf::from("target-reports"),
+            pair_path: None,
         }
     }
 }
@@ -200,7 +205,18 @@ struct Inputs {
 
 impl Inputs {
     fn read(opts: &ReportOptions) -> anyhow::Result<Inputs> {
-        let (file, raw) = load_results(&opts.results_path)?;
+        let (mut file, mut raw) = load_results(&opts.results_path)?;
+        if let Some(pair) = &opts.pair_path {
+            let other = ResultsFile::load(pair)?;
+            crate::results::attach_pair(&mut file, &other).with_context(|| {
+                format!(
+                    "{} cannot pair with {}",
+                    pair.display(),
+                    opts.results_path.display()
+                )
+            })?;
+            raw = serde_json::to_vec_pretty(&file)?;
+        }
         let mut stacks: Vec<String> = STACKS.iter().map(|s| s.name.to_string()).collect();
         for m in file.measurements() {
             if !stacks.contains(&m.stack) {
@@ -291,8 +307,8 @@ fn build(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Result<Repor
         .map(|g| g.to_string())
         .collect();
 
-    // A byte copy, not a re-serialisation: the report keeps exactly what
-    // the benches wrote.
+    // What the benches wrote, as this build reads it, with the pair's
+    // rounds where one was given.
     w.write("results.json", raw)?;
     w.write(
         "results.csv",
