@@ -80,9 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut file = ResultsFile::load(&results)?;
             if let Some(pair) = &pair {
-                wsbench::results::attach_pair(&mut file, &ResultsFile::load(pair)?).with_context(
-                    || format!("{} cannot pair with {}", pair.display(), results.display()),
-                )?;
+                wsbench::results::attach_pair_file(&mut file, &results, pair)?;
             }
             let other = against.as_deref().map(ResultsFile::load).transpose()?;
             let mut made = Vec::new();

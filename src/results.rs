@@ -494,6 +494,13 @@ pub fn attach_pair(file: &mut ResultsFile, pair: &ResultsFile) -> anyhow::Result
     Ok(())
 }
 
+/// [`attach_pair`] with the pair read from `pair`, naming both files when
+/// they do not pair (`file` was read from `path`).
+pub fn attach_pair_file(file: &mut ResultsFile, path: &Path, pair: &Path) -> anyhow::Result<()> {
+    attach_pair(file, &ResultsFile::load(pair)?)
+        .with_context(|| format!("{} cannot pair with {}", pair.display(), path.display()))
+}
+
 /// Merges one group's results into the file at `path` (created if absent).
 pub fn merge_group(path: &Path, group: &str, results: GroupResults) -> anyhow::Result<()> {
     let mut file = ResultsFile::load_or_default(path)?;

@@ -426,7 +426,8 @@ pub fn render(
     threshold: f64,
 ) -> String {
     let mut out = String::new();
-    let rule = if has_pair(file) {
+    let pair = pair_runs(file);
+    let rule = if pair.is_some() {
         "ratios whose interval lies beyond it in both runs of the pair (each run's interval the order statistics of its paired round ratios; \
          shown: this run's ratio and the span of the two intervals)"
     } else {
@@ -438,7 +439,7 @@ pub fn render(
         list.len(),
         threshold * 100.0
     );
-    if let Some(pair) = pair_runs(file) {
+    if let Some(pair) = pair {
         let _ = writeln!(out, "The pair: {pair}.");
     }
     if against.is_some() {
@@ -473,13 +474,8 @@ pub fn render(
     out
 }
 
-/// Whether `file` carries a pair's rounds ([`crate::results::attach_pair`]).
-pub fn has_pair(file: &ResultsFile) -> bool {
-    file.groups.values().any(|g| g.pair_run.is_some())
-}
-
 /// When and at which commit each group's two runs were made, where `file`
-/// has a pair: "latency 2026-12-03T17:40:02Z and 2026-12-03T18:41:10Z, ...,
+/// has a pair ([`crate::results::attach_pair`]): "latency 2026-12-03T17:40:02Z and 2026-12-03T18:41:10Z, ...,
 /// commit 11d6075".
 fn pair_runs(file: &ResultsFile) -> Option<String> {
     let mut commits = BTreeSet::new();

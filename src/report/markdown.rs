@@ -658,28 +658,23 @@ fn ratio_table(out: &mut String, pivot: &Pivot, better: Better) {
     }
     let _ = writeln!(out);
     if let Some(v) = with_rounds {
-        if v.runs == 2 {
-            let _ = writeln!(
-                out,
-                "In parentheses: the span of two intervals, one per run of the pair (this run and a second full run of the same commit), \
-                 each of the median of its {} paired round ratios (order statistics, {:.1}% coverage); the ratio is this run's. \
-                 A ratio is a claim only where both runs' whole intervals lie beyond {:.0}% the same way; \
-                 ≈ marks the others, within noise (`wsbench claims` lists the claims and checks them against another run).\n",
-                v.rounds,
-                v.coverage * 100.0,
-                CLAIM_THRESHOLD * 100.0
-            );
+        let (r, c, t) = (v.rounds, v.coverage * 100.0, CLAIM_THRESHOLD * 100.0);
+        let rule = if v.runs == 2 {
+            format!(
+                "the span of two intervals, one per run of the pair (this run and a second full run of the same commit), \
+                 each of the median of its {r} paired round ratios (order statistics, {c:.1}% coverage); the ratio is this run's. \
+                 A ratio is a claim only where both runs' whole intervals lie beyond {t:.0}% the same way"
+            )
         } else {
-            let _ = writeln!(
-                out,
-                "In parentheses: the interval of the median of the {} paired round ratios (order statistics, {:.1}% coverage). \
-                 A ratio is a claim only where that whole interval lies beyond {:.0}% either way; \
-                 ≈ marks the others, within noise (`wsbench claims` lists the claims and checks them against another run).\n",
-                v.rounds,
-                v.coverage * 100.0,
-                CLAIM_THRESHOLD * 100.0
-            );
-        }
+            format!(
+                "the interval of the median of the {r} paired round ratios (order statistics, {c:.1}% coverage). \
+                 A ratio is a claim only where that whole interval lies beyond {t:.0}% either way"
+            )
+        };
+        let _ = writeln!(
+            out,
+            "In parentheses: {rule}; ≈ marks the others, within noise (`wsbench claims` lists the claims and checks them against another run).\n"
+        );
     }
 }
 

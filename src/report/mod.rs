@@ -205,18 +205,13 @@ struct Inputs {
 
 impl Inputs {
     fn read(opts: &ReportOptions) -> anyhow::Result<Inputs> {
-        let (mut file, mut raw) = load_results(&opts.results_path)?;
+        let mut file = load_results(&opts.results_path)?;
         if let Some(pair) = &opts.pair_path {
-            let other = ResultsFile::load(pair)?;
-            crate::results::attach_pair(&mut file, &other).with_context(|| {
-                format!(
-                    "{} cannot pair with {}",
-                    pair.display(),
-                    opts.results_path.display()
-                )
-            })?;
-            raw = serde_json::to_vec_pretty(&file)?;
+            crate::results::attach_pair_file(&mut file, &opts.results_path, pair)?;
         }
+        // Written out as this build reads it (an older schema upgraded),
+        // with the pair's rounds where one was given.
+        let raw = serde_json::to_vec_pretty(&file)?;
         let mut stacks: Vec<String> = STACKS.iter().map(|s| s.name.to_string()).collect();
         for m in file.measurements() {
             if !stacks.contains(&m.stack) {
@@ -242,11 +237,11 @@ fn write_report(dir: &Path, opts: &ReportOptions, run: &Inputs) -> anyhow::Resul
     Ok(summary)
 }
 
-/// Reads and checks the results file, returning it parsed and as written.
+/// Reads and checks the results file.
 ///
 /// The messages name the file and say how to make one, since the usual
 /// cause is a report asked for before any bench ran.
-fn load_results(path: &Path) -> anyhow::Result<(ResultsFile, Vec<u8>)> {
+fn load_results(path: &Path) -> anyhow::Result<ResultsFile> {
     let raw = match std::fs::read(path) {
         Ok(raw) => raw,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -257,15 +252,13 @@ fn load_results(path: &Path) -> anyhow::Result<(ResultsFile, Vec<u8>)> {
         Err(e) => return Err(e).with_context(|| format!("cannot read the results file {}", path.display())),
     };
     let file = ResultsFile::from_json(&raw, path)?;
-    // Written out as this build reads it (an older schema upgraded).
-    let raw = serde_json::to_vec_pretty(&file)?;
     if file.groups.is_empty() {
         bail!(
             "{} holds no benchmark groups, so there is nothing to report; run `cargo bench` to measure them",
             path.display()
         );
     }
-    Ok((file, raw))
+    Ok(file)
 }
 
 /// Writes files below the staging directory and remembers their names.
