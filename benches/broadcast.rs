@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use criterion::profiler::Profiler;
 use wsbench::client::broadcast::{Broadcast, Pause, RoomClient};
-use wsbench::client::{self, Connection, PayloadKind};
+use wsbench::client::{self, Connection, Driver, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::measure::process;
 use wsbench::metrics::{self, Source};
@@ -144,7 +144,11 @@ fn allowed(sizes: &[usize]) -> Vec<usize> {
 
 fn main() {
     CountingAlloc::mark_installed();
-    let mode = Mode::from_env_placing(Placement::SplitCores);
+    let mode = Mode {
+        // The room's client has an epoll loop only; its record says so.
+        driver: Driver::Epoll,
+        ..Mode::from_env_placing(Placement::SplitCores)
+    };
     let rt = client_runtime(&mode);
     let settings = ServerSettings {
         service: Service::Broadcast,

@@ -30,7 +30,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use wsbench::client::{open_loop, Budget, Connection, MessageSpec, OpenLoop, PayloadKind};
+use wsbench::client::{open_loop, Budget, Connection, Driver, MessageSpec, OpenLoop, PayloadKind};
 use wsbench::compare::stats::median;
 use wsbench::metrics::{self, Metric, Source};
 use wsbench::placement::Placement;
@@ -90,6 +90,8 @@ struct Plan {
     equal_work: RoundPlan,
     /// The rate every stack is offered for the equal-work rounds.
     equal_work_rate: f64,
+    /// How the client waits on its connections.
+    driver: Driver,
 }
 
 impl Plan {
@@ -105,6 +107,7 @@ impl Plan {
                 closed_loop: mode.round_plan(3, Duration::from_millis(200)),
                 equal_work: mode.round_plan(6, Duration::from_millis(300)),
                 equal_work_rate: EQUAL_WORK_RATE_MSGS_PER_S,
+                driver: mode.driver,
             };
         }
         Plan {
@@ -119,6 +122,7 @@ impl Plan {
             closed_loop: mode.round_plan(3, Duration::from_millis(200)),
             equal_work: mode.round_plan(6, Duration::from_millis(300)),
             equal_work_rate: EQUAL_WORK_RATE_MSGS_PER_S,
+            driver: mode.driver,
         }
     }
 }
@@ -322,7 +326,7 @@ fn sweep(cases: &mut [Case<'_>], plan: &Plan, rec: &mut Recorder) {
                 let case = &mut cases[i];
                 let id = bench_id(case.stack, case.conns.len(), &format!("{step}"));
                 let rate = (step * case.closed_loop_per_s).max(1.0);
-                let spec = OpenLoop::constant(rate, plan.step);
+                let spec = OpenLoop::constant(rate, plan.step, plan.driver);
                 let sample = workload::offered_load(
                     &mut case.conns,
                     spec,
@@ -478,7 +482,7 @@ fn equal_work(
     let samples = rounds::interleave(cases, rounds_plan, |(_, server, conns), _budget| {
         workload::offered_load(
             conns,
-            OpenLoop::constant(rate, stretch),
+            OpenLoop::constant(rate, stretch, plan.driver),
             warm_up,
             server.pid,
         )

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
-use wsbench::client::{Arrivals, PayloadKind};
+use wsbench::client::{Arrivals, Driver, PayloadKind};
 use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings, Service};
 use wsbench::stacks::{self, StackInfo, STACKS};
@@ -146,6 +146,12 @@ pub struct RunArgs {
     /// How the send times of --rate are spaced.
     #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
     pub arrivals: Arrivals,
+    /// How the client waits on its connections under --rate: io_uring
+    /// (one system call for many connections' sends and receives) or
+    /// epoll. Default: WSBENCH_DRIVER, else io_uring where the kernel
+    /// offers it (the fallback to epoll is printed with its reason).
+    #[arg(long, value_enum)]
+    pub driver: Option<Driver>,
     /// Message kind.
     #[arg(long, value_enum, default_value_t = PayloadKind::Binary)]
     pub kind: PayloadKind,

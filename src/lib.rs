@@ -6,7 +6,8 @@
 //!   listed in [`stacks::STACKS`] (one file and one line per stack);
 //! - [`client`]: the one load client that drives every stack and verifies
 //!   every echo (length, content, order and count): a codec without I/O
-//!   under a blocking and an async driver;
+//!   under thin drivers (blocking calls, the tokio runtime, and for a
+//!   fixed schedule epoll or io_uring);
 //! - [`measure`]: what is read besides time (per-thread CPU, allocations,
 //!   RSS) and [`placement`], where threads run;
 //! - [`metrics`]: the one catalogue of what is measured (name, unit, which

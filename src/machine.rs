@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use crate::client::Driver;
 use crate::placement::Placement;
 use crate::results::RunInfo;
 use crate::settings::EchoPolicy;
@@ -165,6 +166,7 @@ pub fn run_info(
     server_threads: usize,
     quick: bool,
     echo: EchoPolicy,
+    client_driver: Driver,
 ) -> RunInfo {
     RunInfo {
         commit: commit(),
@@ -182,6 +184,7 @@ pub fn run_info(
         tcp_congestion_control: tcp_congestion_control(),
         echo: echo.as_str().to_string(),
         malloc: malloc_setting(),
+        client_driver: client_driver.as_str().to_string(),
     }
 }
 
@@ -200,7 +203,13 @@ mod tests {
     #[test]
     fn the_run_record_says_the_threshold_is_fixed() {
         fix_malloc();
-        let run = run_info(Placement::SameCore, 1, true, EchoPolicy::FlushEach);
+        let run = run_info(
+            Placement::SameCore,
+            1,
+            true,
+            EchoPolicy::FlushEach,
+            Driver::Epoll,
+        );
         assert_eq!(run.malloc, "glibc, mmap threshold fixed at 131072 B");
     }
 }

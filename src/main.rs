@@ -297,7 +297,7 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
             "--rate must be a positive number of messages per second"
         );
     }
-    let load = Load::of(args);
+    let load = Load::of(args)?;
     let settings = args
         .server
         .settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -334,9 +334,9 @@ enum Load {
 }
 
 impl Load {
-    fn of(args: &RunArgs) -> Load {
+    fn of(args: &RunArgs) -> anyhow::Result<Load> {
         let duration = Duration::from_secs_f64(args.duration);
-        match args.rate {
+        Ok(match args.rate {
             None => Load::Closed(
                 MessageSpec {
                     size_bytes: args.size,
@@ -355,8 +355,9 @@ impl Load {
                 stall_timeout: client::STALL_TIMEOUT,
                 seed: 1,
                 busy_per_send: Duration::ZERO,
+                driver: client::Driver::choose(args.driver)?,
             }),
-        }
+        })
     }
 }
 
@@ -487,7 +488,7 @@ fn print_rate_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcom
         Some(w) => format!("held back at {w} in flight per connection"),
     };
     println!(
-        "stack {} conns {} size {} B {} at {:.0} msgs/s ({}), sends {}, placement {} echo {}: {} verified round trips in {:.2} s",
+        "stack {} conns {} size {} B {} at {:.0} msgs/s ({}), sends {}, client driver {}, placement {} echo {}: {} verified round trips in {:.2} s",
         name,
         r.conns,
         r.spec.size_bytes,
@@ -495,6 +496,7 @@ fn print_rate_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcom
         r.spec.rate_per_s,
         r.spec.arrivals.as_str(),
         held,
+        r.spec.driver.as_str(),
         settings.placement,
         settings.echo,
         r.sent,
@@ -541,8 +543,18 @@ fn run_records(
     settings: &ServerSettings,
     outcome: &RunOutcome,
 ) -> GroupResults {
-    let run =
-        wsbench::machine::run_info(settings.placement, settings.threads, false, settings.echo);
+    // Closed loops on many connections run on the tokio runtime (epoll).
+    let driver = match &outcome.measured {
+        Measured::Open(s) => s.run.spec.driver,
+        Measured::Closed(_) => client::Driver::Epoll,
+    };
+    let run = wsbench::machine::run_info(
+        settings.placement,
+        settings.threads,
+        false,
+        settings.echo,
+        driver,
+    );
     let (figures, metrics_list, mut params, detail): (&dyn Figures, &[&Metric], _, _) =
         match &outcome.measured {
             Measured::Closed(s) => (

@@ -78,6 +78,14 @@ pub struct RunInfo {
     /// "unknown" in records written before it was recorded.
     #[serde(default = "unknown")]
     pub malloc: String,
+    /// How the client waited on many connections in its open-loop runs
+    /// (`client::Driver`): "io_uring" or "epoll"; the broadcast room's
+    /// client is epoll only, and the closed loops do not use it (a lone
+    /// connection blocks in `read`, many wait through the runtime).
+    /// "unknown" in records written before it was recorded (they used
+    /// epoll).
+    #[serde(default = "unknown")]
+    pub client_driver: String,
 }
 
 fn flush_each() -> String {

@@ -204,6 +204,47 @@ fn run_json_prints_the_records_the_benches_write() {
     }
 }
 
+/// `run --rate` records the driver it used, as asked; the closed loop,
+/// which has none to choose, records the runtime's epoll.
+#[test]
+fn run_records_the_client_driver() {
+    for driver in ["uring", "epoll"] {
+        let out = wsbench(&[
+            "run",
+            "--stack",
+            "raw-tcp",
+            "--conns",
+            "4",
+            "--rate",
+            "2000",
+            "--duration",
+            "0.3",
+            "--driver",
+            driver,
+            "--json",
+        ]);
+        let results = parse_run_json(&out);
+        let recorded = if driver == "uring" {
+            "io_uring"
+        } else {
+            "epoll"
+        };
+        assert_eq!(results.run.client_driver, recorded);
+        assert_eq!(value_of(&results, "round_trips_verified"), 600.0);
+    }
+    let out = wsbench(&["run", "--stack", "raw-tcp", "--duration", "0.2", "--json"]);
+    assert_eq!(parse_run_json(&out).run.client_driver, "epoll");
+    let out = wsbench(&[
+        "run", "--stack", "raw-tcp", "--rate", "100", "--driver", "kqueue",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("uring"),
+        "{}",
+        transcript(&out)
+    );
+}
+
 // ---- run --url against a serve child ----
 
 /// A `wsbench serve` of `stack` on a free port.

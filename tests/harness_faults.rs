@@ -411,6 +411,7 @@ fn run_info() -> RunInfo {
         tcp_congestion_control: "cubic".into(),
         echo: "flush-each".into(),
         malloc: "glibc, mmap threshold fixed at 131072 B".into(),
+        client_driver: "io_uring".into(),
     }
 }
 

@@ -1,13 +1,13 @@
 //! The open-loop client (`wsbench::client::open_loop`): it keeps its
 //! schedule, says when it cannot, shows the stalls a closed loop hides
 //! (coordinated omission), and still fails on any wrong or missing echo,
-//! naming the stack.
+//! naming the stack. Each test runs on both drivers, io_uring and epoll.
 
 use std::time::{Duration, Instant};
 
 use fault_server::Reply;
 use tokio_tungstenite::tungstenite::Message;
-use wsbench::client::{self, open_loop, Arrivals, Connection, ErrorKind, OpenLoop, Target};
+use wsbench::client::{self, open_loop, Arrivals, Connection, Driver, ErrorKind, OpenLoop, Target};
 use wsbench::stacks::Protocol;
 
 mod fault_server;
@@ -24,7 +24,13 @@ enum Behaviour {
     Corrupt(u64),
     /// Echoes the first `n` messages of a connection, then nothing.
     StallAfter(u64),
+    /// Cuts the last byte off message `n`'s echo.
+    Truncate(u64),
 }
+
+/// Both drivers; a kernel without io_uring fails here rather than test
+/// epoll twice.
+const DRIVERS: [Driver; 2] = [Driver::Uring, Driver::Epoll];
 
 /// An echo server that behaves as told; returns the target the client
 /// should hit.
@@ -37,6 +43,9 @@ fn server(how: Behaviour) -> Target {
             Reply::Send(Message::Binary(v.into()))
         }
         (Behaviour::StallAfter(k), _) if this >= k => Reply::Nothing,
+        (Behaviour::Truncate(k), Message::Binary(b)) if this == k => {
+            Reply::Send(Message::Binary(b.slice(..b.len() - 1)))
+        }
         (_, m @ (Message::Binary(_) | Message::Text(_))) => Reply::Send(m),
         _ => Reply::Nothing,
     })
@@ -51,8 +60,8 @@ fn connect(target: &Target, n: usize) -> (tokio::runtime::Runtime, Vec<Connectio
     (rt, conns)
 }
 
-fn at(rate: f64, secs: f64) -> OpenLoop {
-    OpenLoop::constant(rate, Duration::from_secs_f64(secs))
+fn at(rate: f64, secs: f64, driver: Driver) -> OpenLoop {
+    OpenLoop::constant(rate, Duration::from_secs_f64(secs), driver)
 }
 
 fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
@@ -65,30 +74,32 @@ fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 /// slow round trip per stall and misses most of it.
 #[test]
 fn a_stall_shows_open_loop_and_hides_from_a_closed_loop() {
-    let target = pausing_server();
-    let (_rt, mut conns) = connect(&target, 1);
-    let open = open_loop::run(&mut conns, at(2000.0, 3.0)).unwrap();
-    let closed = open_loop::run(
-        &mut conns,
-        OpenLoop {
-            window: Some(1),
-            ..at(2000.0, 3.0)
-        },
-    )
-    .unwrap();
-    let summary = format!(
-        "open: corrected p99.9 {:.1} ms, uncorrected {:.1} ms; closed: corrected {:.1} ms, uncorrected {:.1} ms",
-        ms(&open.corrected, 0.999),
-        ms(&open.uncorrected, 0.999),
-        ms(&closed.corrected, 0.999),
-        ms(&closed.uncorrected, 0.999)
-    );
-    assert!(ms(&open.corrected, 0.999) >= 40.0, "{summary}");
-    assert!(ms(&closed.uncorrected, 0.999) < 40.0, "{summary}");
-    // The correction recovers what the closed loop's own timing hides.
-    assert!(ms(&closed.corrected, 0.999) >= 40.0, "{summary}");
-    assert_eq!(open.sent, 6000, "{summary}");
-    assert_eq!(closed.sent, 6000, "{summary}");
+    for driver in DRIVERS {
+        let target = pausing_server();
+        let (_rt, mut conns) = connect(&target, 1);
+        let open = open_loop::run(&mut conns, at(2000.0, 3.0, driver)).unwrap();
+        let closed = open_loop::run(
+            &mut conns,
+            OpenLoop {
+                window: Some(1),
+                ..at(2000.0, 3.0, driver)
+            },
+        )
+        .unwrap();
+        let summary = format!(
+            "{driver:?}: open: corrected p99.9 {:.1} ms, uncorrected {:.1} ms; closed: corrected {:.1} ms, uncorrected {:.1} ms",
+            ms(&open.corrected, 0.999),
+            ms(&open.uncorrected, 0.999),
+            ms(&closed.corrected, 0.999),
+            ms(&closed.uncorrected, 0.999)
+        );
+        assert!(ms(&open.corrected, 0.999) >= 40.0, "{summary}");
+        assert!(ms(&closed.uncorrected, 0.999) < 40.0, "{summary}");
+        // The correction recovers what the closed loop's own timing hides.
+        assert!(ms(&closed.corrected, 0.999) >= 40.0, "{summary}");
+        assert_eq!(open.sent, 6000, "{summary}");
+        assert_eq!(closed.sent, 6000, "{summary}");
+    }
 }
 
 /// An echo server for one connection whose thread stops for 50 ms once a
@@ -126,10 +137,11 @@ fn pausing_server() -> Target {
 fn the_schedule_is_kept() {
     let target = server(Behaviour::Echo);
     let (_rt, mut conns) = connect(&target, 10);
-    for arrivals in [Arrivals::Constant, Arrivals::Poisson] {
+    let cases = DRIVERS.map(|d| [(d, Arrivals::Constant), (d, Arrivals::Poisson)]);
+    for (driver, arrivals) in cases.into_iter().flatten() {
         let spec = OpenLoop {
             arrivals,
-            ..at(1000.0, 2.0)
+            ..at(1000.0, 2.0, driver)
         };
         let started = Instant::now();
         let run = open_loop::run(&mut conns, spec).unwrap();
@@ -143,20 +155,20 @@ fn the_schedule_is_kept() {
         };
         assert!(
             off <= tolerance,
-            "{arrivals:?}: {} sent, {expected} scheduled",
+            "{driver:?}, {arrivals:?}: {} sent, {expected} scheduled",
             run.sent
         );
         assert_eq!(run.corrected.len(), run.sent);
         assert_eq!(run.lateness.len(), run.sent);
         assert!(
             started.elapsed() < Duration::from_secs(4),
-            "{arrivals:?}: a 2 s schedule took {:?}",
+            "{driver:?}, {arrivals:?}: a 2 s schedule took {:?}",
             started.elapsed()
         );
         // Sent on time: the achieved rate is the offered one.
         assert!(
             run.achieved_per_s() > 0.95 * 1000.0,
-            "{arrivals:?}: {}",
+            "{driver:?}, {arrivals:?}: {}",
             run.achieved_per_s()
         );
     }
@@ -168,41 +180,56 @@ fn the_schedule_is_kept() {
 fn a_client_slower_than_its_schedule_is_flagged() {
     let target = server(Behaviour::Echo);
     let (_rt, mut conns) = connect(&target, 4);
-    let slow = OpenLoop {
-        // 200 µs of client CPU per message at 10,000 msgs/s: twice what
-        // one thread can do.
-        busy_per_send: Duration::from_micros(200),
-        ..at(10_000.0, 0.5)
-    };
-    let run = open_loop::run(&mut conns, slow).unwrap();
-    let why = run
-        .behind()
-        .expect("a client at twice its capacity is behind");
-    assert!(why.contains("held them back"), "{why}");
-    assert!(
-        Duration::from_nanos(run.lateness.value_at_quantile(0.99)) > open_loop::LATENESS_BOUND,
-        "{why}"
-    );
+    for driver in DRIVERS {
+        let slow = OpenLoop {
+            // 200 µs of client CPU per message at 10,000 msgs/s: twice what
+            // one thread can do.
+            busy_per_send: Duration::from_micros(200),
+            ..at(10_000.0, 0.5, driver)
+        };
+        let run = open_loop::run(&mut conns, slow).unwrap();
+        let why = run
+            .behind()
+            .unwrap_or_else(|| panic!("{driver:?}: a client at twice its capacity is behind: sent {} late p99 {} p99 {} achieved {}", run.sent, run.lateness.value_at_quantile(0.99), run.corrected.value_at_quantile(0.99), run.achieved_per_s()));
+        assert!(why.contains("held them back"), "{driver:?}: {why}");
+        assert!(
+            Duration::from_nanos(run.lateness.value_at_quantile(0.99)) > open_loop::LATENESS_BOUND,
+            "{driver:?}: {why}"
+        );
+    }
 }
 
-/// Runs a short open-loop schedule against a faulty server and returns the
-/// error, checking that it names the stack and came within a bound.
+/// Runs a short open-loop schedule against a faulty server on each
+/// driver and returns the errors, checking that each names the stack and
+/// came within a bound, and that both drivers found the same fault.
 fn error_against(how: Behaviour) -> ErrorKind {
-    let target = server(how);
-    let (_rt, mut conns) = connect(&target, 4);
-    let spec = OpenLoop {
-        stall_timeout: Duration::from_secs(1),
-        ..at(2000.0, 0.5)
-    };
-    let started = Instant::now();
-    let err = open_loop::run(&mut conns, spec).expect_err("a faulty server must fail the run");
-    assert_eq!(err.stack, STACK, "{err}");
-    assert!(
-        err.to_string().starts_with(&format!("stack {STACK}: ")),
-        "{err}"
+    let errors = DRIVERS.map(|driver| {
+        let target = server(how);
+        let (_rt, mut conns) = connect(&target, 4);
+        let spec = OpenLoop {
+            stall_timeout: Duration::from_secs(1),
+            ..at(2000.0, 0.5, driver)
+        };
+        let started = Instant::now();
+        let err = open_loop::run(&mut conns, spec).expect_err("a faulty server must fail the run");
+        assert_eq!(err.stack, STACK, "{driver:?}: {err}");
+        assert!(
+            err.to_string().starts_with(&format!("stack {STACK}: ")),
+            "{driver:?}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{driver:?}: {err}"
+        );
+        err
+    });
+    let [uring, epoll] = errors;
+    assert_eq!(
+        std::mem::discriminant(&uring.kind),
+        std::mem::discriminant(&epoll.kind),
+        "io_uring: {uring}; epoll: {epoll}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
-    err.kind
+    uring.kind
 }
 
 #[test]
@@ -224,6 +251,15 @@ fn a_corrupted_echo_fails_the_run() {
 }
 
 #[test]
+fn a_truncated_echo_fails_the_run() {
+    let kind = error_against(Behaviour::Truncate(30));
+    assert!(
+        matches!(kind, ErrorKind::Length { seq: 30, .. }),
+        "{kind:?}"
+    );
+}
+
+#[test]
 fn echoes_missing_at_the_end_fail_the_run() {
     let kind = error_against(Behaviour::StallAfter(30));
     assert!(
@@ -236,8 +272,38 @@ fn echoes_missing_at_the_end_fail_the_run() {
 fn nonsense_is_refused() {
     let target = server(Behaviour::Echo);
     let (_rt, mut conns) = connect(&target, 1);
-    for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
-        let err = open_loop::run(&mut conns, at(rate, 0.1)).expect_err("no rate, no run");
-        assert!(err.to_string().contains("positive rate"), "{err}");
+    for driver in DRIVERS {
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let err =
+                open_loop::run(&mut conns, at(rate, 0.1, driver)).expect_err("no rate, no run");
+            assert!(err.to_string().contains("positive rate"), "{err}");
+        }
+    }
+}
+
+/// The two drivers send and verify exactly the same messages for the same
+/// schedule: a constant rate's count is fixed by the schedule.
+#[test]
+fn both_drivers_verify_the_same_count() {
+    let target = server(Behaviour::Echo);
+    let (_rt, mut conns) = connect(&target, 10);
+    let counts = DRIVERS.map(|driver| {
+        let run = open_loop::run(&mut conns, at(2000.0, 1.0, driver)).unwrap();
+        assert_eq!(run.corrected.len(), run.sent, "{driver:?}");
+        assert_eq!(run.uncorrected.len(), run.sent, "{driver:?}");
+        run.sent
+    });
+    assert_eq!(counts, [2000, 2000], "io_uring, epoll");
+}
+
+/// A test server the client drives with io_uring and then with epoll on
+/// the same connections: each driver leaves them as the other expects.
+#[test]
+fn the_drivers_take_turns_on_the_same_connections() {
+    let target = server(Behaviour::Echo);
+    let (_rt, mut conns) = connect(&target, 3);
+    for driver in [Driver::Uring, Driver::Epoll, Driver::Uring] {
+        let run = open_loop::run(&mut conns, at(3000.0, 0.2, driver)).unwrap();
+        assert_eq!(run.sent, 600, "{driver:?}");
     }
 }

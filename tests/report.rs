@@ -61,6 +61,7 @@ fn run_info() -> RunInfo {
         tcp_congestion_control: "bbr".into(),
         echo: "flush-each".into(),
         malloc: "glibc, mmap threshold fixed at 131072 B".into(),
+        client_driver: "io_uring".into(),
         versions: versions
             .iter()
             .map(|(s, v)| (s.to_string(), v.to_string()))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::profiler::Profiler;
 use criterion::Criterion;
-use wsbench::client::{self, Target};
+use wsbench::client::{self, Driver, Target};
 use wsbench::measure::threads;
 use wsbench::placement::Placement;
 use wsbench::results::{self, GroupResults, Params};
@@ -37,6 +37,9 @@ pub struct Mode {
     /// `WSBENCH_CRITERION=all`: criterion times every case of every group,
     /// not only the latency group's and one point of the others.
     pub criterion_all: bool,
+    /// How the open-loop client waits on its connections
+    /// (`WSBENCH_DRIVER`, default io_uring where the kernel offers it).
+    pub driver: Driver,
 }
 
 impl Mode {
@@ -75,9 +78,11 @@ impl Mode {
             )),
             Err(_) => false,
         };
+        let driver = Driver::choose(None).unwrap_or_else(|e| fail(&format!("{e:#}")));
         raise_fd_limit();
         wsbench::machine::fix_malloc();
         Mode {
+            driver,
             echo,
             criterion_all,
             bench,
@@ -373,8 +378,13 @@ impl std::ops::DerefMut for Recorder {
 
 impl Recorder {
     pub fn new(group: &str, mode: &Mode) -> Recorder {
-        let run =
-            wsbench::machine::run_info(mode.placement, mode.server_threads, mode.quick, mode.echo);
+        let run = wsbench::machine::run_info(
+            mode.placement,
+            mode.server_threads,
+            mode.quick,
+            mode.echo,
+            mode.driver,
+        );
         Recorder {
             inner: results::Recorder::new(group, &run.placement),
             mode_records: mode.records(),

@@ -18,7 +18,9 @@
 //! - `blocking`: the driver for a lone connection (blocking system calls);
 //! - `tokio_driver`: the driver for many connections through the runtime;
 //! - [`open_loop`]: the driver that sends on a schedule fixed in advance,
-//!   whatever the echoes do, in an epoll loop of its own;
+//!   whatever the echoes do, in a loop of its own on epoll or io_uring
+//!   ([`Driver`]);
+//! - `uring`: the io_uring side of those loops;
 //! - [`broadcast`]: the same schedule into a broadcast room, every
 //!   delivery to every connection verified;
 //! - `conn`: a [`Connection`], its opening, and which driver runs it;
@@ -48,12 +50,67 @@ mod frames;
 pub mod open_loop;
 pub mod payload;
 mod tokio_driver;
+mod uring;
 mod watchdog;
 pub mod wire;
 
 pub use conn::Connection;
 pub use error::{ClientError, ErrorKind};
 pub use open_loop::{Arrivals, OpenLoop, OpenLoopRun};
+
+/// How the client waits on many connections at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Driver {
+    /// io_uring: one system call submits many connections' sends and
+    /// receives and collects their completions.
+    #[value(name = "uring")]
+    Uring,
+    /// epoll: a system call for every read, every write and every wait.
+    Epoll,
+}
+
+impl Driver {
+    /// The environment variable the benches read the driver from.
+    pub const ENV: &'static str = "WSBENCH_DRIVER";
+
+    /// The name results record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Uring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+
+    /// The driver to use: `requested`, else [`Driver::ENV`], else
+    /// io_uring; io_uring falls back to epoll, saying why once per
+    /// process, where this kernel cannot run it. An unknown name in the
+    /// environment is an error.
+    pub fn choose(requested: Option<Driver>) -> anyhow::Result<Driver> {
+        let wanted = match requested {
+            Some(d) => d,
+            None => match std::env::var(Driver::ENV) {
+                Ok(v) => <Driver as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
+                    anyhow::anyhow!("{}={v:?}: expected uring or epoll", Driver::ENV)
+                })?,
+                Err(_) => Driver::Uring,
+            },
+        };
+        Ok(Driver::fall_back(wanted, uring::available()))
+    }
+
+    /// `wanted`, or epoll with the reason printed where io_uring is not
+    /// `available`.
+    fn fall_back(wanted: Driver, available: Result<(), String>) -> Driver {
+        match (wanted, available) {
+            (Driver::Uring, Err(why)) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| eprintln!("wsbench: the client uses epoll, not io_uring: {why}"));
+                Driver::Epoll
+            }
+            (d, _) => d,
+        }
+    }
+}
 
 /// How long a connection (TCP connect plus handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -347,4 +404,30 @@ pub async fn close_all_handshake(conns: Vec<Connection>) -> Result<(), ClientErr
         r?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Driver;
+
+    #[test]
+    fn a_missing_io_uring_falls_back_to_epoll() {
+        let missing = Err("io_uring_setup failed".to_string());
+        assert_eq!(
+            Driver::fall_back(Driver::Uring, missing.clone()),
+            Driver::Epoll
+        );
+        assert_eq!(Driver::fall_back(Driver::Epoll, missing), Driver::Epoll);
+        assert_eq!(Driver::fall_back(Driver::Uring, Ok(())), Driver::Uring);
+    }
+
+    #[test]
+    fn an_unknown_driver_is_an_error() {
+        // The environment is the process's: set and read in one test only.
+        std::env::set_var(Driver::ENV, "kqueue");
+        let err = Driver::choose(None).unwrap_err().to_string();
+        std::env::remove_var(Driver::ENV);
+        assert!(err.contains("expected uring or epoll"), "{err}");
+        assert_eq!(Driver::choose(Some(Driver::Epoll)).unwrap(), Driver::Epoll);
+    }
 }

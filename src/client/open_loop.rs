@@ -13,12 +13,14 @@
 //! server kept messages back, and the run says so ([`OpenLoopRun::behind`]).
 //!
 //! A round trip here is 20 µs, far below the runtime's millisecond timer,
-//! so this driver does not go through the runtime: it waits in an epoll
-//! instance of its own, with a nanosecond timeout (`epoll_pwait2`, Linux
-//! 5.11), on the connections' non-blocking sockets, in the calling
-//! thread, with the thread's timer slack at its minimum. The sockets stay
-//! registered with the runtime, which finds its readiness out with its
-//! next read.
+//! so this driver does not go through the runtime: it runs a loop of its
+//! own in the calling thread, with the thread's timer slack at its
+//! minimum, on one of two [`Driver`]s: an epoll instance with a
+//! nanosecond timeout (`epoll_pwait2`, Linux 5.11) on the connections'
+//! non-blocking sockets, here, or io_uring (`super::uring`). The schedule,
+//! the lanes' queues and the echo checks ([`Lane`]'s methods without
+//! I/O) are the same for both. The sockets stay registered with the
+//! runtime, which finds its readiness out with its next read.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -34,7 +36,7 @@ use super::codec::{EchoCheck, Frames, RecvBuf, Step};
 use super::conn::Connection;
 use super::error::{ClientError, ErrorKind};
 use super::payload::Template;
-use super::{new_histogram, MessageSpec, PayloadKind, STALL_TIMEOUT};
+use super::{new_histogram, uring, Driver, MessageSpec, PayloadKind, STALL_TIMEOUT};
 use crate::stacks::Protocol;
 
 /// How the send times of a schedule are spaced.
@@ -78,12 +80,14 @@ pub struct OpenLoop {
     /// CPU the client burns after each message it writes: zero in every
     /// measurement; tests set it to make a client that cannot keep up.
     pub busy_per_send: Duration,
+    /// How the client waits on its connections; see [`Driver::choose`].
+    pub driver: Driver,
 }
 
 impl OpenLoop {
     /// A constant rate of 32-byte binary messages with nothing held back,
-    /// the defaults of the `load` group.
-    pub fn constant(rate_per_s: f64, duration: Duration) -> OpenLoop {
+    /// the defaults of the `load` group, on `driver`.
+    pub fn constant(rate_per_s: f64, duration: Duration, driver: Driver) -> OpenLoop {
         OpenLoop {
             rate_per_s,
             arrivals: Arrivals::Constant,
@@ -94,6 +98,7 @@ impl OpenLoop {
             stall_timeout: STALL_TIMEOUT,
             seed: 1,
             busy_per_send: Duration::ZERO,
+            driver,
         }
     }
 }
@@ -180,12 +185,6 @@ pub fn run(conns: &mut [Connection], spec: OpenLoop) -> Result<OpenLoopRun, Clie
         ))));
     }
     let _slack = TimerSlack::minimal();
-    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| {
-        fail(ErrorKind::Socket {
-            during: "creating the open-loop epoll instance",
-            source: e.into(),
-        })
-    })?;
     let message = MessageSpec {
         size_bytes: spec.size_bytes,
         kind: spec.kind,
@@ -196,17 +195,50 @@ pub fn run(conns: &mut [Connection], spec: OpenLoop) -> Result<OpenLoopRun, Clie
         if c.deflate_negotiated() {
             return Err(c.err(ErrorKind::Compressed));
         }
-        lanes.push(Lane::new(c, message, i, &epoll)?);
+        lanes.push(Lane::new(c, message, i));
     }
-    let result = Schedule::new(spec, lanes.len()).run(&mut lanes, &epoll);
+    let schedule = Schedule::new(spec, lanes.len());
+    let result = match spec.driver {
+        Driver::Uring => uring::run_open_loop(schedule, &mut lanes),
+        Driver::Epoll => run_epoll(schedule, &mut lanes),
+    };
     drop(lanes);
     result.map_err(|(i, kind)| conns[i].err(kind))
 }
 
+/// The epoll driver: registers every lane, then runs the schedule.
+fn run_epoll(
+    schedule: Schedule,
+    lanes: &mut [Lane<'_>],
+) -> Result<OpenLoopRun, (usize, ErrorKind)> {
+    let failed = |i: usize, during: &'static str| {
+        move |e: rustix::io::Errno| {
+            let source = e.into();
+            (i, ErrorKind::Socket { during, source })
+        }
+    };
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)
+        .map_err(failed(0, "creating the open-loop epoll instance"))?;
+    for lane in lanes.iter() {
+        epoll::add(
+            &ep,
+            lane.socket.as_fd(),
+            epoll::EventData::new_u64(lane.index as u64),
+            epoll::EventFlags::IN,
+        )
+        .map_err(failed(
+            lane.index,
+            "registering with the open-loop epoll instance",
+        ))?;
+    }
+    schedule.run(lanes, &ep)
+}
+
 /// The send times, in order: message j of the run goes on connection
-/// j mod N.
-struct Schedule {
-    spec: OpenLoop,
+/// j mod N. What both drivers share of a run: queueing what is due,
+/// the stall clock, how long to wait, and the result.
+pub(super) struct Schedule {
+    pub(super) spec: OpenLoop,
     conns: usize,
     start: Instant,
     end: Instant,
@@ -214,6 +246,10 @@ struct Schedule {
     next: u64,
     next_at: Instant,
     gaps: Option<(rand::rngs::StdRng, rand_distr::Exp<f64>)>,
+    /// Messages scheduled and not yet verified.
+    pub(super) awaited: u64,
+    /// When an echo last arrived (or the first awaited one was queued).
+    pub(super) last_progress: Instant,
 }
 
 impl Schedule {
@@ -234,6 +270,8 @@ impl Schedule {
             next: 0,
             next_at: start,
             gaps,
+            awaited: 0,
+            last_progress: start,
         }
     }
 
@@ -249,80 +287,129 @@ impl Schedule {
         self.next_at >= self.end
     }
 
-    /// The run's loop: queue what is due, write, wait for the next send
-    /// time or an echo, read and verify. Errors carry the connection's
-    /// index.
-    fn run(
-        mut self,
-        lanes: &mut [Lane<'_>],
-        ep: &impl AsFd,
-    ) -> Result<OpenLoopRun, (usize, ErrorKind)> {
-        let mut rec = Recording {
+    /// Whether the run is over: the schedule has ended and every echo is
+    /// in.
+    pub(super) fn finished(&self) -> bool {
+        self.exhausted() && self.awaited == 0
+    }
+
+    pub(super) fn new_recording(&self) -> Recording {
+        Recording {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             lateness: new_histogram(),
             sent: 0,
             last_echo: self.start,
+        }
+    }
+
+    /// Queues every message due by `now` on its connection; the indices
+    /// of connections that got one go into `due`, once each.
+    pub(super) fn queue_due(&mut self, now: Instant, lanes: &mut [Lane<'_>], due: &mut Vec<usize>) {
+        while !self.exhausted() && self.next_at <= now {
+            let i = (self.next % self.conns as u64) as usize;
+            lanes[i].queue.push_back(Pending {
+                intended: self.next_at,
+                written: self.next_at,
+            });
+            if self.awaited == 0 {
+                // The stall clock runs only while an echo is owed.
+                self.last_progress = now;
+            }
+            self.awaited += 1;
+            if !lanes[i].due {
+                lanes[i].due = true;
+                due.push(i);
+            }
+            self.advance();
+        }
+    }
+
+    /// Counts `verified` echoes in.
+    pub(super) fn verified(&mut self, verified: u64, at: Instant) {
+        if verified > 0 {
+            self.awaited -= verified;
+            self.last_progress = at;
+        }
+    }
+
+    /// The missing echoes, once no echo has come for the stall timeout
+    /// while some are owed.
+    pub(super) fn stalled(
+        &self,
+        now: Instant,
+        lanes: &[Lane<'_>],
+    ) -> Result<(), (usize, ErrorKind)> {
+        if self.awaited == 0 || now.duration_since(self.last_progress) <= self.spec.stall_timeout {
+            return Ok(());
+        }
+        let (i, lane) = lanes
+            .iter()
+            .enumerate()
+            .find(|(_, l)| !l.queue.is_empty())
+            .expect("an echo is awaited");
+        let missing = ErrorKind::MissingEchoes {
+            missing: self.awaited,
+            waited: self.spec.stall_timeout,
+            first: *lane.next_recv_seq,
         };
+        Err((i, missing))
+    }
+
+    /// How long the driver may wait for an echo before it must send again.
+    pub(super) fn timeout(&self) -> Duration {
+        if self.exhausted() {
+            // Only echoes are awaited: look at the stall clock now and
+            // then.
+            Duration::from_millis(50)
+        } else {
+            // Asleep until the next send. Polling for the last 100 µs
+            // before it instead measured worse for the server on this
+            // machine (p99 at 60,000 msgs/s up from 0.5 to 3.7 ms), and
+            // waking at most every 30 or 60 µs made the client later
+            // without making it cheaper.
+            self.next_at.saturating_duration_since(Instant::now())
+        }
+    }
+
+    pub(super) fn result(&self, rec: Recording) -> OpenLoopRun {
+        OpenLoopRun {
+            spec: self.spec,
+            conns: self.conns,
+            sent: rec.sent,
+            elapsed: rec.last_echo.saturating_duration_since(self.start),
+            corrected: rec.corrected,
+            uncorrected: rec.uncorrected,
+            lateness: rec.lateness,
+        }
+    }
+
+    /// The epoll driver's loop: queue what is due, write, wait for the
+    /// next send time or an echo, read and verify. Errors carry the
+    /// connection's index.
+    fn run(
+        mut self,
+        lanes: &mut [Lane<'_>],
+        ep: &impl AsFd,
+    ) -> Result<OpenLoopRun, (usize, ErrorKind)> {
+        let mut rec = self.new_recording();
         let mut events: Vec<epoll::Event> = Vec::with_capacity(256);
         let mut due: Vec<usize> = Vec::new();
-        let mut awaited = 0u64;
-        let mut last_progress = Instant::now();
         loop {
             let now = Instant::now();
-            while !self.exhausted() && self.next_at <= now {
-                let i = (self.next % self.conns as u64) as usize;
-                lanes[i].queue.push_back(Pending {
-                    intended: self.next_at,
-                    written: self.next_at,
-                });
-                if awaited == 0 {
-                    // The stall clock runs only while an echo is owed.
-                    last_progress = now;
-                }
-                awaited += 1;
-                if !lanes[i].due {
-                    lanes[i].due = true;
-                    due.push(i);
-                }
-                self.advance();
-            }
+            self.queue_due(now, lanes, &mut due);
             for i in due.drain(..) {
                 lanes[i].due = false;
                 lanes[i]
                     .write(&self.spec, &mut rec, ep)
                     .map_err(|e| (i, e))?;
             }
-            if self.exhausted() && awaited == 0 {
+            if self.finished() {
                 break;
             }
-            if awaited > 0 && now.duration_since(last_progress) > self.spec.stall_timeout {
-                let (i, lane) = lanes
-                    .iter()
-                    .enumerate()
-                    .find(|(_, l)| !l.queue.is_empty())
-                    .expect("an echo is awaited");
-                let missing = ErrorKind::MissingEchoes {
-                    missing: awaited,
-                    waited: self.spec.stall_timeout,
-                    first: *lane.next_recv_seq,
-                };
-                return Err((i, missing));
-            }
-            let timeout = if self.exhausted() {
-                // Only echoes are awaited: look at the stall clock now and
-                // then.
-                Duration::from_millis(50)
-            } else {
-                // Asleep until the next send. Polling for the last 100 µs
-                // before it instead measured worse for the server on this
-                // machine (p99 at 60,000 msgs/s up from 0.5 to 3.7 ms), and
-                // waking at most every 30 or 60 µs made the client later
-                // without making it cheaper.
-                self.next_at.saturating_duration_since(Instant::now())
-            };
+            self.stalled(now, lanes)?;
             events.clear();
-            wait(ep, &mut events, timeout).map_err(|e| (0, ErrorKind::read(e)))?;
+            wait(ep, &mut events, self.timeout()).map_err(|e| (0, ErrorKind::read(e)))?;
             for event in &events {
                 // Copies: the event struct is packed.
                 let (data, flags) = (event.data, event.flags);
@@ -332,25 +419,14 @@ impl Schedule {
                     lane.write(&self.spec, &mut rec, ep).map_err(|e| (i, e))?;
                 }
                 let verified = lane.read(&mut rec).map_err(|e| (i, e))?;
-                if verified > 0 {
-                    awaited -= verified;
-                    last_progress = lane.recv.last_read_at;
-                    if self.spec.window.is_some() && lane.queue.len() > lane.sent {
-                        // Room in the window for messages held back.
-                        lane.write(&self.spec, &mut rec, ep).map_err(|e| (i, e))?;
-                    }
+                self.verified(verified, lane.recv.last_read_at);
+                if verified > 0 && lane.held_back(&self.spec) {
+                    // Room in the window for messages held back.
+                    lane.write(&self.spec, &mut rec, ep).map_err(|e| (i, e))?;
                 }
             }
         }
-        Ok(OpenLoopRun {
-            spec: self.spec,
-            conns: self.conns,
-            sent: rec.sent,
-            elapsed: rec.last_echo.saturating_duration_since(self.start),
-            corrected: rec.corrected,
-            uncorrected: rec.uncorrected,
-            lateness: rec.lateness,
-        })
+        Ok(self.result(rec))
     }
 }
 
@@ -372,7 +448,7 @@ pub(super) fn wait(
 
 /// The histograms of a run, how many echoes they hold, and when the last
 /// came.
-struct Recording {
+pub(super) struct Recording {
     corrected: Histogram<u64>,
     uncorrected: Histogram<u64>,
     lateness: Histogram<u64>,
@@ -388,16 +464,17 @@ struct Pending {
 }
 
 /// One connection during an open-loop run: its socket and codec state,
-/// and the messages it owes.
-struct Lane<'a> {
+/// and the messages it owes. The methods without I/O are the drivers'
+/// common part; `write` and `read` are the epoll driver's.
+pub(super) struct Lane<'a> {
     index: usize,
-    socket: socket2::SockRef<'a>,
+    pub(super) socket: socket2::SockRef<'a>,
     protocol: Protocol,
     kind: PayloadKind,
     mask: [u8; 4],
     template: &'a Template,
-    frames: &'a mut Frames,
-    recv: &'a mut RecvBuf,
+    pub(super) frames: &'a mut Frames,
+    pub(super) recv: &'a mut RecvBuf,
     next_send_seq: &'a mut u64,
     next_recv_seq: &'a mut u64,
     /// Scheduled and not verified, oldest first; the first `sent` of them
@@ -408,36 +485,19 @@ struct Lane<'a> {
     /// recorded).
     attempted: usize,
     /// The batch being written: its messages, bytes, and bytes written.
-    unit_k: u64,
-    unit_len: usize,
-    written: usize,
+    pub(super) unit_k: u64,
+    pub(super) unit_len: usize,
+    pub(super) written: usize,
     /// Registered for writability (a write was cut short).
     wants_out: bool,
     /// In the loop's list of connections to write to.
-    due: bool,
+    pub(super) due: bool,
     check: Option<EchoCheck<'a>>,
 }
 
 impl<'a> Lane<'a> {
-    fn new(
-        c: &'a mut Connection,
-        spec: MessageSpec,
-        index: usize,
-        ep: &impl AsFd,
-    ) -> Result<Lane<'a>, ClientError> {
+    fn new(c: &'a mut Connection, spec: MessageSpec, index: usize) -> Lane<'a> {
         c.prepare(spec);
-        let register = epoll::add(
-            ep,
-            c.stream.as_fd(),
-            epoll::EventData::new_u64(index as u64),
-            epoll::EventFlags::IN,
-        );
-        if let Err(e) = register {
-            return Err(c.err(ErrorKind::Socket {
-                during: "registering with the open-loop epoll instance",
-                source: e.into(),
-            }));
-        }
         let Connection {
             stack: _,
             protocol,
@@ -450,7 +510,7 @@ impl<'a> Lane<'a> {
             ..
         } = c;
         let p = prepared.as_mut().expect("prepared");
-        Ok(Lane {
+        Lane {
             index,
             socket: socket2::SockRef::from(&*stream),
             protocol: *protocol,
@@ -470,7 +530,115 @@ impl<'a> Lane<'a> {
             wants_out: false,
             due: false,
             check: None,
-        })
+        }
+    }
+
+    /// Records how late the writer came to each message queued since it
+    /// last looked: the client's lateness, not how long the window or the
+    /// socket then held a message back.
+    pub(super) fn note_lateness(&mut self, rec: &mut Recording) {
+        self.note_lateness_until(rec, self.queue.len());
+    }
+
+    /// As [`Lane::note_lateness`], for the messages before `end` only.
+    fn note_lateness_until(&mut self, rec: &mut Recording, end: usize) {
+        if end <= self.attempted {
+            return;
+        }
+        let now = Instant::now();
+        for p in self.queue.range(self.attempted..end) {
+            let late = now.saturating_duration_since(p.intended);
+            rec.lateness.saturating_record(late.as_nanos() as u64);
+        }
+        self.attempted = end;
+    }
+
+    /// Whether messages wait that the window held back.
+    pub(super) fn held_back(&self, spec: &OpenLoop) -> bool {
+        spec.window.is_some() && self.queue.len() > self.sent
+    }
+
+    /// Numbers the next batch of waiting messages, as many as the window
+    /// allows, as the unit to write; false when there is none. The writer
+    /// has come to the messages it takes, and to all that the window
+    /// holds back.
+    pub(super) fn next_unit(&mut self, spec: &OpenLoop, rec: &mut Recording) -> bool {
+        debug_assert_eq!(self.unit_len, 0);
+        let waiting = self.queue.len() - self.sent;
+        let room = spec
+            .window
+            .map_or(usize::MAX, |w| (w as usize).saturating_sub(self.sent));
+        if room < waiting {
+            self.note_lateness(rec);
+        }
+        let k = waiting.min(room).min(self.frames.copies as usize);
+        if k == 0 {
+            return false;
+        }
+        self.note_lateness_until(rec, self.sent + k);
+        let first = *self.next_send_seq;
+        self.frames
+            .number(first, k as u64, self.template, self.protocol, self.mask);
+        let now = Instant::now();
+        for p in self.queue.range_mut(self.sent..self.sent + k) {
+            p.written = now;
+        }
+        if !spec.busy_per_send.is_zero() {
+            let until = Instant::now() + spec.busy_per_send * k as u32;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        self.sent += k;
+        *self.next_send_seq += k as u64;
+        self.unit_k = k as u64;
+        self.unit_len = self.frames.len(k as u64);
+        self.written = 0;
+        true
+    }
+
+    /// The sequence number of the last message written, for errors.
+    pub(super) fn last_sent_seq(&self) -> Option<u64> {
+        self.next_send_seq.checked_sub(1)
+    }
+
+    /// Verifies every whole echo in the receive buffer and returns how
+    /// many; makes room for the rest of one cut short. An echo is only
+    /// ever taken for a message written: anything else the server sends
+    /// is held until one is.
+    pub(super) fn verify(&mut self, rec: &mut Recording) -> Result<u64, ErrorKind> {
+        let mut verified = 0;
+        while self.sent > 0 {
+            let seq = *self.next_recv_seq;
+            let (template, protocol, kind) = (self.template, self.protocol, self.kind);
+            let check = self
+                .check
+                .get_or_insert_with(|| EchoCheck::new(template, protocol, kind, seq));
+            match check.step(self.recv)? {
+                Step::Done => {
+                    self.check = None;
+                    let p = self.queue.pop_front().expect("a message was sent");
+                    self.sent -= 1;
+                    self.attempted -= 1;
+                    *self.next_recv_seq += 1;
+                    verified += 1;
+                    let at = self.recv.last_read_at;
+                    let since = |t: Instant| at.saturating_duration_since(t).as_nanos() as u64;
+                    rec.corrected.saturating_record(since(p.intended));
+                    rec.uncorrected.saturating_record(since(p.written));
+                    rec.sent += 1;
+                    rec.last_echo = rec.last_echo.max(at);
+                }
+                Step::Need(total) => {
+                    if self.recv.unread_len() >= total {
+                        continue;
+                    }
+                    self.recv.reserve(total);
+                    break;
+                }
+            }
+        }
+        Ok(verified)
     }
 
     /// Writes what is owed: the rest of the batch under way, then batches
@@ -481,43 +649,14 @@ impl<'a> Lane<'a> {
         rec: &mut Recording,
         ep: &impl AsFd,
     ) -> Result<(), ErrorKind> {
-        let window = spec.window;
-        let now = Instant::now();
-        // Lateness is the client's: how late it came to each message, not
-        // how long the window or the socket then held it back.
-        for p in self.queue.range(self.attempted..) {
-            let late = now.saturating_duration_since(p.intended);
-            rec.lateness.saturating_record(late.as_nanos() as u64);
-        }
-        self.attempted = self.queue.len();
+        self.note_lateness(rec);
         loop {
             if self.unit_len > 0 && !self.write_some()? {
                 return self.want_out(true, ep);
             }
-            let waiting = self.queue.len() - self.sent;
-            let room = window.map_or(usize::MAX, |w| (w as usize).saturating_sub(self.sent));
-            let k = waiting.min(room).min(self.frames.copies as usize);
-            if k == 0 {
+            if !self.next_unit(spec, rec) {
                 return self.want_out(false, ep);
             }
-            let first = *self.next_send_seq;
-            self.frames
-                .number(first, k as u64, self.template, self.protocol, self.mask);
-            let now = Instant::now();
-            for p in self.queue.range_mut(self.sent..self.sent + k) {
-                p.written = now;
-            }
-            if !spec.busy_per_send.is_zero() {
-                let until = Instant::now() + spec.busy_per_send * k as u32;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }
-            self.sent += k;
-            *self.next_send_seq += k as u64;
-            self.unit_k = k as u64;
-            self.unit_len = self.frames.len(k as u64);
-            self.written = 0;
         }
     }
 
@@ -533,7 +672,7 @@ impl<'a> Lane<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(source) => {
                     return Err(ErrorKind::Send {
-                        seq: Some(*self.next_send_seq - 1),
+                        seq: self.last_sent_seq(),
                         source,
                     })
                 }
@@ -568,42 +707,12 @@ impl<'a> Lane<'a> {
     }
 
     /// Reads what has arrived and verifies every whole echo in it; returns
-    /// how many were verified. An echo is only ever taken for a message
-    /// written: anything else the server sends is held until one is.
+    /// how many were verified.
     fn read(&mut self, rec: &mut Recording) -> Result<u64, ErrorKind> {
         let mut verified = 0;
         let mut drained = false;
         loop {
-            while self.sent > 0 {
-                let seq = *self.next_recv_seq;
-                let (template, protocol, kind) = (self.template, self.protocol, self.kind);
-                let check = self
-                    .check
-                    .get_or_insert_with(|| EchoCheck::new(template, protocol, kind, seq));
-                match check.step(self.recv)? {
-                    Step::Done => {
-                        self.check = None;
-                        let p = self.queue.pop_front().expect("a message was sent");
-                        self.sent -= 1;
-                        self.attempted -= 1;
-                        *self.next_recv_seq += 1;
-                        verified += 1;
-                        let at = self.recv.last_read_at;
-                        let since = |t: Instant| at.saturating_duration_since(t).as_nanos() as u64;
-                        rec.corrected.saturating_record(since(p.intended));
-                        rec.uncorrected.saturating_record(since(p.written));
-                        rec.sent += 1;
-                        rec.last_echo = rec.last_echo.max(at);
-                    }
-                    Step::Need(total) => {
-                        if self.recv.unread_len() >= total {
-                            continue;
-                        }
-                        self.recv.reserve(total);
-                        break;
-                    }
-                }
-            }
+            verified += self.verify(rec)?;
             if drained {
                 return Ok(verified);
             }

@@ -170,7 +170,15 @@ pub fn measure_to_file(
 fn begin_round(plan: &Plan) -> anyhow::Result<(RoundFile, tokio::runtime::Runtime)> {
     check_allocator()?;
     let file = RoundFile {
-        run: crate::machine::run_info(plan.placement, 1, true, EchoPolicy::FlushEach),
+        // Its workloads are closed loops (blocking calls or the runtime's
+        // epoll).
+        run: crate::machine::run_info(
+            plan.placement,
+            1,
+            true,
+            EchoPolicy::FlushEach,
+            client::Driver::Epoll,
+        ),
         measurements: Vec::new(),
         windows: BTreeMap::new(),
     };

@@ -725,8 +725,8 @@ pub fn markdown(r: &CompareReport) -> String {
     }
     if let Some(run) = r.base.run.as_ref().or(r.head.run.as_ref()) {
         out.push_str(&format!(
-            "- machine: {} ({} CPUs), {}, TCP congestion control {}, allocator {}; placement {}\n",
-            run.cpu, run.cpus, run.kernel, run.tcp_congestion_control, run.malloc, r.placement
+            "- machine: {} ({} CPUs), {}, TCP congestion control {}, allocator {}, client driver {}; placement {}\n",
+            run.cpu, run.cpus, run.kernel, run.tcp_congestion_control, run.malloc, run.client_driver, r.placement
         ));
     }
     out.push_str(&format!(

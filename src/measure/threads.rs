@@ -102,12 +102,21 @@ impl CpuSample {
     pub fn now() -> CpuSample {
         let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         let mut sample = CpuSample::default();
+        let mut add = |role: Role, ns: u64| match role {
+            Role::Server => sample.server_ns += ns,
+            Role::Client => sample.client_ns += ns,
+            Role::Other => {}
+        };
         for r in reg.iter() {
-            let ns = thread_cpu_ns(r.tid).unwrap_or(0);
-            match r.role {
-                Role::Server => sample.server_ns += ns,
-                Role::Client => sample.client_ns += ns,
-                Role::Other => {}
+            add(r.role, thread_cpu_ns(r.tid).unwrap_or(0));
+        }
+        // The kernel's io_uring threads (a worker for requests that cannot
+        // run without blocking, a poller) run for the thread that made the
+        // ring and bear its id in their names: their CPU is that thread's
+        // role's.
+        for (tid, owner) in io_uring_threads() {
+            if let Some(r) = reg.iter().find(|r| r.tid == owner) {
+                add(r.role, thread_cpu_ns(tid).unwrap_or(0));
             }
         }
         sample
@@ -122,6 +131,24 @@ impl CpuSample {
             client_ns: self.client_ns.saturating_sub(earlier.client_ns),
         }
     }
+}
+
+/// This process's io_uring kernel threads (`iou-wrk-OWNER`,
+/// `iou-sqp-OWNER`) and the thread each works for.
+fn io_uring_threads() -> Vec<(libc::pid_t, libc::pid_t)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let tid: libc::pid_t = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+        let owner = comm
+            .trim_end()
+            .strip_prefix("iou-wrk-")
+            .or_else(|| comm.trim_end().strip_prefix("iou-sqp-"))?;
+        Some((tid, owner.parse().ok()?))
+    })
+    .collect()
 }
 
 /// Forgets threads that have exited, so the registry stays small across the

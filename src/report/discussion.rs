@@ -69,7 +69,8 @@
 //!   the figures' source to the row label;
 //! - `{{run.GROUP.FIELD}}` (GROUP may be `*`): cpu, cpus, memory_gib,
 //!   kernel, rustc, commit, date, placement, echo, server_threads,
-//!   client_threads, quick, tcp_congestion_control, malloc, versions.
+//!   client_threads, quick, tcp_congestion_control, malloc, client_driver,
+//!   versions.
 //!
 //! A partner in B is the measurement of B's metric (and group) with A's
 //! stack (unless B names one) and A's parameters, overridden by B's filters.
@@ -1256,6 +1257,7 @@ impl Cx<'_> {
                     cc => cc.to_string(),
                 },
                 "malloc" => run.malloc.clone(),
+                "client_driver" => run.client_driver.clone(),
                 "versions" => STACKS
                     .iter()
                     .filter_map(|s| run.versions.get(s.name).cloned())

@@ -279,7 +279,7 @@ fn runs_section(out: &mut String, inp: &Inputs) {
     let headers: Vec<String> = runs.iter().map(|(_, g, _)| g.join(", ")).collect();
     text_table_header(out, "", &headers);
     type Field = fn(&RunInfo) -> String;
-    let fields: [(&str, Field); 12] = [
+    let fields: [(&str, Field); 13] = [
         ("commit", |r| format!("`{}`", r.commit)),
         ("cpu", |r| r.cpu.clone()),
         ("cpus", |r| r.cpus.to_string()),
@@ -290,6 +290,7 @@ fn runs_section(out: &mut String, inp: &Inputs) {
             r.tcp_congestion_control.clone()
         }),
         ("allocator", |r| r.malloc.clone()),
+        ("client driver", |r| r.client_driver.clone()),
         ("placement", |r| r.placement.clone()),
         ("server threads", |r| r.server_threads.to_string()),
         ("client threads", |r| r.client_threads.to_string()),

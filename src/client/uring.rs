@@ -1,0 +1,383 @@
+//! The io_uring driver: many connections' sends and receives go to the
+//! kernel in one system call, which also collects their completions.
+//!
+//! With epoll, every echo costs the client a `read` and every batch a
+//! `send`, each its own system call, and a wait besides: about as many
+//! calls as the server makes, so the client spent about what the server
+//! did per message. Here each connection keeps one receive queued in the
+//! ring at all times and at most one send; one `io_uring_enter` submits
+//! what the loop queued and waits (with a nanosecond timeout, until the
+//! next send is due) for completions, whose number grows with the load.
+//!
+//! The ring is set up for a single issuer that runs the kernel's
+//! completion work itself (`DEFER_TASKRUN`): a receive's copy runs in
+//! this thread, inside its `io_uring_enter`, and so counts in its CPU
+//! time; the kernel's io_uring workers (`iou-wrk-*` threads) are counted
+//! as the client's too (`measure::threads`).
+//!
+//! A buffer the kernel may still write to cannot be given back: every
+//! run ends by cancelling what is still queued and waiting for each
+//! cancellation, on success and on error alike.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::error::ErrorKind;
+use super::open_loop::{Lane, OpenLoopRun, Recording, Schedule};
+
+/// Whether io_uring can run this driver here, or why not: looked at once
+/// per process.
+pub fn available() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| match Ring::new(8) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        })
+        .clone()
+}
+
+/// Low bit of a request's user data: what it was.
+const RECV: u64 = 0;
+const SEND: u64 = 1;
+/// User data of the cancellations at the end.
+const CANCEL: u64 = u64::MAX;
+
+/// How long the cancellations at the end of a run may take. They answer
+/// at once (a queued receive or send on a socket is waiting on the
+/// socket, not running), so this is never reached unless the kernel
+/// misbehaves.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A ring and the count of its requests the kernel still holds.
+struct Ring {
+    ring: IoUring,
+    in_flight: usize,
+    /// Completions reaped and not yet handled: (user data, result).
+    reaped: Vec<(u64, i32)>,
+}
+
+impl Ring {
+    /// A ring for `conns` connections: room in the completion queue for
+    /// a receive and a send of each, so none overflows.
+    fn new(conns: usize) -> Result<Ring, String> {
+        let sq = (conns as u32).clamp(8, 4096).next_power_of_two();
+        let cq = (2 * conns as u32).max(2 * sq).next_power_of_two();
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(cq)
+            .build(sq)
+            .map_err(|e| format!("io_uring_setup failed ({e}); kernel 6.1 or later is needed, with io_uring allowed (sysctl kernel.io_uring_disabled = 0)"))?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err("this kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11)".into());
+        }
+        if !ring.params().is_feature_nodrop() {
+            return Err(
+                "this kernel's io_uring may drop completions (no IORING_FEAT_NODROP)".into(),
+            );
+        }
+        Ok(Ring {
+            ring,
+            in_flight: 0,
+            reaped: Vec::with_capacity(cq as usize),
+        })
+    }
+
+    /// Queues a request, submitting what is queued first when the
+    /// submission queue is full.
+    ///
+    /// # Safety
+    /// Whatever memory `entry` points to stays valid, and untouched by
+    /// anything but the kernel, until its completion is reaped.
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            if self.ring.submission().push(entry).is_ok() {
+                self.in_flight += 1;
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Submits what is queued and waits up to `timeout` for at least one
+    /// completion, then takes every completion there is into `reaped`.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.reaped.clear();
+        for cqe in self.ring.completion() {
+            self.reaped.push((cqe.user_data(), cqe.result()));
+        }
+        self.in_flight -= self.reaped.len();
+        Ok(())
+    }
+
+    /// Cancels every request still queued and waits until the kernel has
+    /// answered for each, so that no buffer is written after the run.
+    /// Aborts the process if it cannot, rather than hand back memory the
+    /// kernel may still write to.
+    fn drain(&mut self) {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        let mut cancelled = false;
+        while self.in_flight > 0 {
+            if !cancelled {
+                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(CANCEL);
+                // SAFETY: a cancellation points to no memory.
+                if unsafe { self.push(&cancel) }.is_ok() {
+                    cancelled = true;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.wait(left.min(Duration::from_millis(100))).is_err() {
+                eprintln!(
+                    "wsbench: io_uring did not give back {} requests within {:?}; stopping, since their buffers cannot be freed safely",
+                    self.in_flight, DRAIN_TIMEOUT
+                );
+                std::process::abort();
+            }
+            // A cancellation answers for itself and the ones it cancelled;
+            // one that found requests still to come is sent again.
+            if self.reaped.iter().any(|&(ud, _)| ud == CANCEL) {
+                cancelled = false;
+            }
+        }
+    }
+}
+
+/// What each connection has queued in the ring.
+#[derive(Clone, Copy, Default)]
+struct InFlight {
+    recv: bool,
+    send: bool,
+    /// The submission its send went in with (see `OpenLoopDriver::run`).
+    send_round: u64,
+}
+
+/// The open loop on io_uring: the same schedule, lanes and checks as the
+/// epoll driver, with the system calls batched.
+pub(super) fn run_open_loop(
+    schedule: Schedule,
+    lanes: &mut [Lane<'_>],
+) -> Result<OpenLoopRun, (usize, ErrorKind)> {
+    let mut ring = Ring::new(lanes.len()).map_err(|e| {
+        (
+            0,
+            ErrorKind::Socket {
+                during: "setting up io_uring",
+                source: io::Error::other(e),
+            },
+        )
+    })?;
+    let mut driver = OpenLoopDriver {
+        schedule,
+        fds: lanes.iter().map(|l| l.socket.as_raw_fd()).collect(),
+        flight: vec![InFlight::default(); lanes.len()],
+        round: 0,
+        sending: Vec::new(),
+        submitted: Vec::new(),
+    };
+    let result = driver.run(&mut ring, lanes);
+    ring.drain();
+    result
+}
+
+struct OpenLoopDriver {
+    schedule: Schedule,
+    fds: Vec<RawFd>,
+    flight: Vec<InFlight>,
+    /// How many submissions the loop has made.
+    round: u64,
+    /// Connections whose send goes in with the next submission, and
+    /// those whose send went in with the last.
+    sending: Vec<usize>,
+    submitted: Vec<usize>,
+}
+
+impl OpenLoopDriver {
+    fn run(
+        &mut self,
+        ring: &mut Ring,
+        lanes: &mut [Lane<'_>],
+    ) -> Result<OpenLoopRun, (usize, ErrorKind)> {
+        let mut rec = self.schedule.new_recording();
+        let mut due: Vec<usize> = Vec::new();
+        for i in 0..lanes.len() {
+            self.arm_recv(ring, lanes, i)?;
+        }
+        loop {
+            let now = Instant::now();
+            self.schedule.queue_due(now, lanes, &mut due);
+            // A connection with a send queued comes to its new messages
+            // when that send completes: the writer's lateness is read as
+            // it takes each message into a batch (`Lane::next_unit`).
+            for &i in &due {
+                lanes[i].due = false;
+                self.send_next(ring, lanes, i, &mut rec)?;
+            }
+            due.clear();
+            if self.schedule.finished() {
+                break;
+            }
+            self.schedule.stalled(now, lanes)?;
+            std::mem::swap(&mut self.sending, &mut self.submitted);
+            ring.wait(self.schedule.timeout())
+                .map_err(|e| (0, ErrorKind::read(e)))?;
+            self.round += 1;
+            for k in 0..ring.reaped.len() {
+                let (user_data, res) = ring.reaped[k];
+                let i = (user_data >> 1) as usize;
+                if user_data & 1 == SEND {
+                    self.sent(ring, lanes, i, res, &mut rec)?;
+                } else {
+                    self.received(ring, lanes, i, res, &mut rec)?;
+                }
+            }
+            // A send to a socket with room completes as it is submitted;
+            // one still queued after its submission waits for room in a
+            // full socket, the server's doing (as a write that would block
+            // is for the epoll driver): the writer has come to every
+            // message behind it.
+            for &i in &self.submitted {
+                let f = self.flight[i];
+                if f.send && f.send_round + 1 == self.round {
+                    lanes[i].note_lateness(&mut rec);
+                }
+            }
+            self.submitted.clear();
+        }
+        Ok(self.schedule.result(rec))
+    }
+
+    /// Queues a receive into the lane's buffer.
+    fn arm_recv(
+        &mut self,
+        ring: &mut Ring,
+        lanes: &mut [Lane<'_>],
+        i: usize,
+    ) -> Result<(), (usize, ErrorKind)> {
+        let space = lanes[i].recv.read_space();
+        let len = space.len().min(u32::MAX as usize) as u32;
+        let entry = opcode::Recv::new(types::Fd(self.fds[i]), space.as_mut_ptr(), len)
+            .build()
+            .user_data(((i as u64) << 1) | RECV);
+        // SAFETY: the lane's receive buffer is not touched until this
+        // receive completes (`received`), and the run drains the ring
+        // before the lanes go.
+        unsafe { ring.push(&entry) }.map_err(|e| (i, ErrorKind::read(e)))?;
+        self.flight[i].recv = true;
+        Ok(())
+    }
+
+    /// Queues the next piece of the lane's batch under way, or numbers a
+    /// new batch, unless a send is already queued.
+    fn send_next(
+        &mut self,
+        ring: &mut Ring,
+        lanes: &mut [Lane<'_>],
+        i: usize,
+        rec: &mut Recording,
+    ) -> Result<(), (usize, ErrorKind)> {
+        let spec = self.schedule.spec;
+        let lane = &mut lanes[i];
+        if self.flight[i].send || (lane.unit_len == 0 && !lane.next_unit(&spec, rec)) {
+            return Ok(());
+        }
+        let piece = lane.frames.piece(lane.unit_k, lane.written);
+        let entry = opcode::Send::new(types::Fd(self.fds[i]), piece.as_ptr(), piece.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(((i as u64) << 1) | SEND);
+        // SAFETY: the lane's frames are not renumbered while a unit is
+        // under way (`next_unit` only runs once it is all sent), and the
+        // run drains the ring before the lanes go.
+        unsafe { ring.push(&entry) }.map_err(|source| {
+            (
+                i,
+                ErrorKind::Send {
+                    seq: lane.last_sent_seq(),
+                    source,
+                },
+            )
+        })?;
+        self.flight[i].send = true;
+        self.flight[i].send_round = self.round;
+        self.sending.push(i);
+        Ok(())
+    }
+
+    /// A send completed: `res` bytes went, or the error.
+    fn sent(
+        &mut self,
+        ring: &mut Ring,
+        lanes: &mut [Lane<'_>],
+        i: usize,
+        res: i32,
+        rec: &mut Recording,
+    ) -> Result<(), (usize, ErrorKind)> {
+        self.flight[i].send = false;
+        let lane = &mut lanes[i];
+        match res {
+            n if n > 0 => lane.written += n as usize,
+            n if n == -libc::EINTR || n == -libc::EAGAIN => {}
+            n => {
+                let source = if n == 0 {
+                    io::ErrorKind::WriteZero.into()
+                } else {
+                    io::Error::from_raw_os_error(-n)
+                };
+                let seq = lane.last_sent_seq();
+                return Err((i, ErrorKind::Send { seq, source }));
+            }
+        }
+        if lane.written >= lane.unit_len {
+            lane.unit_len = 0;
+        }
+        self.send_next(ring, lanes, i, rec)
+    }
+
+    /// A receive completed: take the bytes in, verify every whole echo,
+    /// queue the next receive.
+    fn received(
+        &mut self,
+        ring: &mut Ring,
+        lanes: &mut [Lane<'_>],
+        i: usize,
+        res: i32,
+        rec: &mut Recording,
+    ) -> Result<(), (usize, ErrorKind)> {
+        self.flight[i].recv = false;
+        let lane = &mut lanes[i];
+        match res {
+            n if n >= 0 => lane.recv.filled(n as usize).map_err(|e| (i, e))?,
+            n if n == -libc::EINTR || n == -libc::EAGAIN => {}
+            n => return Err((i, ErrorKind::read(io::Error::from_raw_os_error(-n)))),
+        }
+        let verified = lane.verify(rec).map_err(|e| (i, e))?;
+        let at = lane.recv.last_read_at;
+        let held_back = lane.held_back(&self.schedule.spec);
+        self.schedule.verified(verified, at);
+        if verified > 0 && held_back {
+            // Room in the window for messages held back.
+            self.send_next(ring, lanes, i, rec)?;
+        }
+        self.arm_recv(ring, lanes, i)
+    }
+}
