@@ -247,9 +247,9 @@ pub(super) struct Schedule {
     next_at: Instant,
     gaps: Option<(rand::rngs::StdRng, rand_distr::Exp<f64>)>,
     /// Messages scheduled and not yet verified.
-    pub(super) awaited: u64,
+    awaited: u64,
     /// When an echo last arrived (or the first awaited one was queued).
-    pub(super) last_progress: Instant,
+    last_progress: Instant,
 }
 
 impl Schedule {

@@ -129,10 +129,11 @@ impl Ring {
     }
 
     /// Cancels every request still queued and waits until the kernel has
-    /// answered for each, so that no buffer is written after the run.
-    /// Aborts the process if it cannot, rather than hand back memory the
-    /// kernel may still write to.
-    fn drain(&mut self) {
+    /// answered for each, so that no buffer is written after the run;
+    /// hands each answer but the cancellations' to `answered`. Aborts the
+    /// process if it cannot, rather than hand back memory the kernel may
+    /// still write to.
+    fn drain(&mut self, mut answered: impl FnMut(u64, i32)) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let mut cancelled = false;
         while self.in_flight > 0 {
@@ -155,17 +156,20 @@ impl Ring {
             }
             // A cancellation answers for itself and the ones it cancelled;
             // one that found requests still to come is sent again.
-            if self.reaped.iter().any(|&(ud, _)| ud == CANCEL) {
-                cancelled = false;
+            for &(user_data, res) in &self.reaped {
+                if user_data == CANCEL {
+                    cancelled = false;
+                } else {
+                    answered(user_data, res);
+                }
             }
         }
     }
 }
 
-/// What each connection has queued in the ring.
+/// A connection's send queued in the ring (its receive always is).
 #[derive(Clone, Copy, Default)]
 struct InFlight {
-    recv: bool,
     send: bool,
     /// The submission its send went in with (see `OpenLoopDriver::run`).
     send_round: u64,
@@ -195,7 +199,13 @@ pub(super) fn run_open_loop(
         submitted: Vec::new(),
     };
     let result = driver.run(&mut ring, lanes);
-    ring.drain();
+    ring.drain(|user_data, res| {
+        if user_data & 1 == RECV && res > 0 {
+            // Bytes that came after the last echo (a ping, say) stay for
+            // whatever reads the connection next.
+            let _ = lanes[(user_data >> 1) as usize].recv.filled(res as usize);
+        }
+    });
     result
 }
 
@@ -281,9 +291,7 @@ impl OpenLoopDriver {
         // SAFETY: the lane's receive buffer is not touched until this
         // receive completes (`received`), and the run drains the ring
         // before the lanes go.
-        unsafe { ring.push(&entry) }.map_err(|e| (i, ErrorKind::read(e)))?;
-        self.flight[i].recv = true;
-        Ok(())
+        unsafe { ring.push(&entry) }.map_err(|e| (i, ErrorKind::read(e)))
     }
 
     /// Queues the next piece of the lane's batch under way, or numbers a
@@ -363,7 +371,6 @@ impl OpenLoopDriver {
         res: i32,
         rec: &mut Recording,
     ) -> Result<(), (usize, ErrorKind)> {
-        self.flight[i].recv = false;
         let lane = &mut lanes[i];
         match res {
             n if n >= 0 => lane.recv.filled(n as usize).map_err(|e| (i, e))?,
