@@ -75,6 +75,7 @@ fn main() {
                 },
                 function: stack.name.to_string(),
                 parameter,
+                driver: mode.driver,
                 id,
                 params: params(&[
                     ("size_bytes", v(SIZE_BYTES)),

@@ -192,7 +192,7 @@ fn main() {
                     }
                 })
                 .collect();
-            closed_loop_rates(&rt, &mut cases, plan.closed_loop, &block, &mut rec);
+            closed_loop_rates(&rt, &mut cases, &plan, &block, &mut rec);
             sweep(&mut cases, &plan, &mut rec);
             for (case, &i) in cases.into_iter().zip(members) {
                 close_connections(&rt, case.conns, &bench_id(case.stack, conns, "close"));
@@ -240,16 +240,6 @@ fn bench_id(stack: &StackInfo, conns: usize, what: &str) -> String {
     format!("load/{}/{conns}/{what}", stack.name)
 }
 
-/// The rounds' block: one per connection count unless the descriptors
-/// split the stacks into several (then their figures are not paired).
-fn block_name(prefix: &str, conns: usize, b: usize, blocks: usize) -> String {
-    if blocks == 1 {
-        format!("{prefix}/{conns}")
-    } else {
-        format!("{prefix}/{conns}/part-{}", b + 1)
-    }
-}
-
 fn step_params(conns: usize, step: f64) -> wsbench::results::Params {
     params(&[
         ("conns", v(conns)),
@@ -264,17 +254,18 @@ fn step_params(conns: usize, step: f64) -> wsbench::results::Params {
 fn closed_loop_rates(
     rt: &tokio::runtime::Runtime,
     cases: &mut [Case<'_>],
-    plan: RoundPlan,
+    plan: &Plan,
     block: &str,
     rec: &mut Recorder,
 ) {
+    let driver = plan.driver;
     let spec = MessageSpec {
         size_bytes: SIZE_BYTES,
         kind: PayloadKind::Binary,
         window: 1,
     };
-    let samples = rounds::interleave(cases, plan, |case, budget: Budget| {
-        workload::round_trips(rt, &mut case.conns, spec, budget, case.server.pid)
+    let samples = rounds::interleave(cases, plan.closed_loop, |case, budget: Budget| {
+        workload::round_trips(rt, &mut case.conns, spec, budget, case.server.pid, driver)
     })
     .unwrap_or_else(|(i, e)| {
         fail(&format!(

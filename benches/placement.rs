@@ -50,7 +50,7 @@ fn main() {
             let mut conns = open_connections(&rt, &server, 1, &id);
             let round = |conns: &mut [Connection]| {
                 let budget = Budget::Until(Instant::now() + round_time);
-                workload::round_trips(&rt, conns, spec, budget, server.pid)
+                workload::round_trips(&rt, conns, spec, budget, server.pid, mode.driver)
                     .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e}")))
             };
             // The first round is a warm-up, unrecorded.

@@ -131,6 +131,7 @@ fn main() {
                             kind: PayloadKind::Binary,
                             window: 1,
                         },
+                        driver: mode.driver,
                         id,
                         function: stack.name.to_string(),
                         parameter: format!("{echo}/{conns}"),

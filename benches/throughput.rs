@@ -106,6 +106,7 @@ fn main() {
                     server,
                     conns: std::mem::take(conns),
                     spec,
+                    driver: mode.driver,
                     id: format!("throughput/{}/{parameter}", stack.name),
                     function: stack.name.to_string(),
                     parameter,

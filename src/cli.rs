@@ -146,10 +146,12 @@ pub struct RunArgs {
     /// How the send times of --rate are spaced.
     #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
     pub arrivals: Arrivals,
-    /// How the client waits on its connections under --rate: io_uring
-    /// (one system call for many connections' sends and receives) or
-    /// epoll. Default: WSBENCH_DRIVER, else io_uring where the kernel
-    /// offers it (the fallback to epoll is printed with its reason).
+    /// How the client waits on many connections (and on any under
+    /// --rate): io_uring (one system call for many connections' sends and
+    /// receives) or epoll (the runtime's, or the open loop's own). A lone
+    /// connection in a closed loop blocks in `read` either way. Default:
+    /// WSBENCH_DRIVER, else io_uring where the kernel offers it (the
+    /// fallback to epoll is printed with its reason).
     #[arg(long, value_enum)]
     pub driver: Option<Driver>,
     /// Message kind.

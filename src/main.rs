@@ -329,7 +329,7 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
 /// on each connection (closed loop), or a rate (open loop, `--rate`).
 #[derive(Clone, Copy)]
 enum Load {
-    Closed(MessageSpec, Duration),
+    Closed(MessageSpec, Duration, client::Driver),
     Open(OpenLoop),
 }
 
@@ -344,6 +344,7 @@ impl Load {
                     window: args.window.unwrap_or(1),
                 },
                 duration,
+                client::Driver::choose(args.driver)?,
             ),
             Some(rate_per_s) => Load::Open(OpenLoop {
                 rate_per_s,
@@ -385,6 +386,8 @@ enum Measured {
 
 struct RunOutcome {
     measured: Measured,
+    /// The driver the connections were waited on with.
+    driver: client::Driver,
     /// False when the server ran elsewhere (--url): its CPU is not known.
     server_here: bool,
 }
@@ -411,18 +414,19 @@ fn drive(
     // A server at --url is elsewhere: only the client's CPU can be read.
     let server_pid = server.as_ref().and_then(|s| s.pid);
     let measured = match load {
-        Load::Closed(spec, duration) => {
+        Load::Closed(spec, duration, driver) => {
             // A short warm-up fills caches and buffers before measuring.
             let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
-            rt.block_on(client::drive(
+            rt.block_on(client::drive_on(
                 &mut conns,
                 spec,
                 Budget::Until(warmup_until),
                 &mut client::new_histogram(),
+                driver,
             ))?;
             let budget = Budget::Until(Instant::now() + duration);
             Measured::Closed(workload::round_trips(
-                &rt, &mut conns, spec, budget, server_pid,
+                &rt, &mut conns, spec, budget, server_pid, driver,
             )?)
         }
         Load::Open(spec) => {
@@ -438,8 +442,13 @@ fn drive(
     if let Some(server) = server {
         server.shutdown()?;
     }
+    let driver = match load {
+        Load::Closed(_, _, driver) => driver,
+        Load::Open(spec) => spec.driver,
+    };
     Ok(RunOutcome {
         measured,
+        driver,
         server_here,
     })
 }
@@ -543,11 +552,7 @@ fn run_records(
     settings: &ServerSettings,
     outcome: &RunOutcome,
 ) -> GroupResults {
-    // Closed loops on many connections run on the tokio runtime (epoll).
-    let driver = match &outcome.measured {
-        Measured::Open(s) => s.run.spec.driver,
-        Measured::Closed(_) => client::Driver::Epoll,
-    };
+    let driver = outcome.driver;
     let run = wsbench::machine::run_info(
         settings.placement,
         settings.threads,

@@ -266,6 +266,16 @@ pub const CLIENT_CPU_NS_PER_MSG: Metric = Metric {
     title: "client CPU per message",
     sources: &[Source::Schedstat],
 };
+/// The client's CPU over the server's for the same messages: the
+/// client's headroom (below 1, the client is the lighter side and the
+/// server's limit shows first).
+pub const CLIENT_CPU_PER_SERVER_CPU: Metric = Metric {
+    name: "client_cpu_per_server_cpu",
+    unit: Unit::Ratio,
+    better: Better::Lower,
+    title: "client CPU per unit of server CPU",
+    sources: CPU,
+};
 pub const ROUND_TRIPS_VERIFIED: Metric = Metric {
     name: "round_trips_verified",
     unit: Unit::Msgs,
@@ -588,6 +598,7 @@ pub const ALL: &[&Metric] = &[
     &HANDSHAKES_PER_S,
     &SERVER_CPU_NS_PER_MSG,
     &CLIENT_CPU_NS_PER_MSG,
+    &CLIENT_CPU_PER_SERVER_CPU,
     &ROUND_TRIPS_VERIFIED,
     &LIVE_BYTES_PER_IDLE_CONN,
     &LIVE_BYTES_AFTER_CLOSE_DELTA,

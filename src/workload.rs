@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::client::{
-    self, Budget, ClientError, Connection, MessageSpec, OpenLoop, OpenLoopRun, PayloadKind, Target,
+    self, Budget, ClientError, Connection, Driver, MessageSpec, OpenLoop, OpenLoopRun, PayloadKind,
+    Target,
 };
 use crate::measure::alloc::AllocSample;
 use crate::measure::{self, Cpu};
@@ -126,6 +127,13 @@ impl Figures for Sample {
             Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
         } else if m == metrics::CLIENT_CPU_NS_PER_MSG.name {
             Some((self.per_msg(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::CLIENT_CPU_PER_SERVER_CPU.name {
+            // No ratio where the server's CPU was not seen (it ran
+            // elsewhere).
+            (self.cpu.server_ns > 0).then(|| {
+                let ratio = self.cpu.client_ns as f64 / self.cpu.server_ns as f64;
+                (ratio, self.cpu.server_source)
+            })
         } else if m == metrics::ROUND_TRIPS_VERIFIED.name {
             Some((self.round_trips as f64, Source::Client))
         } else {
@@ -138,19 +146,22 @@ impl Figures for Sample {
 /// the server's and the client's CPU and allocations around exactly that.
 /// `server_pid` is the server's process when it runs in a child, `None`
 /// when its threads are in this process (or when it runs elsewhere: then
-/// no server CPU is seen).
+/// no server CPU is seen). Many connections wait on `driver`.
 pub fn round_trips(
     rt: &tokio::runtime::Runtime,
     conns: &mut [Connection],
     spec: MessageSpec,
     budget: Budget,
     server_pid: Option<u32>,
+    driver: Driver,
 ) -> Result<Sample, ClientError> {
     let mut hist = client::new_histogram();
     let cpu_before = Cpu::now(server_pid);
     let alloc_before = AllocSample::now();
-    let stats = rt.block_on(client::drive(conns, spec, budget, &mut hist))?;
-    let cpu = Cpu::now(server_pid).since(cpu_before);
+    let stats = rt.block_on(client::drive_on(conns, spec, budget, &mut hist, driver))?;
+    let cpu = Cpu::now(server_pid)
+        .since(cpu_before)
+        .less_client(stats.harness_cpu);
     let alloc = AllocSample::now().since(alloc_before);
     Ok(Sample {
         spec,
@@ -268,7 +279,9 @@ pub fn offered_load(
     }
     let before = Cpu::now(server_pid);
     let run = client::open_loop::run(conns, spec)?;
-    let cpu = Cpu::now(server_pid).since(before);
+    let cpu = Cpu::now(server_pid)
+        .since(before)
+        .less_client(run.harness_cpu);
     Ok(LoadSample { run, cpu })
 }
 

@@ -204,36 +204,26 @@ fn run_json_prints_the_records_the_benches_write() {
     }
 }
 
-/// `run --rate` records the driver it used, as asked; the closed loop,
-/// which has none to choose, records the runtime's epoll.
+/// `run` records the driver it used, as asked, open loop and closed; an
+/// unknown one is refused with the valid ones.
 #[test]
 fn run_records_the_client_driver() {
-    for driver in ["uring", "epoll"] {
-        let out = wsbench(&[
-            "run",
-            "--stack",
-            "raw-tcp",
-            "--conns",
-            "4",
-            "--rate",
-            "2000",
-            "--duration",
-            "0.3",
-            "--driver",
-            driver,
-            "--json",
-        ]);
-        let results = parse_run_json(&out);
-        let recorded = if driver == "uring" {
-            "io_uring"
-        } else {
-            "epoll"
-        };
-        assert_eq!(results.run.client_driver, recorded);
-        assert_eq!(value_of(&results, "round_trips_verified"), 600.0);
+    for (driver, recorded) in [("uring", "io_uring"), ("epoll", "epoll")] {
+        let open = ["--conns", "4", "--rate", "2000", "--duration", "0.3"];
+        let closed = ["--conns", "4", "--window", "4", "--duration", "0.3"];
+        for load in [open, closed] {
+            let mut args = vec!["run", "--stack", "raw-tcp", "--driver", driver, "--json"];
+            args.extend(load);
+            let results = parse_run_json(&wsbench(&args));
+            assert_eq!(results.run.client_driver, recorded, "{args:?}");
+            let verified = value_of(&results, "round_trips_verified");
+            if load == open {
+                assert_eq!(verified, 600.0, "{args:?}");
+            } else {
+                assert!(verified > 0.0, "{args:?}");
+            }
+        }
     }
-    let out = wsbench(&["run", "--stack", "raw-tcp", "--duration", "0.2", "--json"]);
-    assert_eq!(parse_run_json(&out).run.client_driver, "epoll");
     let out = wsbench(&[
         "run", "--stack", "raw-tcp", "--rate", "100", "--driver", "kqueue",
     ]);

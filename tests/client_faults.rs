@@ -7,7 +7,7 @@ use fault_server::Reply;
 use tokio_tungstenite::tungstenite::Message;
 use wsbench::client::wire::{OP_BINARY, OP_TEXT};
 use wsbench::client::{
-    self, Budget, ClientError, Connection, ErrorKind, MessageSpec, PayloadKind, Target,
+    self, Budget, ClientError, Connection, Driver, ErrorKind, MessageSpec, PayloadKind, Target,
 };
 use wsbench::stacks::Protocol;
 
@@ -56,32 +56,50 @@ fn bad_server(how: Misbehaviour) -> Target {
     })
 }
 
-/// The ways the client waits for echoes, each a separate loop that must
-/// catch every fault: a small and a large message (checked as it arrives)
-/// in flight alone or with others, through the runtime
-/// (`Connection::run`) or in blocking system calls (`client::drive` with
-/// one connection).
+/// A small and a large message (checked as it arrives), in flight alone
+/// or with others.
 const WAYS: [(usize, usize); 4] = [(64, 1), (64, 4), (200_000, 1), (200_000, 3)];
 
+/// The loops the client waits for echoes in, each of which must catch
+/// every fault.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    /// Through the runtime (`Connection::run`).
+    Runtime,
+    /// In blocking system calls (`client::drive` with one connection).
+    Blocking,
+    /// On io_uring (`client::drive_on` with two connections).
+    Uring,
+}
+
 /// Runs 10 round trips of `size_bytes` with `window` in flight against a
-/// misbehaving server, both through the runtime and blocking, and returns
-/// the two errors, each with a line that says how it came.
+/// misbehaving server in each loop and returns the errors, each with a
+/// line that says how it came.
 fn errors_against(
     how: Misbehaviour,
     size_bytes: usize,
     window: usize,
 ) -> Vec<(String, ClientError)> {
-    [false, true]
+    [Waiting::Runtime, Waiting::Blocking, Waiting::Uring]
         .into_iter()
-        .map(|blocking| {
+        .map(|waiting| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             let target = bad_server(how);
             rt.block_on(async {
-                let mut conn = Connection::open(&target).await.unwrap();
-                conn.set_stall_timeout(Duration::from_secs(1));
+                let n = if matches!(waiting, Waiting::Uring) {
+                    2
+                } else {
+                    1
+                };
+                let mut conns = Vec::new();
+                for _ in 0..n {
+                    let mut conn = Connection::open(&target).await.unwrap();
+                    conn.set_stall_timeout(Duration::from_secs(1));
+                    conns.push(conn);
+                }
                 let spec = MessageSpec {
                     size_bytes,
                     kind: PayloadKind::Binary,
@@ -89,25 +107,30 @@ fn errors_against(
                 };
                 let started = Instant::now();
                 let mut hist = client::new_histogram();
-                // A blocking run cannot be timed out from this thread; the
-                // elapsed time is checked after it instead.
-                let r = if blocking {
-                    client::drive(
-                        std::slice::from_mut(&mut conn),
+                // A blocking or io_uring run cannot be timed out from this
+                // thread; the elapsed time is checked after it instead.
+                let r = match waiting {
+                    Waiting::Blocking => {
+                        client::drive(&mut conns, spec, Budget::Count(10), &mut hist)
+                            .await
+                            .map(|_| ())
+                    }
+                    Waiting::Uring => client::drive_on(
+                        &mut conns,
                         spec,
                         Budget::Count(10),
                         &mut hist,
+                        Driver::Uring,
                     )
                     .await
-                    .map(|_| ())
-                } else {
-                    tokio::time::timeout(
+                    .map(|_| ()),
+                    Waiting::Runtime => tokio::time::timeout(
                         Duration::from_secs(30),
-                        conn.run(spec, Budget::Count(10), &mut hist),
+                        conns[0].run(spec, Budget::Count(10), &mut hist),
                     )
                     .await
                     .expect("the client must give up on its own, well before 30 s")
-                    .map(|_| ())
+                    .map(|_| ()),
                 };
                 let err = r.expect_err("a misbehaving server must fail the run");
                 assert_eq!(err.stack, "misbehaving-test-server", "{err}");
@@ -117,7 +140,7 @@ fn errors_against(
                     "the message names the stack: {err}"
                 );
                 assert!(started.elapsed() < Duration::from_secs(20), "{err}");
-                let how = format!("{size_bytes} B, window {window}, blocking {blocking}: {err}");
+                let how = format!("{size_bytes} B, window {window}, {waiting:?}: {err}");
                 (how, err)
             })
         })

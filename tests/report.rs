@@ -583,6 +583,35 @@ fn broadcast() -> Vec<Measurement> {
     out
 }
 
+/// The client against the leanest servers, on each driver.
+fn headroom() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in ["raw-tcp", "fastwebsockets", "tokio-websockets"] {
+        for (driver, ratio) in [("io_uring", 0.9), ("epoll", 1.2)] {
+            let params = json!({"conns": 4096, "size_bytes": 20, "window": 1, "driver": driver});
+            let bench = format!("headroom/{stack}/{driver}/4096x20/1");
+            let server_ns = 9_000.0;
+            for (metric, value, unit) in [
+                ("client_cpu_per_server_cpu", ratio, "ratio"),
+                ("client_cpu_ns_per_msg", ratio * server_ns, "ns"),
+                ("server_cpu_ns_per_msg", server_ns, "ns"),
+            ] {
+                out.push(m(
+                    "headroom",
+                    &bench,
+                    stack,
+                    params.clone(),
+                    metric,
+                    value,
+                    unit,
+                    "schedstat",
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
     let mut file = ResultsFile {
         schema: SCHEMA_VERSION,
@@ -607,6 +636,7 @@ fn full_results() -> ResultsFile {
         ("throughput", throughput()),
         ("scaling", scaling()),
         ("load", load()),
+        ("headroom", headroom()),
         ("broadcast", broadcast()),
         ("memory", memory()),
         ("placement", placement()),
@@ -1097,6 +1127,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
             "throughput",
             "scaling",
             "load",
+            "headroom",
             "broadcast",
             "memory",
             "placement",
@@ -1107,7 +1138,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(
         md.contains(
-            "Not measured in this run: throughput, scaling, load, broadcast, memory, placement, conformance, leak"
+            "Not measured in this run: throughput, scaling, load, headroom, broadcast, memory, placement, conformance, leak"
         ),
         "{md}"
     );
@@ -1344,11 +1375,12 @@ mod publishing {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const EXPECTED: [&str; 9] = [
+    const EXPECTED: [&str; 10] = [
         "latency",
         "throughput",
         "scaling",
         "load",
+        "headroom",
         "broadcast",
         "memory",
         "placement",

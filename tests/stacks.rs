@@ -18,7 +18,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 
 use wsbench::client::wire::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
-use wsbench::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
+use wsbench::client::{self, Budget, Connection, Driver, MessageSpec, PayloadKind, Target};
 use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, versions, Host, Protocol, Runtime, ServerHandle, StackInfo};
@@ -223,13 +223,22 @@ fn hundred_connections_hundred_messages(stack: &'static StackInfo, echo: EchoPol
             kind: PayloadKind::Binary,
             window: 1,
         };
-        let mut hist = client::new_histogram();
-        let stats = client::drive(&mut conns, spec, Budget::Count(100), &mut hist)
-            .await
-            .unwrap();
-        assert_eq!(stats.round_trips, 100 * 100);
-        assert_eq!(hist.len(), 100 * 100);
-        assert!(conns.iter().all(|c| c.verified_round_trips() == 100));
+        // Both drivers, in turn on the same connections, verify the same
+        // count.
+        for (turn, driver) in [Driver::Uring, Driver::Epoll].into_iter().enumerate() {
+            let mut hist = client::new_histogram();
+            let budget = Budget::Count(100);
+            let stats = client::drive_on(&mut conns, spec, budget, &mut hist, driver)
+                .await
+                .unwrap();
+            assert_eq!(stats.round_trips, 100 * 100, "{driver:?}");
+            assert_eq!(hist.len(), 100 * 100, "{driver:?}");
+            let each = 100 * (turn as u64 + 1);
+            assert!(
+                conns.iter().all(|c| c.verified_round_trips() == each),
+                "{driver:?}"
+            );
+        }
         client::close_all(conns).await.unwrap();
     }));
     server.shutdown().unwrap();

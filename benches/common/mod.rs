@@ -260,6 +260,16 @@ pub fn fds_for(stack: &StackInfo, conns: usize) -> u64 {
     conns as u64 * per_conn
 }
 
+/// The rounds' block: one per connection count unless the descriptors
+/// split the stacks into several (then their figures are not paired).
+pub fn block_name(prefix: &str, conns: usize, b: usize, blocks: usize) -> String {
+    if blocks == 1 {
+        format!("{prefix}/{conns}")
+    } else {
+        format!("{prefix}/{conns}/part-{}", b + 1)
+    }
+}
+
 /// Splits `cases` (in their order) into blocks whose `conns` connections
 /// each fit in this process's free descriptors together, packed first-fit,
 /// so that as many cases as possible share interleaved rounds.
@@ -512,12 +522,26 @@ pub struct RoundTripCase<'a> {
     pub server: &'a ServerHandle,
     pub conns: Vec<client::Connection>,
     pub spec: client::MessageSpec,
+    /// How the client waits on the connections (when there are several).
+    pub driver: Driver,
     /// The benchmark id, as criterion shows it and results.json keeps it.
     pub id: String,
     /// criterion's function and parameter for this case.
     pub function: String,
     pub parameter: String,
     pub params: Params,
+}
+
+impl RoundTripCase<'_> {
+    /// Verified round trips of the case for `budget`, with its CPU.
+    fn round_trips(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        budget: client::Budget,
+    ) -> Result<workload::Sample, client::ClientError> {
+        let pid = self.server.pid;
+        workload::round_trips(rt, &mut self.conns, self.spec, budget, pid, self.driver)
+    }
 }
 
 /// criterion's benchmark of every case, one after the other (its HTML and
@@ -534,8 +558,7 @@ pub fn criterion_round_trips(
         let id = criterion::BenchmarkId::new(&case.function, &case.parameter);
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
-                let budget = client::Budget::Count(iters);
-                workload::round_trips(rt, &mut case.conns, case.spec, budget, case.server.pid)
+                case.round_trips(rt, client::Budget::Count(iters))
                     .unwrap_or_else(|e| fail(&format!("benchmark {}: {e}", case.id)))
                     .elapsed
             })
@@ -553,10 +576,8 @@ pub fn round_trip_rounds(
     rec: &mut Recorder,
     figures: &[&'static wsbench::metrics::Metric],
 ) {
-    let samples = rounds::interleave(cases, plan, |case, budget| {
-        workload::round_trips(rt, &mut case.conns, case.spec, budget, case.server.pid)
-    })
-    .unwrap_or_else(|(i, e)| fail(&format!("benchmark {}: {e}", cases[i].id)));
+    let samples = rounds::interleave(cases, plan, |case, budget| case.round_trips(rt, budget))
+        .unwrap_or_else(|(i, e)| fail(&format!("benchmark {}: {e}", cases[i].id)));
     for (case, samples) in cases.iter().zip(&samples) {
         rec.add_rounds(&case.id, case.stack, &case.params, block, samples, figures);
     }

@@ -217,6 +217,15 @@ impl Connection {
         self.prepared = Some(Prepared::new(spec, self.protocol, self.mask));
     }
 
+    /// Prepares `spec`'s frames, and a receive buffer with room for its
+    /// window's echoes.
+    pub(super) fn prepare_window(&mut self, spec: MessageSpec) {
+        self.prepare(spec);
+        let frame_bytes = self.prepared.as_ref().expect("prepared").frame_bytes();
+        self.recv
+            .grow_to((spec.window * frame_bytes).min(RECV_BUFFER_BYTES));
+    }
+
     /// Sends and verifies round trips until `budget` is spent, recording
     /// each round trip's time in nanoseconds into `hist`. Returns the number
     /// of round trips, all verified.
@@ -247,12 +256,9 @@ impl Connection {
         if self.deflate {
             return Err(self.err(ErrorKind::Compressed));
         }
-        self.prepare(spec);
+        self.prepare_window(spec);
         let before = self.next_recv_seq;
-        let p = self.prepared.as_ref().expect("prepared");
-        let (frame_bytes, sequential) = (p.frame_bytes(), p.sequential());
-        self.recv
-            .grow_to((spec.window * frame_bytes).min(RECV_BUFFER_BYTES));
+        let sequential = self.prepared.as_ref().expect("prepared").sequential();
         self.watch.progress(before);
         self.watch.set_running(true);
         let result = match waiting {

@@ -1,13 +1,16 @@
 //! The io_uring driver: many connections' sends and receives go to the
-//! kernel in one system call, which also collects their completions.
+//! kernel in one system call, which also collects their completions. It
+//! runs the open loop's schedule and, for many connections, the closed
+//! loop (each connection topped up to its window as echoes come), on the
+//! same lanes and checks as the epoll loop (`super::open_loop`).
 //!
 //! With epoll, every echo costs the client a `read` and every batch a
-//! `send`, each its own system call, and a wait besides: about as many
-//! calls as the server makes, so the client spent about what the server
-//! did per message. Here each connection keeps one receive queued in the
-//! ring at all times and at most one send; one `io_uring_enter` submits
-//! what the loop queued and waits (with a nanosecond timeout, until the
-//! next send is due) for completions, whose number grows with the load.
+//! `send`, each its own system call, and a wait besides; through the
+//! runtime, a task's wake-up too. Here each connection keeps one receive
+//! queued in the ring at all times and at most one send; one
+//! `io_uring_enter` submits what the loop queued and waits (with a
+//! nanosecond timeout, until the next send is due) for completions, whose
+//! number grows with the load.
 //!
 //! The ring is set up for a single issuer that runs the kernel's
 //! completion work itself (`DEFER_TASKRUN`): a receive's copy runs in
@@ -17,7 +20,11 @@
 //!
 //! A buffer the kernel may still write to cannot be given back: every
 //! run ends by cancelling what is still queued and waiting for each
-//! cancellation, on success and on error alike.
+//! cancellation, on success and on error alike. Arming every connection
+//! at the start and cancelling at the end cost the client with the
+//! connections, not the messages; the run reports that CPU apart
+//! (`OpenLoopRun::harness_cpu`), and the schedule starts once the arming
+//! is done.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -33,12 +40,7 @@ use super::open_loop::{Lane, OpenLoopRun, Recording, Schedule};
 /// per process.
 pub fn available() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    PROBE
-        .get_or_init(|| match Ring::new(8) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        })
-        .clone()
+    PROBE.get_or_init(|| Ring::new(8).map(drop)).clone()
 }
 
 /// Low bit of a request's user data: what it was.
@@ -63,7 +65,8 @@ struct Ring {
 
 impl Ring {
     /// A ring for `conns` connections: room in the completion queue for
-    /// a receive and a send of each, so none overflows.
+    /// a receive and a send of each (the kernel keeps any overflow, as
+    /// `IORING_FEAT_NODROP` promises).
     fn new(conns: usize) -> Result<Ring, String> {
         let sq = (conns as u32).clamp(8, 4096).next_power_of_two();
         let cq = (2 * conns as u32).max(2 * sq).next_power_of_two();
@@ -104,14 +107,15 @@ impl Ring {
         }
     }
 
-    /// Submits what is queued and waits up to `timeout` for at least one
-    /// completion, then takes every completion there is into `reaped`.
-    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Submits what is queued and waits up to `timeout` for at least
+    /// `want` completions, then takes every completion there is into
+    /// `reaped`.
+    fn wait(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -135,33 +139,37 @@ impl Ring {
     /// still write to.
     fn drain(&mut self, mut answered: impl FnMut(u64, i32)) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        let mut cancelled = false;
+        let mut cancel_due = true;
         while self.in_flight > 0 {
-            if !cancelled {
+            if cancel_due {
                 let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
                     .build()
                     .user_data(CANCEL);
                 // SAFETY: a cancellation points to no memory.
-                if unsafe { self.push(&cancel) }.is_ok() {
-                    cancelled = true;
-                }
+                cancel_due = unsafe { self.push(&cancel) }.is_err();
             }
+            // Every answer at once: waiting for one at a time let the
+            // kernel hand them back a few dozen per call, which took 40 ms
+            // for a thousand connections.
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.wait(left.min(Duration::from_millis(100))).is_err() {
+            let step = left.min(Duration::from_millis(100));
+            if left.is_zero() || self.wait(self.in_flight, step).is_err() {
                 eprintln!(
                     "wsbench: io_uring did not give back {} requests within {:?}; stopping, since their buffers cannot be freed safely",
                     self.in_flight, DRAIN_TIMEOUT
                 );
                 std::process::abort();
             }
-            // A cancellation answers for itself and the ones it cancelled;
-            // one that found requests still to come is sent again.
             for &(user_data, res) in &self.reaped {
-                if user_data == CANCEL {
-                    cancelled = false;
-                } else {
+                if user_data != CANCEL {
                     answered(user_data, res);
                 }
+            }
+            // Requests still held after a wait in which the cancellation
+            // did not answer: it is sent again (one with nothing left to
+            // cancel only answers so).
+            if self.in_flight > 0 && self.reaped.iter().all(|&(ud, _)| ud != CANCEL) {
+                cancel_due = true;
             }
         }
     }
@@ -171,14 +179,15 @@ impl Ring {
 #[derive(Clone, Copy, Default)]
 struct InFlight {
     send: bool,
-    /// The submission its send went in with (see `OpenLoopDriver::run`).
+    /// The submission its send went in with (see `RingLoop::run`).
     send_round: u64,
 }
 
-/// The open loop on io_uring: the same schedule, lanes and checks as the
-/// epoll driver, with the system calls batched.
-pub(super) fn run_open_loop(
-    schedule: Schedule,
+/// A run on io_uring, open loop or closed: the same schedule, lanes and
+/// checks as the epoll driver's, with the system calls batched. The
+/// schedule is made once the ring is set up and every receive queued.
+pub(super) fn run(
+    schedule: impl FnOnce() -> Schedule,
     lanes: &mut [Lane<'_>],
 ) -> Result<OpenLoopRun, (usize, ErrorKind)> {
     let mut ring = Ring::new(lanes.len()).map_err(|e| {
@@ -190,9 +199,15 @@ pub(super) fn run_open_loop(
             },
         )
     })?;
-    let mut driver = OpenLoopDriver {
-        schedule,
-        fds: lanes.iter().map(|l| l.socket.as_raw_fd()).collect(),
+    let fds: Vec<RawFd> = lanes.iter().map(|l| l.socket.as_raw_fd()).collect();
+    let armed = (0..lanes.len()).try_for_each(|i| arm_recv(&mut ring, &fds, lanes, i));
+    if let Err(e) = armed {
+        ring.drain(|_, _| {});
+        return Err(e);
+    }
+    let mut driver = RingLoop {
+        schedule: schedule(),
+        fds,
         flight: vec![InFlight::default(); lanes.len()],
         round: 0,
         sending: Vec::new(),
@@ -209,7 +224,8 @@ pub(super) fn run_open_loop(
     result
 }
 
-struct OpenLoopDriver {
+/// The loop of one run: its schedule and what each connection has queued.
+struct RingLoop {
     schedule: Schedule,
     fds: Vec<RawFd>,
     flight: Vec<InFlight>,
@@ -221,7 +237,7 @@ struct OpenLoopDriver {
     submitted: Vec<usize>,
 }
 
-impl OpenLoopDriver {
+impl RingLoop {
     fn run(
         &mut self,
         ring: &mut Ring,
@@ -229,8 +245,11 @@ impl OpenLoopDriver {
     ) -> Result<OpenLoopRun, (usize, ErrorKind)> {
         let mut rec = self.schedule.new_recording();
         let mut due: Vec<usize> = Vec::new();
+        let now = Instant::now();
         for i in 0..lanes.len() {
-            self.arm_recv(ring, lanes, i)?;
+            if self.schedule.refill(&mut lanes[i], now) {
+                self.send_next(ring, lanes, i, &mut rec)?;
+            }
         }
         loop {
             let now = Instant::now();
@@ -248,7 +267,7 @@ impl OpenLoopDriver {
             }
             self.schedule.stalled(now, lanes)?;
             std::mem::swap(&mut self.sending, &mut self.submitted);
-            ring.wait(self.schedule.timeout())
+            ring.wait(1, self.schedule.timeout())
                 .map_err(|e| (0, ErrorKind::read(e)))?;
             self.round += 1;
             for k in 0..ring.reaped.len() {
@@ -274,24 +293,6 @@ impl OpenLoopDriver {
             self.submitted.clear();
         }
         Ok(self.schedule.result(rec))
-    }
-
-    /// Queues a receive into the lane's buffer.
-    fn arm_recv(
-        &mut self,
-        ring: &mut Ring,
-        lanes: &mut [Lane<'_>],
-        i: usize,
-    ) -> Result<(), (usize, ErrorKind)> {
-        let space = lanes[i].recv.read_space();
-        let len = space.len().min(u32::MAX as usize) as u32;
-        let entry = opcode::Recv::new(types::Fd(self.fds[i]), space.as_mut_ptr(), len)
-            .build()
-            .user_data(((i as u64) << 1) | RECV);
-        // SAFETY: the lane's receive buffer is not touched until this
-        // receive completes (`received`), and the run drains the ring
-        // before the lanes go.
-        unsafe { ring.push(&entry) }.map_err(|e| (i, ErrorKind::read(e)))
     }
 
     /// Queues the next piece of the lane's batch under way, or numbers a
@@ -379,12 +380,30 @@ impl OpenLoopDriver {
         }
         let verified = lane.verify(rec).map_err(|e| (i, e))?;
         let at = lane.recv.last_read_at;
-        let held_back = lane.held_back(&self.schedule.spec);
         self.schedule.verified(verified, at);
-        if verified > 0 && held_back {
-            // Room in the window for messages held back.
+        // Room in the window: for messages held back (open loop), or for
+        // the next ones (closed loop).
+        if verified > 0 && (self.schedule.refill(lane, at) || lane.held_back(&self.schedule.spec)) {
             self.send_next(ring, lanes, i, rec)?;
         }
-        self.arm_recv(ring, lanes, i)
+        arm_recv(ring, &self.fds, lanes, i)
     }
+}
+
+/// Queues a receive into lane `i`'s buffer.
+fn arm_recv(
+    ring: &mut Ring,
+    fds: &[RawFd],
+    lanes: &mut [Lane<'_>],
+    i: usize,
+) -> Result<(), (usize, ErrorKind)> {
+    let space = lanes[i].recv.read_space();
+    let len = space.len().min(u32::MAX as usize) as u32;
+    let entry = opcode::Recv::new(types::Fd(fds[i]), space.as_mut_ptr(), len)
+        .build()
+        .user_data(((i as u64) << 1) | RECV);
+    // SAFETY: the lane's receive buffer is not touched until this receive
+    // completes (`received`), and every run drains the ring before the
+    // lanes go.
+    unsafe { ring.push(&entry) }.map_err(|e| (i, ErrorKind::read(e)))
 }

@@ -25,7 +25,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::metrics as metrics_table;
-use crate::client::{self, Budget, Connection, MessageSpec, PayloadKind, Target};
+use crate::client::{self, Budget, Connection, Driver, MessageSpec, PayloadKind, Target};
 use crate::measure::alloc;
 use crate::measure::threads;
 use crate::metrics::{self, Metric, Source};
@@ -164,21 +164,17 @@ pub fn measure_to_file(
     write_round(&file, out)
 }
 
+/// The driver of compare's many-connection phases: the runtime's epoll,
+/// which any build compared has, so both sides run the same client.
+const DRIVER: Driver = Driver::Epoll;
+
 /// An empty round file with this process's run record, and the client
 /// runtime, in that order: the record counts the CPUs this process may use,
 /// before the runtime pins this thread.
 fn begin_round(plan: &Plan) -> anyhow::Result<(RoundFile, tokio::runtime::Runtime)> {
     check_allocator()?;
     let file = RoundFile {
-        // Its workloads are closed loops (blocking calls or the runtime's
-        // epoll).
-        run: crate::machine::run_info(
-            plan.placement,
-            1,
-            true,
-            EchoPolicy::FlushEach,
-            client::Driver::Epoll,
-        ),
+        run: crate::machine::run_info(plan.placement, 1, true, EchoPolicy::FlushEach, DRIVER),
         measurements: Vec::new(),
         windows: BTreeMap::new(),
     };
@@ -364,7 +360,8 @@ impl<'rt> Session<'rt> {
     fn warm_up(&mut self, phase: Phase) -> anyhow::Result<()> {
         let server = self.server.as_ref().expect("server runs until finish");
         let budget = Budget::Until(Instant::now() + self.plan.warm_up);
-        workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server.pid)?;
+        let pid = server.pid;
+        workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, pid, DRIVER)?;
         Ok(())
     }
 
@@ -372,7 +369,8 @@ impl<'rt> Session<'rt> {
     fn window(&mut self, phase: Phase) -> anyhow::Result<()> {
         let server = self.server.as_ref().expect("server runs until finish");
         let budget = Budget::Until(Instant::now() + self.plan.window);
-        let w = workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, server.pid)?;
+        let pid = server.pid;
+        let w = workload::round_trips(self.rt, &mut self.conns, phase.spec(), budget, pid, DRIVER)?;
         match phase {
             Phase::Latency => self.latency.push(w),
             Phase::Throughput => self.throughput.push(w),

@@ -68,6 +68,16 @@ impl Cpu {
         }
     }
 
+    /// This CPU less `harness` of the client's: the client driver's
+    /// setting up and taking down around a run, which grows with the
+    /// connections and not the messages (`client::RunStats::harness_cpu`).
+    pub fn less_client(self, harness: std::time::Duration) -> Cpu {
+        Cpu {
+            client_ns: self.client_ns.saturating_sub(harness.as_nanos() as u64),
+            ..self
+        }
+    }
+
     /// Adds another stretch's CPU to this one.
     pub fn add(&mut self, other: Cpu) {
         self.server_ns += other.server_ns;

@@ -26,6 +26,7 @@ pub const EXPECTED_GROUPS: &[&str] = &[
     "throughput",
     "scaling",
     "load",
+    "headroom",
     "broadcast",
     "memory",
     "placement",

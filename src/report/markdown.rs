@@ -54,6 +54,12 @@ fn group_blurb(group: &str) -> Option<&'static str> {
              The `slow-consumer` entries: a room of 100 in which one member stops reading for `pause_ms`; \
              `bench_peak_rss_bytes` is the bench process's own peak over a stack's rooms."
         }
+        "headroom" => {
+            "Whether the client is lighter than the leanest servers: `client_cpu_per_server_cpu` is the client's \
+             CPU over the server's for the same verified round trips, on each client `driver`, in closed loops \
+             of `conns` connections with `window` messages in flight; near or above 1, a server as fast would be \
+             measured at the client's limit."
+        }
         "memory" => "Allocations per round trip, and live bytes per idle connection under each settings profile.",
         "placement" => {
             "The same round trip with the threads placed differently; `rtt_cv` is the coefficient of \
