@@ -66,7 +66,9 @@ pub enum Driver {
     /// receives and collects their completions.
     #[value(name = "uring")]
     Uring,
-    /// epoll: a system call for every read, every write and every wait.
+    /// epoll: the open loop's own epoll loop, or for a closed loop the
+    /// tokio runtime's; a system call for every read, every write and
+    /// every wait.
     Epoll,
 }
 
