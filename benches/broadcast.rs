@@ -95,6 +95,8 @@ struct Plan {
     slow_before: Duration,
     slow_pause: Duration,
     slow_after: Duration,
+    /// How the client waits on the room (the run's setting).
+    driver: Driver,
 }
 
 impl Plan {
@@ -107,6 +109,7 @@ impl Plan {
                 warm_up: Duration::from_millis(20),
                 past_limit_step: Duration::from_millis(100),
                 past_limit_warm_up: Duration::from_millis(20),
+                driver: mode.driver,
                 slow_room: 10,
                 slow_before: Duration::from_millis(100),
                 slow_pause: Duration::from_millis(300),
@@ -127,6 +130,7 @@ impl Plan {
             warm_up: mode.pick(Duration::from_millis(100), Duration::from_millis(50)),
             past_limit_step: Duration::from_millis(200),
             past_limit_warm_up: Duration::from_millis(50),
+            driver: mode.driver,
             slow_room: SLOW_ROOM,
             slow_before: mode.pick(Duration::from_millis(250), Duration::from_millis(200)),
             slow_pause: mode.pick(Duration::from_secs(10), Duration::from_secs(1)),
@@ -144,11 +148,7 @@ fn allowed(sizes: &[usize]) -> Vec<usize> {
 
 fn main() {
     CountingAlloc::mark_installed();
-    let mode = Mode {
-        // The room's client has an epoll loop only; its record says so.
-        driver: Driver::Epoll,
-        ..Mode::from_env_placing(Placement::SplitCores)
-    };
+    let mode = Mode::from_env_placing(Placement::SplitCores);
     let rt = client_runtime(&mode);
     let settings = ServerSettings {
         service: Service::Broadcast,
@@ -255,7 +255,7 @@ fn sweep(
             };
             bw::room_step(
                 room,
-                Broadcast::constant(RATE_PER_S, step),
+                Broadcast::constant(RATE_PER_S, step, plan.driver),
                 warm_up,
                 server,
                 memory_before,
@@ -437,7 +437,7 @@ fn profile(rt: &tokio::runtime::Runtime, mode: &Mode, settings: &ServerSettings)
         let mut room = None;
         let profiled = (|| -> anyhow::Result<()> {
             let r = grow(rt, &target(&server), &mut room, room_size)?;
-            let step = Broadcast::constant(RATE_PER_S, plan.past_limit_step);
+            let step = Broadcast::constant(RATE_PER_S, plan.past_limit_step, plan.driver);
             r.run(Broadcast {
                 duration: plan.past_limit_warm_up,
                 ..step
@@ -502,6 +502,7 @@ fn slow_consumer(
             ..Broadcast::constant(
                 SLOW_RATE_PER_S,
                 plan.slow_before + plan.slow_pause + plan.slow_after,
+                plan.driver,
             )
         };
         let sample = bw::slow_consumer(&mut room, spec, server);

@@ -2,7 +2,7 @@
 //! every broadcast, verified, under each echo write policy (the writer's
 //! flush policy); a slow consumer's run ends within its deadline; and a
 //! server that drops, repeats or reorders a delivery is caught, naming the
-//! stack.
+//! stack. Each runs on both of the client's drivers, io_uring and epoll.
 //!
 //! Tests assert behaviour only; nothing here is timed.
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use wsbench::client::broadcast::{Broadcast, Pause, RoomClient};
-use wsbench::client::{self, Connection, ErrorKind, PayloadKind, Target};
+use wsbench::client::{self, Connection, Driver, ErrorKind, PayloadKind, Target};
 use wsbench::placement::Placement;
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings, Service};
 use wsbench::stacks::{Host, Protocol, ServerHandle, StackInfo};
@@ -42,6 +42,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Both drivers, where this kernel has io_uring (`client_faults.rs` and
+/// `open_loop.rs` require it where it is expected).
+fn drivers() -> Vec<Driver> {
+    match Driver::choose(Some(Driver::Uring)) {
+        Ok(Driver::Uring) => vec![Driver::Uring, Driver::Epoll],
+        _ => vec![Driver::Epoll],
+    }
+}
+
 /// A room of `n` on `target`, five of them senders, synchronised.
 fn room(rt: &tokio::runtime::Runtime, target: &Target, n: usize, kind: PayloadKind) -> RoomClient {
     let conns = rt
@@ -62,21 +71,27 @@ fn room_of_50(stack: &'static StackInfo, echo: EchoPolicy) {
     };
     for &kind in kinds {
         let mut room = room(&rt, &target, 50, kind);
-        let spec = Broadcast {
-            size_bytes: 64,
-            kind,
-            stall_timeout: Duration::from_secs(10),
-            ..Broadcast::constant(500.0, Duration::from_millis(300))
-        };
-        let run = room.run(spec).unwrap_or_else(|e| panic!("{e:#}"));
-        assert!(
-            run.broadcasts >= 140,
-            "{}: {} broadcasts",
-            stack.name,
-            run.broadcasts
-        );
-        assert_eq!(run.deliveries, run.broadcasts * 50, "{}", stack.name);
-        assert_eq!(run.latency.len(), run.deliveries, "{}", stack.name);
+        // The drivers take turns on one room: each run starts where the
+        // other left the connections.
+        for driver in drivers() {
+            let spec = Broadcast {
+                size_bytes: 64,
+                kind,
+                stall_timeout: Duration::from_secs(10),
+                ..Broadcast::constant(500.0, Duration::from_millis(300), driver)
+            };
+            let run = room
+                .run(spec)
+                .unwrap_or_else(|e| panic!("{} on {driver:?}: {e:#}", stack.name));
+            let name = format!("{} on {driver:?}", stack.name);
+            assert!(
+                run.broadcasts >= 140,
+                "{name}: {} broadcasts",
+                run.broadcasts
+            );
+            assert_eq!(run.deliveries, run.broadcasts * 50, "{name}");
+            assert_eq!(run.latency.len(), run.deliveries, "{name}");
+        }
         rt.block_on(client::close_all(room.into_connections()))
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
@@ -95,6 +110,12 @@ fn room_of_50_batched(stack: &'static StackInfo) {
 /// on: whatever the server does about it, the run ends in time and what
 /// arrives is verified.
 fn slow_consumer_ends(stack: &'static StackInfo) {
+    for driver in drivers() {
+        slow_consumer_ends_on(stack, driver);
+    }
+}
+
+fn slow_consumer_ends_on(stack: &'static StackInfo, driver: Driver) {
     let server = start(stack, EchoPolicy::FlushEach);
     let target = Target::of(&server);
     let rt = runtime();
@@ -117,22 +138,23 @@ fn slow_consumer_ends(stack: &'static StackInfo) {
             after: Duration::from_millis(200),
             length: Duration::from_secs(1),
         }),
-        ..Broadcast::constant(200.0, Duration::from_millis(1500))
+        ..Broadcast::constant(200.0, Duration::from_millis(1500), driver)
     };
-    let run = room.run(spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let name = format!("{} on {driver:?}", stack.name);
+    let run = room.run(spec).unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let took = began.elapsed();
-    assert!(took < Duration::from_secs(20), "{}: {took:?}", stack.name);
+    assert!(took < Duration::from_secs(20), "{name}: {took:?}");
     let slow = run.slow.expect("a slow outcome");
     // Whatever it was, it is accounted for: delivered, dropped or cut off.
     assert!(
         slow.delivered + slow.dropped == run.broadcasts || slow.disconnected.is_some(),
-        "{}: {slow:?} of {} broadcasts",
-        stack.name,
+        "{name}: {slow:?} of {} broadcasts",
         run.broadcasts
     );
     for c in room.into_connections() {
         c.abort();
     }
+    drop(server);
 }
 
 fn plan(stack: &'static StackInfo) -> Vec<Case> {
@@ -227,14 +249,14 @@ fn faulty_room(fault: Fault) -> Target {
     }
 }
 
-fn fault_is_caught(fault: Fault, name: &str) {
+fn fault_is_caught(fault: Fault, name: &str, driver: Driver) {
     let target = faulty_room(fault);
     let rt = runtime();
     let conns = rt.block_on(client::connect_room(&target, 4)).unwrap();
     let mut room = RoomClient::new(conns, 1, 32, PayloadKind::Binary).unwrap();
     let spec = Broadcast {
         stall_timeout: Duration::from_secs(1),
-        ..Broadcast::constant(1000.0, Duration::from_millis(100))
+        ..Broadcast::constant(1000.0, Duration::from_millis(100), driver)
     };
     // The synchronising probes are deliveries too: the fault may fall there.
     let err = match room.sync() {
@@ -260,10 +282,12 @@ fn main() -> ExitCode {
     ];
     let mut extra: Vec<Trial> = faults
         .into_iter()
-        .map(|(name, fault)| {
-            Trial::test(format!("faults::{name}"), move || {
-                fault_is_caught(fault, name);
-                Ok(())
+        .flat_map(|(name, fault)| {
+            drivers().into_iter().map(move |driver| {
+                Trial::test(format!("faults::{name}::{}", driver.as_str()), move || {
+                    fault_is_caught(fault, name, driver);
+                    Ok(())
+                })
             })
         })
         .collect();

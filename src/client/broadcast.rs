@@ -18,11 +18,13 @@
 //! had one, and from its first probe on each connection must get every
 //! later message.
 //!
-//! Like the open-loop driver, this one waits in an epoll instance of its
-//! own in the calling thread: call it outside the runtime.
+//! Like the open-loop driver, this one waits in the calling thread, on
+//! an io_uring ring or an epoll instance of its own ([`Broadcast::driver`]):
+//! call it outside the runtime. A room synchronises on epoll; only the
+//! measured runs need the ring.
 
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -31,9 +33,10 @@ use rustix::event::epoll;
 use super::codec::RecvBuf;
 use super::conn::Connection;
 use super::error::{ClientError, ErrorKind};
-use super::open_loop::{wait, TimerSlack};
+use super::open_loop::{thread_cpu, wait, TimerSlack};
 use super::payload::{Template, SEQ_BYTES};
-use super::{new_histogram, wire, PayloadKind, STALL_TIMEOUT};
+use super::uring::{self, Ring, CANCEL, RECV, SEND};
+use super::{new_histogram, wire, Driver, PayloadKind, STALL_TIMEOUT};
 use crate::stacks::Protocol;
 
 /// The lane of the synchronising probes, above any sender's.
@@ -75,11 +78,14 @@ pub struct Broadcast {
     /// deliveries may take once the schedule has ended.
     pub stall_timeout: Duration,
     pub pause: Option<Pause>,
+    /// How the client waits on the room's connections.
+    pub driver: Driver,
 }
 
 impl Broadcast {
-    /// `rate_per_s` broadcasts of 32-byte binary messages for `duration`.
-    pub fn constant(rate_per_s: f64, duration: Duration) -> Broadcast {
+    /// `rate_per_s` broadcasts of 32-byte binary messages for `duration`,
+    /// on `driver`.
+    pub fn constant(rate_per_s: f64, duration: Duration, driver: Driver) -> Broadcast {
         Broadcast {
             rate_per_s,
             size_bytes: 32,
@@ -87,6 +93,7 @@ impl Broadcast {
             duration,
             stall_timeout: STALL_TIMEOUT,
             pause: None,
+            driver,
         }
     }
 }
@@ -134,6 +141,12 @@ pub struct BroadcastRun {
     /// Connections besides the slow one that the server ended.
     pub disconnected_others: usize,
     pub slow: Option<SlowOutcome>,
+    /// The client thread's CPU time setting the driver up for the run and
+    /// taking it down (on io_uring, queueing every member's receive and
+    /// cancelling it), which grows with the room and not the deliveries:
+    /// the workloads leave it out of the client's CPU, as they do for the
+    /// open loop (`super::OpenLoopRun::harness_cpu`).
+    pub harness_cpu: Duration,
 }
 
 impl BroadcastRun {
@@ -156,7 +169,86 @@ struct Member {
     /// Bytes of frames it has still to write (senders only).
     out: Vec<u8>,
     out_written: usize,
+    /// Frames queued while `out` is in a send the kernel holds (io_uring),
+    /// which must not move it.
+    queued: Vec<u8>,
     wants_out: bool,
+}
+
+impl Member {
+    /// After a send: forgets what went, and takes the frames queued
+    /// behind it.
+    fn settle_out(&mut self) {
+        if self.out_written == self.out.len() {
+            self.out.clear();
+            self.out_written = 0;
+            std::mem::swap(&mut self.out, &mut self.queued);
+        } else {
+            self.out.append(&mut self.queued);
+        }
+    }
+}
+
+/// How a room waits on its connections.
+enum Poller {
+    /// Readiness: a `read` or `send` per socket that is ready.
+    Epoll {
+        ep: OwnedFd,
+        events: Vec<epoll::Event>,
+    },
+    /// A ring that holds a receive of every member and a send of each
+    /// that has bytes to write, and hands back what completed.
+    Uring(Box<RoomRing>),
+}
+
+/// What each member has queued in the ring.
+struct RoomRing {
+    ring: Ring,
+    fds: Vec<RawFd>,
+    recv_queued: Vec<bool>,
+    send_queued: Vec<bool>,
+    /// Members whose receive is not queued again when it completes: the
+    /// slow consumer in its pause.
+    paused: Vec<bool>,
+}
+
+impl RoomRing {
+    /// Queues a receive into member `i`'s buffer.
+    fn arm(&mut self, i: usize, m: &mut Member) -> Result<(), ErrorKind> {
+        let entry = uring::recv_entry(self.fds[i], m.conn.recv.read_space(), i);
+        // SAFETY: a member's receive buffer is touched only when its
+        // receive has completed (`serve_ring`), and every run drains the
+        // ring before the members can go.
+        unsafe { self.ring.push(&entry) }.map_err(ErrorKind::read)?;
+        self.recv_queued[i] = true;
+        Ok(())
+    }
+
+    /// Queues a send of member `i`'s unwritten bytes.
+    fn send(&mut self, i: usize, m: &mut Member) -> Result<(), ErrorKind> {
+        let entry = uring::send_entry(self.fds[i], &m.out[m.out_written..], i);
+        // SAFETY: `out` is neither written nor moved while its send is
+        // queued: later frames go to `queued` (`RoomClient::queue_send`).
+        unsafe { self.ring.push(&entry) }
+            .map_err(|source| ErrorKind::Send { seq: None, source })?;
+        self.send_queued[i] = true;
+        Ok(())
+    }
+
+    /// Cancels member `i`'s queued requests of the kinds asked.
+    fn cancel(&mut self, i: usize, recv: bool, send: bool) {
+        for (what, queued) in [
+            (RECV, recv && self.recv_queued[i]),
+            (SEND, send && self.send_queued[i]),
+        ] {
+            if queued {
+                // SAFETY: a cancellation points to no memory. If it cannot
+                // be queued, the request completes on its own and is
+                // handled as any other.
+                let _ = unsafe { self.ring.push(&uring::cancel_entry(i, what)) };
+            }
+        }
+    }
 }
 
 /// A room of connections and what each has verified so far.
@@ -237,6 +329,7 @@ impl RoomClient {
                 gone: None,
                 out: Vec::new(),
                 out_written: 0,
+                queued: Vec::new(),
                 wants_out: false,
             });
         }
@@ -281,11 +374,19 @@ impl RoomClient {
     /// probe since, within [`SYNC_TIMEOUT`]; then every connection is in
     /// the server's room.
     pub fn sync(&mut self) -> Result<(), ClientError> {
-        let ep = self.register()?;
+        let mut poller = self.register(Driver::Epoll)?;
+        let synced = self.sync_on(&mut poller);
+        self.unregister(poller);
+        synced
+    }
+
+    fn sync_on(&mut self, poller: &mut Poller) -> Result<(), ClientError> {
         let deadline = Instant::now() + SYNC_TIMEOUT;
         let mut next_probe_at = Instant::now();
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(256);
-        let mut scratch = Run::scratch(Broadcast::constant(1.0, Duration::ZERO), self);
+        let mut scratch = Run::scratch(
+            Broadcast::constant(1.0, Duration::ZERO, Driver::Epoll),
+            self,
+        );
         loop {
             let joined = self.members.iter().all(|m| m.probe_expected.is_some());
             let now = Instant::now();
@@ -327,14 +428,14 @@ impl RoomClient {
             if !joined && settled && now >= next_probe_at {
                 let frame = self.frame(0, PROBE_LANE, self.next_probe);
                 self.next_probe += 1;
-                self.queue_send(0, &frame, &ep)
+                self.queue_send(0, &frame, poller)
                     .map_err(|k| self.err(0, k))?;
                 next_probe_at = now + PROBE_INTERVAL;
             }
             let timeout = next_probe_at
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(100));
-            self.wait_and_serve(&ep, &mut events, timeout, &mut scratch)?;
+            self.wait_and_serve(poller, timeout, &mut scratch)?;
         }
     }
 
@@ -344,11 +445,14 @@ impl RoomClient {
     /// room; otherwise that fails the run.
     fn wait_and_serve(
         &mut self,
-        ep: &impl AsFd,
-        events: &mut Vec<epoll::Event>,
+        poller: &mut Poller,
         timeout: Duration,
         run: &mut Run,
     ) -> Result<(), ClientError> {
+        let (ep, events) = match poller {
+            Poller::Uring(r) => return self.serve_ring(r, timeout, run),
+            Poller::Epoll { ep, events } => (&*ep, events),
+        };
         events.clear();
         wait(ep, events, timeout).map_err(|e| self.err(0, ErrorKind::read(e)))?;
         for event in events.iter() {
@@ -360,7 +464,8 @@ impl RoomClient {
             match self.read(i, run) {
                 Ok(()) => {}
                 Err(kind) if run.spec.pause.is_some() && kind.is_disconnect() => {
-                    self.leave(i, kind, run, ep);
+                    let _ = epoll::delete(ep, self.members[i].conn.stream.as_fd());
+                    self.leave(i, kind, run);
                 }
                 Err(kind) => return Err(self.err(i, kind)),
             }
@@ -368,8 +473,80 @@ impl RoomClient {
         Ok(())
     }
 
-    /// Registers every connection with a new epoll instance.
-    fn register(&mut self) -> Result<rustix::fd::OwnedFd, ClientError> {
+    /// Submits what the ring has queued, waits up to `timeout` for
+    /// completions, and handles each: a send's bytes counted and the rest
+    /// sent, a receive's checked and the next receive queued.
+    fn serve_ring(
+        &mut self,
+        r: &mut RoomRing,
+        timeout: Duration,
+        run: &mut Run,
+    ) -> Result<(), ClientError> {
+        r.ring
+            .wait(1, timeout)
+            .map_err(|e| self.err(0, ErrorKind::read(e)))?;
+        for k in 0..r.ring.reaped.len() {
+            let (user_data, res) = r.ring.reaped[k];
+            if user_data == CANCEL {
+                continue;
+            }
+            let (i, what) = uring::decode(user_data);
+            if what == SEND {
+                r.send_queued[i] = false;
+                if self.members[i].gone.is_none() {
+                    self.sent(r, i, res).map_err(|kind| self.err(i, kind))?;
+                }
+                continue;
+            }
+            r.recv_queued[i] = false;
+            if self.members[i].gone.is_some() {
+                continue;
+            }
+            let got = match res {
+                n if n >= 0 => self.members[i]
+                    .conn
+                    .recv
+                    .filled(n as usize)
+                    .and_then(|()| self.take_deliveries(i, run)),
+                // A paused member's receive, cancelled; or one to retry.
+                n if n == -libc::ECANCELED || n == -libc::EINTR || n == -libc::EAGAIN => Ok(()),
+                n => Err(ErrorKind::read(io::Error::from_raw_os_error(-n))),
+            };
+            match got {
+                Ok(()) if r.paused[i] => {}
+                Ok(()) => r
+                    .arm(i, &mut self.members[i])
+                    .map_err(|kind| self.err(i, kind))?,
+                Err(kind) if run.spec.pause.is_some() && kind.is_disconnect() => {
+                    r.cancel(i, false, true);
+                    self.leave(i, kind, run);
+                }
+                Err(kind) => return Err(self.err(i, kind)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Member `i`'s send completed, `res` bytes or the error: sends what
+    /// is left and what was queued behind it.
+    fn sent(&mut self, r: &mut RoomRing, i: usize, res: i32) -> Result<(), ErrorKind> {
+        let m = &mut self.members[i];
+        m.out_written +=
+            uring::sent_bytes(res).map_err(|source| ErrorKind::Send { seq: None, source })?;
+        m.settle_out();
+        if m.out.is_empty() {
+            return Ok(());
+        }
+        r.send(i, m)
+    }
+
+    /// Sets `driver` up for a run: every member in the room registered
+    /// with a new epoll instance, or a receive of each queued in a new
+    /// ring (and a send of what one has left to write).
+    fn register(&mut self, driver: Driver) -> Result<Poller, ClientError> {
+        if driver == Driver::Uring {
+            return self.register_ring();
+        }
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| {
             self.err(
                 0,
@@ -406,13 +583,93 @@ impl RoomClient {
                 ));
             }
         }
-        Ok(ep)
+        Ok(Poller::Epoll {
+            ep,
+            events: Vec::with_capacity(1024),
+        })
     }
 
-    /// Queues a frame on connection `i` and writes what the socket takes.
-    fn queue_send(&mut self, i: usize, frame: &[u8], ep: &impl AsFd) -> Result<(), ErrorKind> {
-        self.members[i].out.extend_from_slice(frame);
-        self.write_out(i, ep)
+    /// A new ring with a receive of every member queued.
+    fn register_ring(&mut self) -> Result<Poller, ClientError> {
+        let ring = Ring::new(self.members.len()).map_err(|e| {
+            self.err(
+                0,
+                ErrorKind::Socket {
+                    during: "setting up io_uring",
+                    source: io::Error::other(e),
+                },
+            )
+        })?;
+        let n = self.members.len();
+        let mut r = Box::new(RoomRing {
+            ring,
+            fds: self
+                .members
+                .iter()
+                .map(|m| m.conn.stream.as_raw_fd())
+                .collect(),
+            recv_queued: vec![false; n],
+            send_queued: vec![false; n],
+            paused: vec![false; n],
+        });
+        for i in 0..n {
+            let m = &mut self.members[i];
+            if m.gone.is_some() {
+                continue;
+            }
+            let mut armed = r.arm(i, m);
+            if armed.is_ok() && m.out_written < m.out.len() {
+                armed = r.send(i, m);
+            }
+            if let Err(kind) = armed {
+                let e = self.err(i, kind);
+                self.unregister(Poller::Uring(r));
+                return Err(e);
+            }
+        }
+        Ok(Poller::Uring(r))
+    }
+
+    /// Takes the driver down after a run: on io_uring, cancels what the
+    /// kernel still holds and waits for every answer, keeping the bytes
+    /// that came and counting those that went, so that no buffer is
+    /// written after it returns.
+    fn unregister(&mut self, poller: Poller) {
+        let Poller::Uring(mut r) = poller else {
+            return;
+        };
+        let members = &mut self.members;
+        r.ring.drain(|user_data, res| {
+            let (i, what) = uring::decode(user_data);
+            let m = &mut members[i];
+            if what == RECV && res > 0 {
+                let _ = m.conn.recv.filled(res as usize);
+            } else if what == SEND {
+                m.out_written += res.max(0) as usize;
+                m.settle_out();
+            }
+        });
+    }
+
+    /// Queues a frame on connection `i`: on epoll, writes what the socket
+    /// takes; on io_uring, queues a send unless one is under way, behind
+    /// which the frame waits.
+    fn queue_send(&mut self, i: usize, frame: &[u8], poller: &mut Poller) -> Result<(), ErrorKind> {
+        let m = &mut self.members[i];
+        match poller {
+            Poller::Epoll { ep, .. } => {
+                m.out.extend_from_slice(frame);
+                self.write_out(i, &*ep)
+            }
+            Poller::Uring(r) if r.send_queued[i] => {
+                m.queued.extend_from_slice(frame);
+                Ok(())
+            }
+            Poller::Uring(r) => {
+                m.out.extend_from_slice(frame);
+                r.send(i, m)
+            }
+        }
     }
 
     /// Writes connection `i`'s queued bytes as far as the socket takes
@@ -495,10 +752,27 @@ impl RoomClient {
             }
         }
         let _slack = TimerSlack::minimal();
-        let ep = self.register()?;
+        let cpu_before = thread_cpu();
+        let mut poller = self.register(spec.driver)?;
+        let set_up = thread_cpu().saturating_sub(cpu_before);
+        let result = self.run_on(&mut poller, spec);
+        let cpu_before = thread_cpu();
+        self.unregister(poller);
+        let taken_down = thread_cpu().saturating_sub(cpu_before);
+        result.map(|run| BroadcastRun {
+            harness_cpu: set_up + taken_down,
+            ..run
+        })
+    }
+
+    /// [`Self::run`] on a driver set up for it.
+    fn run_on(
+        &mut self,
+        poller: &mut Poller,
+        spec: Broadcast,
+    ) -> Result<BroadcastRun, ClientError> {
         let mut run = Run::scratch(spec, self);
         run.recording = true;
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(1024);
         let mut paused = false;
         let mut last_progress = Instant::now();
         loop {
@@ -518,41 +792,21 @@ impl RoomClient {
                 run.scheduled += 1;
                 run.next_at =
                     run.start + Duration::from_secs_f64(run.scheduled as f64 / spec.rate_per_s);
-                self.queue_send(lane, &frame, &ep)
+                self.queue_send(lane, &frame, poller)
                     .map_err(|k| self.err(lane, k))?;
             }
             if let Some(p) = spec.pause {
                 let (from, to) = (run.start + p.after, run.start + p.after + p.length);
-                let m = &self.members[p.conn];
-                if !paused && now >= from && now < to && m.gone.is_none() {
+                let gone = self.members[p.conn].gone.is_some();
+                if !paused && now >= from && now < to && !gone {
                     paused = true;
-                    epoll::delete(&ep, m.conn.stream.as_fd()).map_err(|e| {
-                        self.err(
-                            p.conn,
-                            ErrorKind::Socket {
-                                during: "pausing the slow consumer",
-                                source: e.into(),
-                            },
-                        )
-                    })?;
+                    self.pause(p.conn, poller, true)?;
                 } else if paused && now >= to {
                     paused = false;
                     run.resumed_at = Some(now);
-                    epoll::add(
-                        &ep,
-                        m.conn.stream.as_fd(),
-                        epoll::EventData::new_u64(p.conn as u64),
-                        epoll::EventFlags::IN,
-                    )
-                    .map_err(|e| {
-                        self.err(
-                            p.conn,
-                            ErrorKind::Socket {
-                                during: "resuming the slow consumer",
-                                source: e.into(),
-                            },
-                        )
-                    })?;
+                    if !gone {
+                        self.pause(p.conn, poller, false)?;
+                    }
                     // Its owed deliveries count from now for the stall clock.
                     last_progress = now;
                 }
@@ -579,7 +833,7 @@ impl RoomClient {
                 _ => timeout,
             };
             let owed = run.owed;
-            self.wait_and_serve(&ep, &mut events, timeout, &mut run)?;
+            self.wait_and_serve(poller, timeout, &mut run)?;
             if run.owed < owed {
                 last_progress = now.max(run.last_delivery);
             }
@@ -616,6 +870,47 @@ impl RoomClient {
             dropped_others: run.dropped_others,
             disconnected_others,
             slow,
+            harness_cpu: Duration::ZERO,
+        })
+    }
+
+    /// Stops reading connection `i` (the slow consumer), or starts again.
+    fn pause(&mut self, i: usize, poller: &mut Poller, stop: bool) -> Result<(), ClientError> {
+        let m = &mut self.members[i];
+        let fd = m.conn.stream.as_fd();
+        let (done, during) = match poller {
+            Poller::Epoll { ep, .. } if stop => {
+                (epoll::delete(&*ep, fd), "pausing the slow consumer")
+            }
+            Poller::Epoll { ep, .. } => (
+                epoll::add(
+                    &*ep,
+                    fd,
+                    epoll::EventData::new_u64(i as u64),
+                    epoll::EventFlags::IN,
+                ),
+                "resuming the slow consumer",
+            ),
+            Poller::Uring(r) => {
+                r.paused[i] = stop;
+                if stop {
+                    // What its queued receive brings before the
+                    // cancellation lands was read before the pause.
+                    r.cancel(i, true, false);
+                } else if !r.recv_queued[i] {
+                    r.arm(i, m).map_err(|kind| self.err(i, kind))?;
+                }
+                return Ok(());
+            }
+        };
+        done.map_err(|e| {
+            self.err(
+                i,
+                ErrorKind::Socket {
+                    during,
+                    source: e.into(),
+                },
+            )
         })
     }
 
@@ -641,10 +936,10 @@ impl RoomClient {
         )
     }
 
-    /// The server ended connection `i` during a run that tolerates it.
-    fn leave(&mut self, i: usize, why: ErrorKind, run: &mut Run, ep: &impl AsFd) {
+    /// The server ended connection `i` during a run that tolerates it
+    /// (the driver has stopped waiting on it).
+    fn leave(&mut self, i: usize, why: ErrorKind, run: &mut Run) {
         let m = &mut self.members[i];
-        let _ = epoll::delete(ep, m.conn.stream.as_fd());
         let owed: u64 = (0..self.senders)
             .map(|s| u64::from(self.next_n[s] - m.expected[s]))
             .sum();

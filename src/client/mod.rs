@@ -22,7 +22,7 @@
 //!   ([`Driver`]);
 //! - `uring`: the io_uring side of those loops;
 //! - [`broadcast`]: the same schedule into a broadcast room, every
-//!   delivery to every connection verified;
+//!   delivery to every connection verified, on epoll or io_uring;
 //! - `conn`: a [`Connection`], its opening, and which driver runs it;
 //! - `frames`: single frames for the probe and tests (`send_frame`,
 //!   `recv_frame`, `ping`, `close`...);
@@ -66,9 +66,9 @@ pub enum Driver {
     /// receives and collects their completions.
     #[value(name = "uring")]
     Uring,
-    /// epoll: the open loop's own epoll loop, or for a closed loop the
-    /// tokio runtime's; a system call for every read, every write and
-    /// every wait.
+    /// epoll: the open loop's and the broadcast room's own epoll loops,
+    /// or for a closed loop the tokio runtime's; a system call for every
+    /// read, every write and every wait.
     Epoll,
 }
 

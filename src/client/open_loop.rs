@@ -872,7 +872,7 @@ impl<'a> Lane<'a> {
 
 /// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`: the
 /// scheduler's count, as `/proc/.../schedstat` reads it).
-fn thread_cpu() -> Duration {
+pub(super) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

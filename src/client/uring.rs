@@ -2,7 +2,9 @@
 //! kernel in one system call, which also collects their completions. It
 //! runs the open loop's schedule and, for many connections, the closed
 //! loop (each connection topped up to its window as echoes come), on the
-//! same lanes and checks as the epoll loop (`super::open_loop`).
+//! same lanes and checks as the epoll loop (`super::open_loop`); the
+//! broadcast room (`super::broadcast`) queues its receives and sends in
+//! the same [`Ring`].
 //!
 //! With epoll, every echo costs the client a `read` and every batch a
 //! `send`, each its own system call, and a wait besides; through the
@@ -43,11 +45,44 @@ pub fn available() -> Result<(), String> {
     PROBE.get_or_init(|| Ring::new(8).map(drop)).clone()
 }
 
-/// Low bit of a request's user data: what it was.
-const RECV: u64 = 0;
-const SEND: u64 = 1;
-/// User data of the cancellations at the end.
-const CANCEL: u64 = u64::MAX;
+/// Low bit of a request's user data: what it was; the rest is the
+/// connection's index.
+pub(super) const RECV: u64 = 0;
+pub(super) const SEND: u64 = 1;
+/// User data of the cancellations.
+pub(super) const CANCEL: u64 = u64::MAX;
+
+/// The connection and the kind (`RECV` or `SEND`) of a request's user
+/// data.
+pub(super) fn decode(user_data: u64) -> (usize, u64) {
+    ((user_data >> 1) as usize, user_data & 1)
+}
+
+/// A receive into `buf` for connection `i`.
+pub(super) fn recv_entry(fd: RawFd, buf: &mut [u8], i: usize) -> squeue::Entry {
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), len)
+        .build()
+        .user_data(((i as u64) << 1) | RECV)
+}
+
+/// A send of `buf` for connection `i`.
+pub(super) fn send_entry(fd: RawFd, buf: &[u8], i: usize) -> squeue::Entry {
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    opcode::Send::new(types::Fd(fd), buf.as_ptr(), len)
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(((i as u64) << 1) | SEND)
+}
+
+/// A cancellation of connection `i`'s request of kind `what`; it answers
+/// with [`CANCEL`], and the request itself with `-ECANCELED` unless it
+/// had completed.
+pub(super) fn cancel_entry(i: usize, what: u64) -> squeue::Entry {
+    opcode::AsyncCancel::new(((i as u64) << 1) | what)
+        .build()
+        .user_data(CANCEL)
+}
 
 /// How long the cancellations at the end of a run may take. They answer
 /// at once (a queued receive or send on a socket is waiting on the
@@ -56,18 +91,18 @@ const CANCEL: u64 = u64::MAX;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A ring and the count of its requests the kernel still holds.
-struct Ring {
+pub(super) struct Ring {
     ring: IoUring,
     in_flight: usize,
     /// Completions reaped and not yet handled: (user data, result).
-    reaped: Vec<(u64, i32)>,
+    pub(super) reaped: Vec<(u64, i32)>,
 }
 
 impl Ring {
     /// A ring for `conns` connections: room in the completion queue for
     /// a receive and a send of each (the kernel keeps any overflow, as
     /// `IORING_FEAT_NODROP` promises).
-    fn new(conns: usize) -> Result<Ring, String> {
+    pub(super) fn new(conns: usize) -> Result<Ring, String> {
         let sq = (conns as u32).clamp(8, 4096).next_power_of_two();
         let cq = (2 * conns as u32).max(2 * sq).next_power_of_two();
         let ring = IoUring::builder()
@@ -97,7 +132,7 @@ impl Ring {
     /// # Safety
     /// Whatever memory `entry` points to stays valid, and untouched by
     /// anything but the kernel, until its completion is reaped.
-    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+    pub(super) unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         loop {
             if self.ring.submission().push(entry).is_ok() {
                 self.in_flight += 1;
@@ -110,7 +145,7 @@ impl Ring {
     /// Submits what is queued and waits up to `timeout` for at least
     /// `want` completions, then takes every completion there is into
     /// `reaped`.
-    fn wait(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
+    pub(super) fn wait(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
@@ -137,7 +172,7 @@ impl Ring {
     /// hands each answer but the cancellations' to `answered`. Aborts the
     /// process if it cannot, rather than hand back memory the kernel may
     /// still write to.
-    fn drain(&mut self, mut answered: impl FnMut(u64, i32)) {
+    pub(super) fn drain(&mut self, mut answered: impl FnMut(u64, i32)) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let mut cancel_due = true;
         while self.in_flight > 0 {
@@ -215,10 +250,11 @@ pub(super) fn run(
     };
     let result = driver.run(&mut ring, lanes);
     ring.drain(|user_data, res| {
-        if user_data & 1 == RECV && res > 0 {
+        let (i, what) = decode(user_data);
+        if what == RECV && res > 0 {
             // Bytes that came after the last echo (a ping, say) stay for
             // whatever reads the connection next.
-            let _ = lanes[(user_data >> 1) as usize].recv.filled(res as usize);
+            let _ = lanes[i].recv.filled(res as usize);
         }
     });
     result
@@ -272,8 +308,8 @@ impl RingLoop {
             self.round += 1;
             for k in 0..ring.reaped.len() {
                 let (user_data, res) = ring.reaped[k];
-                let i = (user_data >> 1) as usize;
-                if user_data & 1 == SEND {
+                let (i, what) = decode(user_data);
+                if what == SEND {
                     self.sent(ring, lanes, i, res, &mut rec)?;
                 } else {
                     self.received(ring, lanes, i, res, &mut rec)?;
@@ -310,10 +346,7 @@ impl RingLoop {
             return Ok(());
         }
         let piece = lane.frames.piece(lane.unit_k, lane.written);
-        let entry = opcode::Send::new(types::Fd(self.fds[i]), piece.as_ptr(), piece.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(((i as u64) << 1) | SEND);
+        let entry = send_entry(self.fds[i], piece, i);
         // SAFETY: the lane's frames are not renumbered while a unit is
         // under way (`next_unit` only runs once it is all sent), and the
         // run drains the ring before the lanes go.
@@ -343,15 +376,9 @@ impl RingLoop {
     ) -> Result<(), (usize, ErrorKind)> {
         self.flight[i].send = false;
         let lane = &mut lanes[i];
-        match res {
-            n if n > 0 => lane.written += n as usize,
-            n if n == -libc::EINTR || n == -libc::EAGAIN => {}
-            n => {
-                let source = if n == 0 {
-                    io::ErrorKind::WriteZero.into()
-                } else {
-                    io::Error::from_raw_os_error(-n)
-                };
+        match sent_bytes(res) {
+            Ok(n) => lane.written += n,
+            Err(source) => {
                 let seq = lane.last_sent_seq();
                 return Err((i, ErrorKind::Send { seq, source }));
             }
@@ -390,6 +417,17 @@ impl RingLoop {
     }
 }
 
+/// The bytes a send's completion says went (0 for one to retry), or its
+/// error.
+pub(super) fn sent_bytes(res: i32) -> io::Result<usize> {
+    match res {
+        n if n > 0 => Ok(n as usize),
+        n if n == -libc::EINTR || n == -libc::EAGAIN => Ok(0),
+        0 => Err(io::ErrorKind::WriteZero.into()),
+        n => Err(io::Error::from_raw_os_error(-n)),
+    }
+}
+
 /// Queues a receive into lane `i`'s buffer.
 fn arm_recv(
     ring: &mut Ring,
@@ -397,11 +435,7 @@ fn arm_recv(
     lanes: &mut [Lane<'_>],
     i: usize,
 ) -> Result<(), (usize, ErrorKind)> {
-    let space = lanes[i].recv.read_space();
-    let len = space.len().min(u32::MAX as usize) as u32;
-    let entry = opcode::Recv::new(types::Fd(fds[i]), space.as_mut_ptr(), len)
-        .build()
-        .user_data(((i as u64) << 1) | RECV);
+    let entry = recv_entry(fds[i], lanes[i].recv.read_space(), i);
     // SAFETY: the lane's receive buffer is not touched until this receive
     // completes (`received`), and every run drains the ring before the
     // lanes go.

@@ -149,7 +149,9 @@ pub fn room_step(
     }
     let before = Cpu::now(server.pid);
     let run = room.run(spec)?;
-    let cpu = Cpu::now(server.pid).since(before);
+    let cpu = Cpu::now(server.pid)
+        .since(before)
+        .less_client(run.harness_cpu);
     let source = measure::memory_source(server.pid);
     let now = server_memory(server)?;
     let bytes_per_member = Some(((now - memory_before) as f64 / room.len() as f64, source));
