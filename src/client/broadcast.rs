@@ -33,10 +33,11 @@ use rustix::event::epoll;
 use super::codec::RecvBuf;
 use super::conn::Connection;
 use super::error::{ClientError, ErrorKind};
-use super::open_loop::{thread_cpu, wait, TimerSlack};
+use super::open_loop::{wait, TimerSlack};
 use super::payload::{Template, SEQ_BYTES};
 use super::uring::{self, Ring, CANCEL, RECV, SEND};
 use super::{new_histogram, wire, Driver, PayloadKind, STALL_TIMEOUT};
+use crate::measure::threads::current_thread_cpu;
 use crate::stacks::Protocol;
 
 /// The lane of the synchronising probes, above any sender's.
@@ -752,13 +753,13 @@ impl RoomClient {
             }
         }
         let _slack = TimerSlack::minimal();
-        let cpu_before = thread_cpu();
+        let cpu_before = current_thread_cpu();
         let mut poller = self.register(spec.driver)?;
-        let set_up = thread_cpu().saturating_sub(cpu_before);
+        let set_up = current_thread_cpu().saturating_sub(cpu_before);
         let result = self.run_on(&mut poller, spec);
-        let cpu_before = thread_cpu();
+        let cpu_before = current_thread_cpu();
         self.unregister(poller);
-        let taken_down = thread_cpu().saturating_sub(cpu_before);
+        let taken_down = current_thread_cpu().saturating_sub(cpu_before);
         result.map(|run| BroadcastRun {
             harness_cpu: set_up + taken_down,
             ..run

@@ -39,6 +39,7 @@ use super::payload::Template;
 use super::{
     new_histogram, uring, Budget, Driver, MessageSpec, PayloadKind, RunStats, STALL_TIMEOUT,
 };
+use crate::measure::threads::current_thread_cpu;
 use crate::stacks::Protocol;
 
 /// How the send times of a schedule are spaced.
@@ -205,29 +206,47 @@ pub fn run(conns: &mut [Connection], spec: OpenLoop) -> Result<OpenLoopRun, Clie
             spec.rate_per_s
         ))));
     }
-    let cpu_before = thread_cpu();
     let _slack = TimerSlack::minimal();
     let message = MessageSpec {
         size_bytes: spec.size_bytes,
         kind: spec.kind,
         window: BATCH_MAX,
     };
+    let n = conns.len();
+    let schedule = || Schedule::new(spec, n);
+    on_lanes(
+        conns,
+        message,
+        |_| {},
+        |lanes| match spec.driver {
+            Driver::Uring => uring::run(schedule, lanes),
+            Driver::Epoll => run_epoll(schedule, lanes),
+        },
+    )
+}
+
+/// Runs `drive` on a lane for each of `conns`, each readied by `prepare`
+/// first, and counts the client thread's CPU outside the schedule as the
+/// run's harness CPU; an error names the connection's stack.
+fn on_lanes(
+    conns: &mut [Connection],
+    message: MessageSpec,
+    prepare: impl Fn(&mut Connection),
+    drive: impl FnOnce(&mut [Lane<'_>]) -> Result<OpenLoopRun, (usize, ErrorKind)>,
+) -> Result<OpenLoopRun, ClientError> {
+    let cpu_before = current_thread_cpu();
     let mut lanes = Vec::with_capacity(conns.len());
     for (i, c) in conns.iter_mut().enumerate() {
         if c.deflate_negotiated() {
             return Err(c.err(ErrorKind::Compressed));
         }
+        prepare(c);
         lanes.push(Lane::new(c, message, i));
     }
-    let n = lanes.len();
-    let schedule = || Schedule::new(spec, n);
-    let result = match spec.driver {
-        Driver::Uring => uring::run(schedule, &mut lanes),
-        Driver::Epoll => run_epoll(schedule, &mut lanes),
-    };
+    let result = drive(&mut lanes);
     drop(lanes);
     result
-        .map(|run| run.with_harness_cpu(thread_cpu().saturating_sub(cpu_before)))
+        .map(|run| run.with_harness_cpu(current_thread_cpu().saturating_sub(cpu_before)))
         .map_err(|(i, kind)| conns[i].err(kind))
 }
 
@@ -255,21 +274,13 @@ pub(super) fn run_closed(
         stall_timeout: first.stall_timeout,
         ..OpenLoop::constant(0.0, Duration::ZERO, Driver::Uring)
     };
-    let cpu_before = thread_cpu();
-    let mut lanes = Vec::with_capacity(conns.len());
-    for (i, c) in conns.iter_mut().enumerate() {
-        if c.deflate_negotiated() {
-            return Err(c.err(ErrorKind::Compressed));
-        }
-        c.prepare_window(spec);
-        lanes.push(Lane::new(c, spec, i));
-    }
-    let n = lanes.len();
-    let result = uring::run(|| Schedule::closed(open, n, budget), &mut lanes);
-    drop(lanes);
-    let run = result
-        .map(|run| run.with_harness_cpu(thread_cpu().saturating_sub(cpu_before)))
-        .map_err(|(i, kind)| conns[i].err(kind))?;
+    let n = conns.len();
+    let run = on_lanes(
+        conns,
+        spec,
+        |c| c.prepare_window(spec),
+        |lanes| uring::run(|| Schedule::closed(open, n, budget), lanes),
+    )?;
     hist.add(&run.uncorrected).expect("histograms of one shape");
     Ok(RunStats {
         round_trips: run.sent,
@@ -363,7 +374,7 @@ impl Schedule {
             gaps,
             closed,
             queued: 0,
-            cpu_at_start: thread_cpu(),
+            cpu_at_start: current_thread_cpu(),
             awaited: 0,
             last_progress: start,
         }
@@ -507,7 +518,7 @@ impl Schedule {
         OpenLoopRun {
             spec: self.spec,
             conns: self.conns,
-            schedule_cpu: thread_cpu().saturating_sub(self.cpu_at_start),
+            schedule_cpu: current_thread_cpu().saturating_sub(self.cpu_at_start),
             harness_cpu: Duration::ZERO,
             sent: rec.sent,
             elapsed: rec.last_echo.saturating_duration_since(self.start),
@@ -868,21 +879,6 @@ impl<'a> Lane<'a> {
             }
         }
     }
-}
-
-/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`: the
-/// scheduler's count, as `/proc/.../schedstat` reads it).
-pub(super) fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Sets the calling thread's timer slack to 1 ns for its lifetime: the

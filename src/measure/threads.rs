@@ -89,6 +89,22 @@ pub fn thread_cpu_ns(tid: libc::pid_t) -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
+/// The calling thread's CPU time: the count [`thread_cpu_ns`] reads, from
+/// `CLOCK_THREAD_CPUTIME_ID` instead of a file, for a driver that reads
+/// it around each run.
+pub fn current_thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// CPU time per role, in nanoseconds, summed over the registered threads
 /// that are still alive. Take one before and one after a measurement and
 /// subtract ([`CpuSample::since`]).
