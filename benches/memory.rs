@@ -3,7 +3,10 @@
 //!   suite's settings, and the suite's settings with small read buffers;
 //! - whether the heap returns to where it started once they close;
 //! - heap allocations and bytes per round trip on the server side (and on
-//!   the client side, which should stay at zero), at each message size.
+//!   the client side, which should stay at zero), at each message size;
+//! - live heap per idle connection over TLS, with permessage-deflate, and
+//!   both (the secure group's matrix; a full run only), each against the
+//!   same driver's plain connection.
 //!
 //! Figures for in-process stacks come from the counting allocator, charged
 //! to server threads; for the child-process stacks (Python's, Node's) from
@@ -14,10 +17,11 @@
 mod common;
 
 use common::*;
+use wsbench::client::secure::Layers;
 use wsbench::client::{Budget, MessageSpec, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::metrics::{self, Source};
-use wsbench::settings::Profile;
+use wsbench::settings::{Compression, Profile, ServerSettings, Transport};
 use wsbench::stacks::{Host, Protocol, StackInfo};
 use wsbench::workload::{self, IdleOpening};
 
@@ -50,8 +54,26 @@ fn main() {
         for profile in Profile::ALL {
             idle_connections(&mut rec, &rt, &mode, stack, profile, idle_conns);
         }
-        if stack.protocol == Protocol::WebSocket {
+        // Quick runs leave out the offer too: with the secure group in
+        // them they were at their three minutes.
+        if stack.protocol == Protocol::WebSocket && !(mode.quick && mode.bench) {
             idle_connections_offering_deflate(&mut rec, &rt, &mode, stack, idle_conns);
+        }
+        // Quick runs leave the matrix out: a TLS handshake per connection
+        // for every cell would take them past their budget.
+        // Test mode reads one cell per stack, its most layered.
+        if !(mode.quick && mode.bench) {
+            let n = if mode.records() { 500 } else { 10 };
+            let mut cells: Vec<_> = SECURE_CELLS
+                .into_iter()
+                .filter(|&(_, compression)| compression == Compression::Off || stack.deflate)
+                .collect();
+            if !mode.records() {
+                cells.drain(..cells.len() - 1);
+            }
+            for (transport, compression) in cells {
+                idle_connections_secure(&mut rec, &mode, stack, transport, compression, n);
+            }
         }
         busy_peak(&mut rec, &rt, &mode, stack);
         if stack.host() == Host::ChildProcess {
@@ -246,4 +268,64 @@ fn idle_connections_offering_deflate(
         idle.source,
     )
     .detail = Some(detail);
+}
+
+/// The secure group's cells, as the memory group reads them.
+const SECURE_CELLS: [(Transport, Compression); 4] = [
+    (Transport::Plain, Compression::Off),
+    (Transport::Tls, Compression::Off),
+    (Transport::Plain, Compression::Deflate),
+    (Transport::Tls, Compression::Deflate),
+];
+
+/// What an idle connection costs over TLS, permessage-deflate, both or
+/// neither: `n` connections of the secure driver, each having echoed one
+/// 32-byte message (compressed, where agreed: a compressor and a
+/// decompressor exist from then on) and idle since.
+fn idle_connections_secure(
+    rec: &mut Recorder,
+    mode: &Mode,
+    stack: &StackInfo,
+    transport: Transport,
+    compression: Compression,
+    n: usize,
+) {
+    let cell = match (transport, compression) {
+        (Transport::Plain, Compression::Off) => "plain",
+        (Transport::Tls, Compression::Off) => "tls",
+        (Transport::Plain, Compression::Deflate) => "deflate",
+        (Transport::Tls, Compression::Deflate) => "tls+deflate",
+    };
+    let id = format!("memory/{}/idle/secure/{cell}", stack.name);
+    let settings = ServerSettings {
+        transport,
+        compression,
+        ..mode.settings(Profile::Suite)
+    };
+    let server = start_server(stack, &settings, &id);
+    let idle = Layers::new(transport, compression, None)
+        .and_then(|layers| workload::secure_idle_heap(&server, &layers, n))
+        .unwrap_or_else(|e| fail(&format!("benchmark {id}: {e:#}")));
+    stop_server(server);
+    if compression == Compression::Deflate && idle.deflate_accepted != n {
+        fail(&format!(
+            "benchmark {id}: permessage-deflate accepted on {} of {n} connections",
+            idle.deflate_accepted
+        ));
+    }
+    let params = params(&[
+        ("profile", v("suite")),
+        ("transport", v(transport.as_str())),
+        ("compression", v(compression.as_str())),
+        ("cell", v(cell)),
+        ("conns", v(n)),
+    ]);
+    rec.add(
+        &id,
+        stack,
+        &params,
+        &metrics::LIVE_BYTES_PER_IDLE_CONN,
+        idle.per_conn_bytes,
+        idle.source,
+    );
 }

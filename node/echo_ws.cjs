@@ -1,4 +1,5 @@
-// Echo server on the `ws` package (WebSocketServer on Node's http server),
+// Echo server on the `ws` package (WebSocketServer on Node's http server,
+// or its https server for wss://),
 // as wsbench's `node-ws` stack; with --service broadcast, one room as in the
 // "Server broadcast" example of ws's README.md.
 //
@@ -9,7 +10,9 @@
 
 "use strict";
 
+const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const { parseArgs } = require("node:util");
 const { WebSocket, WebSocketServer } = require("ws");
 
@@ -33,6 +36,9 @@ try {
       profile: { type: "string", default: "suite" },
       echo: { type: "string", default: "flush-each" },
       service: { type: "string", default: "echo" },
+      compression: { type: "string", default: "off" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "exit-on-stdin-eof": { type: "boolean", default: false },
     },
   }));
@@ -48,19 +54,52 @@ if (!["flush-each", "batched"].includes(args.echo)) {
 if (!["echo", "broadcast"].includes(args.service)) {
   fail(`--service: expected echo or broadcast, got ${args.service}`);
 }
+if (!["off", "deflate"].includes(args.compression)) {
+  fail(`--compression: expected off or deflate, got ${args.compression}`);
+}
+if ((args["tls-cert"] === undefined) !== (args["tls-key"] === undefined)) {
+  fail("--tls-cert and --tls-key go together");
+}
 const port = Number(args.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port: ${args.port}`);
 
 // The suite's settings (see src/stacks/mod.rs). permessage-deflate is off
 // by default in ws, and pings are never sent by the server on its own;
-// the default message limit is 100 MiB.
-const suite = args.profile === "suite" ? { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES } : {};
+// the default message limit is 100 MiB. --compression deflate turns it on
+// with ws's defaults (`true` is `{}`, lib/permessage-deflate.js): window
+// bits 15 and zlib's memLevel 8 and level, context takeover both ways,
+// every message compressed (the 1024-byte threshold only applies without
+// context takeover), at most 10 zlib calls at once process-wide
+// (concurrencyLimit), on libuv's thread pool.
+const suite =
+  args.profile === "suite"
+    ? { perMessageDeflate: args.compression === "deflate", maxPayload: MAX_MESSAGE_BYTES }
+    : {};
 const wss = new WebSocketServer({ noServer: true, ...suite });
 
 // An upgrade on any path; anything else is not served.
-const server = http.createServer((req, res) => {
+function notServed(req, res) {
   res.writeHead(426, { Connection: "close" }).end();
-});
+}
+// wss:// as ws's README does it ("Usage examples", "External HTTP/S
+// server"): an https server with the PEM chain and key, the upgrade
+// handled exactly as over http.
+let server;
+if (args["tls-cert"] !== undefined) {
+  let tls;
+  try {
+    tls = { cert: fs.readFileSync(args["tls-cert"]), key: fs.readFileSync(args["tls-key"]) };
+  } catch (e) {
+    fail(`cannot read the TLS certificate and key: ${e.message}`);
+  }
+  try {
+    server = https.createServer(tls, notServed);
+  } catch (e) {
+    fail(`cannot load ${args["tls-cert"]} and ${args["tls-key"]}: ${e.message}`);
+  }
+} else {
+  server = http.createServer(notServed);
+}
 // The broadcast room, as the README's "Server broadcast" example (the
 // variant "including itself"): every message sent in turn to every client
 // wss.clients tracks that is OPEN, the sender among them, with

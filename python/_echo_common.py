@@ -1,7 +1,7 @@
 """What the echo servers share, so that they differ only in the library
 under test: arguments (the service among them: the echo, or the broadcast
 room), the listening socket, the LISTENING line, TCP_NODELAY,
-the collector on SIGUSR2 and a clean stop.
+the collector on SIGUSR2, the TLS context and a clean stop.
 
 wsbench (src/stacks/child.rs) starts these scripts and reads one line,
 `LISTENING <port>`, from stdout, then one `COLLECTED` per SIGUSR2; nothing
@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 
@@ -52,6 +53,20 @@ def parse_args(description):
         help="echo: every message comes back to its sender; broadcast: one "
         "room, every message goes to every open connection, the sender included",
     )
+    parser.add_argument(
+        "--compression",
+        choices=["off", "deflate"],
+        default="off",
+        help="suite profile only: off refuses permessage-deflate (the suite's "
+        "setting), deflate accepts it with the library's default parameters; "
+        "--profile defaults keeps the library's own choice either way",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="CHAIN.pem",
+        help="serve wss://: the server certificate followed by the CA's",
+    )
+    parser.add_argument("--tls-key", metavar="KEY.pem", help="the certificate's private key, PKCS#8")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     parser.add_argument(
         "--exit-on-stdin-eof",
@@ -67,6 +82,24 @@ def fail(message):
     shows with the stack's name."""
     print(f"{sys.argv[0]}: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def tls_context(args):
+    """The server's TLS context for --tls-cert and --tls-key, or None for
+    plain TCP. Built as the ssl module's docs build a server context
+    (PROTOCOL_TLS_SERVER, then load_cert_chain), and handed to each library
+    where its docs take one, so every stack runs the same OpenSSL with the
+    same defaults."""
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        fail("--tls-cert and --tls-key go together")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        fail(f"cannot load {args.tls_cert} and {args.tls_key}: {e}")
+    return context
 
 
 def bind(host, port):

@@ -23,8 +23,15 @@ SUITE = dict(
 # uncompressed frame to the transport at once (WebSocketWriter.send_frame ->
 # transport.write(); it waits only when the transport is paused); the
 # library has no separate flush and no batched idiom.
-def make_app(profile, service):
+def make_app(profile, service, compression):
     options = SUITE if profile == "suite" else {}
+    if profile == "suite" and compression == "deflate":
+        # compress=True is the default: the window the client asks for
+        # (15 unless it sends server_max_window_bits), zlib level 1
+        # (Z_BEST_SPEED) and memLevel 8, context takeover unless the client
+        # asks otherwise, every message compressed, those over 16 KiB in the
+        # loop's default executor (aiohttp/_websocket/writer.py).
+        options = dict(SUITE, compress=True)
     # Kept so that a stop can close them with 1001; otherwise the runner's
     # cleanup waits for every handler to end on its own.
     open_sockets = set()
@@ -97,12 +104,15 @@ def make_app(profile, service):
     return app, open_sockets
 
 
-async def main(args, sock):
+async def main(args, sock, ssl_context):
     stop = common.stop_event(args.exit_on_stdin_eof)
-    app, open_sockets = make_app(args.profile, args.service)
+    app, open_sockets = make_app(args.profile, args.service, args.compression)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    # TLS as aiohttp's docs serve HTTPS: the site's ssl_context (SockSite in
+    # web_reference.rst; run_app passes its own the same way), asyncio's TLS
+    # underneath.
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     common.announce(sock)
     await stop.wait()
 
@@ -118,5 +128,6 @@ async def main(args, sock):
 
 if __name__ == "__main__":
     args = common.parse_args(__doc__)
+    ssl_context = common.tls_context(args)
     sock = common.bind(args.host, args.port)
-    common.run(main(args, sock), args)
+    common.run(main(args, sock, ssl_context), args)

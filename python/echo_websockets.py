@@ -77,11 +77,30 @@ def broadcast_room():
     return handler
 
 
-async def main(args, sock):
+def serve_options(args, ssl_context):
+    if args.profile == "suite":
+        options = dict(SUITE)
+        if args.compression == "deflate":
+            # The library's own factory (enable_server_permessage_deflate):
+            # server_max_window_bits=12, client_max_window_bits=12 when the
+            # client offers the parameter, memLevel=5, zlib's default level,
+            # context takeover both ways, every message compressed; the
+            # tuning its docs/topics/compression.rst explains.
+            options["compression"] = "deflate"
+    else:
+        options = {}
+    if ssl_context is not None:
+        # "You can set ssl to a SSLContext to enable TLS" (serve's docs);
+        # it goes to the loop's create_server, asyncio's TLS.
+        options["ssl"] = ssl_context
+    return options
+
+
+async def main(args, sock, ssl_context):
     stop = common.stop_event(args.exit_on_stdin_eof)
     handler = echo if args.service == "echo" else broadcast_room()
     # The library accepts the upgrade on any path by default.
-    server = await serve(handler, sock=sock, **(SUITE if args.profile == "suite" else {}))
+    server = await serve(handler, sock=sock, **serve_options(args, ssl_context))
     common.announce(sock)
     await stop.wait()
     # Closes the listener and every open connection with 1001.
@@ -95,5 +114,6 @@ async def main(args, sock):
 
 if __name__ == "__main__":
     args = common.parse_args(__doc__)
+    ssl_context = common.tls_context(args)
     sock = common.bind(args.host, args.port)
-    common.run(main(args, sock), args)
+    common.run(main(args, sock, ssl_context), args)

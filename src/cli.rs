@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, Subcommand};
+use wsbench::client::payload::Content;
 use wsbench::client::{Arrivals, Driver, PayloadKind};
 use wsbench::placement::Placement;
-use wsbench::settings::{EchoPolicy, Profile, ServerSettings, Service};
+use wsbench::settings::{Compression, EchoPolicy, Profile, ServerSettings, Service, Transport};
 use wsbench::stacks::{self, StackInfo, STACKS};
 
 /// "0.1.0 (commit 2a4f922…)": the commit HEAD was at when this binary was
@@ -124,10 +125,22 @@ pub struct RunArgs {
     /// after the URL as given).
     #[arg(long, value_parser = stack_parser())]
     pub stack: Option<&'static StackInfo>,
-    /// Drive a server that is already running: ws://HOST:PORT/PATH or
-    /// tcp://HOST:PORT (raw-TCP echo).
+    /// Drive a server that is already running: ws:// or wss://HOST:PORT/PATH,
+    /// or tcp:// or tls://HOST:PORT (raw-TCP echo). Over TLS the client
+    /// verifies the server's certificate against the CA wsbench makes at
+    /// start (what `wsbench serve --tls` uses) and those in --ca.
     #[arg(long)]
     pub url: Option<String>,
+    /// A PEM file of CA certificates to trust for wss:// and tls:// besides
+    /// wsbench's own (e.g. the CA file `wsbench serve --tls` prints on
+    /// another machine). Verification is never turned off.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// What fills the messages over TLS or with permessage-deflate:
+    /// JSON-like text, or random bytes (binary). --kind does not apply
+    /// there.
+    #[arg(long, value_enum, default_value_t = Content::Json)]
+    pub content: Content,
     #[arg(long, default_value_t = 1)]
     pub conns: usize,
     /// Payload bytes per message.
@@ -184,6 +197,14 @@ pub struct ServerArgs {
     /// flush-each).
     #[arg(long, value_enum)]
     pub echo: Option<EchoPolicy>,
+    /// Serve wss:// (tls:// for raw-tcp) with a certificate made at start,
+    /// signed by a CA made at start (`serve` prints its file).
+    #[arg(long)]
+    pub tls: bool,
+    /// Accept permessage-deflate (only stacks that support it); for `run`,
+    /// the client offers it and compresses what it sends once accepted.
+    #[arg(long, value_enum, default_value_t = Compression::Off)]
+    pub compression: Compression,
 }
 
 impl ServerArgs {
@@ -206,6 +227,12 @@ impl ServerArgs {
                 None => EchoPolicy::from_env()?,
             },
             service: Service::Echo,
+            transport: if self.tls {
+                Transport::Tls
+            } else {
+                Transport::Plain
+            },
+            compression: self.compression,
         })
     }
 }

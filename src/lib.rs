@@ -36,4 +36,5 @@ pub mod results;
 pub mod rounds;
 pub mod settings;
 pub mod stacks;
+pub mod tls;
 pub mod workload;

@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use wsbench::client::payload::{Bodies, Content};
+use wsbench::client::secure::{self, Counted, Layers, SecureConnection};
 use wsbench::client::{self, Budget, MessageSpec, OpenLoop, Target};
 use wsbench::metrics::{self, Metric};
 use wsbench::results::{self, GroupResults, Measurement, Subject};
-use wsbench::settings::ServerSettings;
+use wsbench::settings::{Compression, ServerSettings, Transport};
 use wsbench::stacks::child::Environment;
 use wsbench::stacks::{self, cache, Host, StackInfo};
 use wsbench::workload::{self, Figures, LoadSample, Sample};
@@ -207,21 +209,27 @@ fn setup() -> anyhow::Result<()> {
 
 fn serve(stack: &'static StackInfo, settings: ServerSettings) -> anyhow::Result<()> {
     let server = stack.start(&settings)?;
-    let scheme = match server.protocol {
-        stacks::Protocol::WebSocket => "ws",
-        stacks::Protocol::RawTcp => "tcp",
-    };
+    let url = server.url();
+    let scheme = url.split("://").next().unwrap_or("ws");
     println!(
-        "wsbench: serving {} {} ({}) at {scheme}://{}/ with {} thread(s), placement {}, profile {}, echo {}; Ctrl-C stops",
+        "wsbench: serving {} {} ({}) at {url} with {} thread(s), placement {}, profile {}, echo {}, compression {}; Ctrl-C stops",
         stack.name,
         settings.service.as_str(),
         stack.package_version(),
-        server.addr,
         settings.threads,
         settings.placement,
         settings.profile.as_str(),
-        settings.echo
+        settings.echo,
+        settings.compression.as_str(),
     );
+    if settings.transport == Transport::Tls {
+        let certs = wsbench::tls::certs()?;
+        println!(
+            "wsbench: TLS with a certificate for localhost and this host's addresses, signed by the CA in {} (pass it to a client: `wsbench run --url {url} --ca {}`, or curl's --cacert); it is made anew each start",
+            certs.ca_pem.display(),
+            certs.ca_pem.display()
+        );
+    }
     if server.addr.ip().is_unspecified() {
         let host = if_addrs::get_if_addrs()
             .map(|ifs| ifs.iter().map(|i| i.ip()).collect::<Vec<_>>())
@@ -308,14 +316,7 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         (None, Some(url)) => url.clone(),
         (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
-    let outcome = drive(
-        &name,
-        args.stack,
-        args.url.as_deref(),
-        args.conns,
-        load,
-        &settings,
-    )?;
+    let outcome = drive(&name, args, load, &settings)?;
     if args.json {
         let records = run_records(args, &name, &settings, &outcome);
         println!("{}", serde_json::to_string_pretty(&records)?);
@@ -386,22 +387,29 @@ enum Measured {
 
 struct RunOutcome {
     measured: Measured,
-    /// The driver the connections were waited on with.
-    driver: client::Driver,
+    /// How the client waited on its connections, as results name it.
+    driver: String,
     /// False when the server ran elsewhere (--url): its CPU is not known.
     server_here: bool,
+    /// Over TLS or with permessage-deflate: what was agreed and counted.
+    secure: Option<SecureOutcome>,
 }
 
-/// Drives the stack at `url`, or starts `stack` here and drives it.
+struct SecureOutcome {
+    content: Content,
+    tls: Option<String>,
+    deflate: Option<String>,
+    counted: Counted,
+}
+
+/// Drives the stack at `--url`, or starts `--stack` here and drives it.
 fn drive(
     name: &str,
-    stack: Option<&'static StackInfo>,
-    url: Option<&str>,
-    conns: usize,
+    args: &RunArgs,
     load: Load,
     settings: &ServerSettings,
 ) -> anyhow::Result<RunOutcome> {
-    let (target, server) = match (url, stack) {
+    let (target, server) = match (args.url.as_deref(), args.stack) {
         (Some(url), _) => (Target::from_url(url, name)?, None),
         (None, Some(stack)) => {
             let server = stack.start(settings)?;
@@ -409,6 +417,10 @@ fn drive(
         }
         (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
+    if target.transport == Transport::Tls || settings.compression == Compression::Deflate {
+        return drive_secure(args, target, server, load, settings);
+    }
+    let conns = args.conns;
     let rt = client::client_runtime(settings.placement)?;
     let mut conns = rt.block_on(client::connect_many(&target, conns))?;
     // A server at --url is elsewhere: only the client's CPU can be read.
@@ -448,8 +460,65 @@ fn drive(
     };
     Ok(RunOutcome {
         measured,
-        driver,
+        driver: driver.as_str().to_string(),
         server_here,
+        secure: None,
+    })
+}
+
+/// A run over TLS or with permessage-deflate: one connection of the
+/// secure driver in a closed loop.
+fn drive_secure(
+    args: &RunArgs,
+    target: Target,
+    server: Option<stacks::ServerHandle>,
+    load: Load,
+    settings: &ServerSettings,
+) -> anyhow::Result<RunOutcome> {
+    let Load::Closed(spec, duration, _) = load else {
+        anyhow::bail!("over TLS or with permessage-deflate, run drives a closed loop: drop --rate");
+    };
+    anyhow::ensure!(
+        args.conns == 1,
+        "over TLS or with permessage-deflate, run drives one connection: drop --conns"
+    );
+    let layers = Layers::new(target.transport, settings.compression, args.ca.as_deref())?;
+    // Registers and pins this thread as the client.
+    let _rt = client::client_runtime(settings.placement)?;
+    let mut conn = SecureConnection::open(&target, &layers).map_err(|e| {
+        let hint = if args.ca.is_none() && e.to_string().contains("certificate") {
+            " (the server's certificate is not signed by a CA this client trusts: pass its CA file with --ca)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
+    if settings.compression == Compression::Deflate && conn.extension().is_none() {
+        eprintln!("wsbench: the server declined permessage-deflate; messages go uncompressed");
+    }
+    let bodies = Bodies::new(args.content, spec.size_bytes).map_err(anyhow::Error::msg)?;
+    let warmup_until = Instant::now() + Duration::from_millis(200).min(duration);
+    let mut hist = client::new_histogram();
+    conn.run(&bodies, spec.window, Budget::Until(warmup_until), &mut hist)?;
+    let server_pid = server.as_ref().and_then(|s| s.pid);
+    let budget = Budget::Until(Instant::now() + duration);
+    let s = workload::secure_round_trips(&mut conn, &bodies, spec.window, budget, server_pid)?;
+    let secure = SecureOutcome {
+        content: args.content,
+        tls: conn.tls_session(),
+        deflate: conn.extension().map(str::to_string),
+        counted: s.counted,
+    };
+    conn.close()?;
+    let server_here = server.is_some();
+    if let Some(server) = server {
+        server.shutdown()?;
+    }
+    Ok(RunOutcome {
+        measured: Measured::Closed(s.sample),
+        driver: secure::DRIVER_NAME.to_string(),
+        server_here,
+        secure: Some(secure),
     })
 }
 
@@ -485,6 +554,17 @@ fn print_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcome) {
             "  CPU per message: server {:.0} ns, client {:.0} ns",
             s.per_msg(s.cpu.server_ns),
             s.per_msg(s.cpu.client_ns)
+        );
+    }
+    if let Some(secure) = &outcome.secure {
+        println!(
+            "  TLS: {}; permessage-deflate: {}; echo frame bytes per message byte {:.3} ({} of {} echoes compressed); content {}",
+            secure.tls.as_deref().unwrap_or("no"),
+            secure.deflate.as_deref().unwrap_or("no"),
+            secure.counted.frame_bytes_per_message_byte(),
+            secure.counted.compressed_messages,
+            secure.counted.messages,
+            secure.content.as_str(),
         );
     }
 }
@@ -552,14 +632,14 @@ fn run_records(
     settings: &ServerSettings,
     outcome: &RunOutcome,
 ) -> GroupResults {
-    let driver = outcome.driver;
-    let run = wsbench::machine::run_info(
+    let mut run = wsbench::machine::run_info(
         settings.placement,
         settings.threads,
         false,
         settings.echo,
-        driver,
+        client::Driver::Epoll,
     );
+    run.client_driver = outcome.driver.clone();
     let (figures, metrics_list, mut params, detail): (&dyn Figures, &[&Metric], _, _) =
         match &outcome.measured {
             Measured::Closed(s) => (
@@ -588,6 +668,18 @@ fn run_records(
         };
     if let Some(url) = &args.url {
         params.insert("url".into(), url.as_str().into());
+    }
+    if let Some(secure) = &outcome.secure {
+        params.insert("transport".into(), settings.transport.as_str().into());
+        if let Some(tls) = &secure.tls {
+            params.insert("transport".into(), "tls".into());
+            params.insert("tls".into(), tls.as_str().into());
+        }
+        params.insert("compression".into(), settings.compression.as_str().into());
+        if let Some(answer) = &secure.deflate {
+            params.insert("deflate_answer".into(), answer.as_str().into());
+        }
+        params.insert("content".into(), args.content.as_str().into());
     }
     let bench = format!("run/{name}/{}/{}B", args.kind.as_str(), args.size);
     let version = match args.stack {

@@ -585,6 +585,17 @@ pub const BENCH_PEAK_RSS_BYTES: Metric = Metric {
     sources: &[Source::Rss],
 };
 
+/// permessage-deflate's effect as the client sees it: the echoes' frame
+/// bytes (headers included, TLS records not) per byte of the messages
+/// they carry; 1.0 and a little over where nothing was compressed.
+pub const FRAME_BYTES_PER_MESSAGE_BYTE: Metric = Metric {
+    name: "frame_bytes_per_message_byte",
+    unit: Unit::Ratio,
+    better: Better::Lower,
+    title: "echo frame bytes per message byte",
+    sources: &[Source::Client],
+};
+
 /// Every metric, in the order reports list them.
 pub const ALL: &[&Metric] = &[
     &RTT_MEAN_US,
@@ -596,6 +607,7 @@ pub const ALL: &[&Metric] = &[
     &MSGS_PER_S,
     &MIB_PER_S,
     &HANDSHAKES_PER_S,
+    &FRAME_BYTES_PER_MESSAGE_BYTE,
     &SERVER_CPU_NS_PER_MSG,
     &CLIENT_CPU_NS_PER_MSG,
     &CLIENT_CPU_PER_SERVER_CPU,

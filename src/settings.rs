@@ -168,6 +168,88 @@ impl Service {
     }
 }
 
+/// What a connection's bytes travel in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// `ws://`: plain TCP.
+    #[default]
+    #[value(help = "ws://: plain TCP")]
+    Plain,
+    /// `wss://`: TLS over TCP, with the certificate [`crate::tls`] makes at
+    /// start.
+    #[value(help = "wss://: TLS, with a certificate made at start")]
+    Tls,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Plain, Transport::Tls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The URL scheme: `ws` or `wss`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Transport::Plain => "ws",
+            Transport::Tls => "wss",
+        }
+    }
+}
+
+/// Whether a server accepts permessage-deflate (RFC 7692) when a client
+/// offers it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// Refused, as the suite's settings have it.
+    #[default]
+    #[value(help = "permessage-deflate refused (the suite's setting)")]
+    Off,
+    /// Accepted with the library's own default parameters (each stack's
+    /// notes say which: window bits, level, context takeover) where the
+    /// stack supports it ([`crate::stacks::StackInfo::deflate`]).
+    #[value(help = "permessage-deflate accepted where the stack supports it")]
+    Deflate,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 2] = [Compression::Off, Compression::Deflate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Off => "off",
+            Compression::Deflate => "deflate",
+        }
+    }
+}
+
 /// Everything a stack needs to start one server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -183,6 +265,11 @@ pub struct ServerSettings {
     pub echo: EchoPolicy,
     /// Echo, or the broadcast room.
     pub service: Service,
+    /// Plain TCP or TLS.
+    pub transport: Transport,
+    /// permessage-deflate accepted or not. A stack without it refuses to
+    /// start with [`Compression::Deflate`] rather than serve something else.
+    pub compression: Compression,
 }
 
 impl Default for ServerSettings {
@@ -194,6 +281,8 @@ impl Default for ServerSettings {
             profile: Profile::Suite,
             echo: EchoPolicy::from_env().unwrap_or_default(),
             service: Service::Echo,
+            transport: Transport::Plain,
+            compression: Compression::Off,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`allocs_per_round_trip`]: heap allocations per round trip;
 //! - [`busy_peak`]: a server's peak memory with many connections at work;
 //! - [`handshakes`]: new connections per second;
+//! - [`secure_round_trips`], [`secure_handshakes`], [`secure_idle_heap`]:
+//!   the same over TLS, permessage-deflate or both ([`client::secure`]);
 //! - [`offered_load`]: an open-loop run at a fixed rate ([`LoadSample`]),
 //!   with the CPU over exactly its measured part;
 //! - [`broadcast`]: a broadcast room's step of a room-size sweep, and the
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::client::payload::{Bodies, Content};
+use crate::client::secure::{Counted, Layers, SecureConnection};
 use crate::client::{
     self, Budget, ClientError, Connection, Driver, MessageSpec, OpenLoop, OpenLoopRun, PayloadKind,
     Target,
@@ -335,6 +339,79 @@ pub fn idle_heap(
     wait_for_close: bool,
 ) -> anyhow::Result<IdleHeap> {
     let target = Target::of(server);
+    let open = |count: usize, warm: bool| -> anyhow::Result<Vec<Connection>> {
+        let mut conns = match (opening, warm) {
+            (IdleOpening::OfferDeflate, false) => {
+                return Ok(rt.block_on(open_offering_deflate(&target, count))?)
+            }
+            _ => rt.block_on(client::connect_many(&target, count))?,
+        };
+        if opening == IdleOpening::OneMessage {
+            let budget = Budget::Count(if warm { 10 } else { 1 });
+            rt.block_on(client::drive(
+                &mut conns,
+                SMALL,
+                budget,
+                &mut client::new_histogram(),
+            ))?;
+        }
+        Ok(conns)
+    };
+    let close = |conns: Vec<Connection>| -> anyhow::Result<()> {
+        Ok(rt.block_on(client::close_all_handshake(conns))?)
+    };
+    idle_cost(
+        server,
+        n,
+        wait_for_close,
+        open,
+        close,
+        Connection::deflate_negotiated,
+    )
+}
+
+/// As [`idle_heap`] with [`IdleOpening::OneMessage`], for connections of
+/// the secure driver: over TLS, offering permessage-deflate, both or
+/// neither as `layers` say. Each opens (TLS handshake included), echoes
+/// one 32-byte message, verified, and idles.
+pub fn secure_idle_heap(
+    server: &ServerHandle,
+    layers: &Layers,
+    n: usize,
+) -> anyhow::Result<IdleHeap> {
+    let target = Target::of(server);
+    let bodies = Bodies::new(Content::Random, SMALL.size_bytes).map_err(anyhow::Error::msg)?;
+    let open = |count: usize, warm: bool| -> anyhow::Result<Vec<SecureConnection>> {
+        let mut conns = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut conn = SecureConnection::open(&target, layers)?;
+            let budget = Budget::Count(if warm { 10 } else { 1 });
+            conn.run(&bodies, 1, budget, &mut client::new_histogram())?;
+            conns.push(conn);
+        }
+        Ok(conns)
+    };
+    let close = |conns: Vec<SecureConnection>| -> anyhow::Result<()> {
+        for conn in conns {
+            conn.close()?;
+        }
+        Ok(())
+    };
+    idle_cost(server, n, false, open, close, |c| c.extension().is_some())
+}
+
+/// The reading both [`idle_heap`] and [`secure_idle_heap`] make: the
+/// server's memory before and with `n` connections that `open` opened
+/// (after one warm connection, `open(1, true)`), and if asked, after they
+/// closed.
+fn idle_cost<C>(
+    server: &ServerHandle,
+    n: usize,
+    wait_for_close: bool,
+    open: impl Fn(usize, bool) -> anyhow::Result<Vec<C>>,
+    close: impl Fn(Vec<C>) -> anyhow::Result<()>,
+    deflated: impl Fn(&C) -> bool,
+) -> anyhow::Result<IdleHeap> {
     let source = measure::memory_source(server.pid);
     // A garbage-collected server collects first: the reading is then what
     // the connections hold, not the garbage their handshakes left.
@@ -343,35 +420,15 @@ pub fn idle_heap(
         measure::server_memory(server.pid)
             .ok_or_else(|| anyhow::anyhow!("stack {}: its process is gone", server.stack))
     };
-    let mut warm = rt.block_on(client::connect_many(&target, 1))?;
-    if opening == IdleOpening::OneMessage {
-        rt.block_on(client::drive(
-            &mut warm,
-            SMALL,
-            Budget::Count(10),
-            &mut client::new_histogram(),
-        ))?;
-    }
+    let warm = open(1, true)?;
     std::thread::sleep(IDLE_SETTLE);
     let before = read()?;
 
-    let conns = match opening {
-        IdleOpening::OneMessage => {
-            let mut conns = rt.block_on(client::connect_many(&target, n))?;
-            rt.block_on(client::drive(
-                &mut conns,
-                SMALL,
-                Budget::Count(1),
-                &mut client::new_histogram(),
-            ))?;
-            conns
-        }
-        IdleOpening::OfferDeflate => rt.block_on(open_offering_deflate(&target, n))?,
-    };
+    let conns = open(n, false)?;
     std::thread::sleep(IDLE_SETTLE);
     let with_conns = read()?;
-    let deflate_accepted = conns.iter().filter(|c| c.deflate_negotiated()).count();
-    rt.block_on(client::close_all_handshake(conns))?;
+    let deflate_accepted = conns.iter().filter(|c| deflated(c)).count();
+    close(conns)?;
 
     let after_close_delta_bytes = if wait_for_close {
         let deadline = Instant::now() + CLOSE_SETTLE;
@@ -384,7 +441,7 @@ pub fn idle_heap(
     } else {
         None
     };
-    rt.block_on(client::close_all_handshake(warm))?;
+    close(warm)?;
     Ok(IdleHeap {
         per_conn_bytes: (with_conns - before) as f64 / n as f64,
         after_close_delta_bytes,
@@ -507,6 +564,80 @@ pub async fn handshakes(target: &Target, n: u64) -> Result<Duration, ClientError
                 conn.abort();
             }
         }
+    }
+    Ok(started.elapsed())
+}
+
+/// Round trips through the secure driver, and what the client counted
+/// on their echoes.
+#[derive(Debug, Clone)]
+pub struct SecureSample {
+    pub sample: Sample,
+    pub counted: Counted,
+}
+
+impl Figures for SecureSample {
+    fn figure(&self, metric: &Metric) -> Option<(f64, Source)> {
+        if metric.name == metrics::FRAME_BYTES_PER_MESSAGE_BYTE.name {
+            Some((self.counted.frame_bytes_per_message_byte(), Source::Client))
+        } else {
+            self.sample.figure(metric)
+        }
+    }
+}
+
+/// As [`round_trips`], on one connection of the secure driver: `window`
+/// messages of `bodies` in flight for `budget`, with the server's and the
+/// client's CPU and allocations over exactly that.
+pub fn secure_round_trips(
+    conn: &mut SecureConnection,
+    bodies: &Bodies,
+    window: usize,
+    budget: Budget,
+    server_pid: Option<u32>,
+) -> Result<SecureSample, ClientError> {
+    let mut hist = client::new_histogram();
+    let cpu_before = Cpu::now(server_pid);
+    let alloc_before = AllocSample::now();
+    let run = conn.run(bodies, window, budget, &mut hist)?;
+    let cpu = Cpu::now(server_pid).since(cpu_before);
+    let alloc = AllocSample::now().since(alloc_before);
+    Ok(SecureSample {
+        sample: Sample {
+            spec: MessageSpec {
+                size_bytes: bodies.size_bytes(),
+                kind: bodies.content().kind(),
+                window,
+            },
+            conns: 1,
+            round_trips: run.round_trips,
+            elapsed: run.elapsed,
+            hist,
+            cpu,
+            alloc,
+        },
+        counted: run.counted,
+    })
+}
+
+/// As [`handshakes`], through the secure driver: each connection's TCP
+/// connect, TLS handshake (a full one: the client resumes no session) and
+/// upgrade (offering permessage-deflate if `layers` say so), then a reset.
+/// A raw-TCP connection counts once one small message is echoed, as there.
+pub fn secure_handshakes(
+    target: &Target,
+    layers: &Layers,
+    n: u64,
+) -> Result<Duration, ClientError> {
+    let bodies = Bodies::new(Content::Random, SMALL.size_bytes)
+        .map_err(|e| ClientError::of(&target.stack, client::ErrorKind::Other(e)))?;
+    let started = Instant::now();
+    for _ in 0..n {
+        let mut conn = SecureConnection::open(target, layers)?;
+        if target.protocol == Protocol::RawTcp {
+            conn.run(&bodies, 1, Budget::Count(1), &mut client::new_histogram())?;
+        }
+        conn.abort();
     }
     Ok(started.elapsed())
 }

@@ -246,6 +246,7 @@ fn faulty_room(fault: Fault) -> Target {
         host: addr.to_string(),
         path: "/".into(),
         protocol: Protocol::WebSocket,
+        transport: wsbench::settings::Transport::Plain,
     }
 }
 

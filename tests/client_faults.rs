@@ -226,6 +226,7 @@ fn refused_connection_names_the_stack() {
         host: addr.to_string(),
         path: "/".into(),
         protocol: Protocol::WebSocket,
+        transport: wsbench::settings::Transport::Plain,
     };
     let err = rt
         .block_on(Connection::open(&target))
@@ -242,11 +243,31 @@ fn bad_urls_are_explained() {
         .unwrap_err()
         .to_string()
         .contains("expected ws://"));
-    assert!(Target::from_url("wss://127.0.0.1:1/", "s")
-        .unwrap_err()
-        .to_string()
-        .contains("TLS"));
     let t = Target::from_url("ws://127.0.0.1:9001/chat", "s").unwrap();
     assert_eq!(t.path, "/chat");
     assert_eq!(t.addr.port(), 9001);
+    assert_eq!(t.transport, wsbench::settings::Transport::Plain);
+    let t = Target::from_url("wss://127.0.0.1:9443/", "s").unwrap();
+    assert_eq!(t.transport, wsbench::settings::Transport::Tls);
+    assert_eq!(t.protocol, Protocol::WebSocket);
+    let t = Target::from_url("tls://127.0.0.1:9443", "s").unwrap();
+    assert_eq!(t.protocol, Protocol::RawTcp);
+    assert_eq!(t.transport, wsbench::settings::Transport::Tls);
+}
+
+/// A TLS target given to the driver that speaks plain TCP is refused
+/// before anything is sent, naming the driver that speaks TLS.
+#[test]
+fn the_plain_driver_refuses_a_tls_target() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = Target::from_url("wss://127.0.0.1:1/", "s").unwrap();
+    let err = rt
+        .block_on(Connection::open(&target))
+        .err()
+        .expect("refused");
+    assert!(matches!(err.kind, ErrorKind::Tls(_)), "{err}");
+    assert!(err.to_string().contains("client::secure"), "{err}");
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
 use wsbench::client::Target;
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::measure::leak::{
@@ -29,7 +29,7 @@ use wsbench::measure::leak::{
 };
 use wsbench::placement::Placement;
 use wsbench::settings::{Profile, ServerSettings};
-use wsbench::stacks::runtime::{accept_loop, start_tokio_server};
+use wsbench::stacks::runtime::{accept_loop, start_tokio_server, ServerStream};
 use wsbench::stacks::{Host, Protocol, Runtime, ServerHandle, StackInfo};
 
 mod table;
@@ -151,6 +151,7 @@ const LEAKY: StackInfo = StackInfo {
     protocol: Protocol::RawTcp,
     runtime: Runtime::Native,
     notes: "leaks on purpose",
+    deflate: false,
     start: start_leaky,
 };
 
@@ -162,7 +163,7 @@ fn start_leaky(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     Ok(handle)
 }
 
-async fn leaky_echo(mut stream: TcpStream, _profile: Profile) {
+async fn leaky_echo(mut stream: ServerStream, _profile: Profile) {
     Box::leak(vec![0u8; LEAK_PER_CONNECTION].into_boxed_slice());
     let mut buf = vec![0u8; 4096];
     loop {

@@ -128,6 +128,7 @@ fn pausing_server() -> Target {
         host: addr.to_string(),
         path: "/".into(),
         protocol: Protocol::WebSocket,
+        transport: wsbench::settings::Transport::Plain,
     }
 }
 

@@ -612,6 +612,58 @@ fn headroom() -> Vec<Measurement> {
     out
 }
 
+/// Two stacks' cells of the secure group: one without permessage-deflate,
+/// one with it; throughput at two sizes and the handshakes.
+fn secure() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for (stack, cells) in [
+        ("tokio-tungstenite", &["plain", "tls"][..]),
+        ("yawc", &["plain", "tls", "deflate", "tls+deflate"][..]),
+    ] {
+        for (i, cell) in cells.iter().enumerate() {
+            let cost = 1.0 + i as f64 * 0.5;
+            for size in [1024, 16384] {
+                let params = json!({"cell": cell, "workload": "throughput", "content": "json",
+                    "size_bytes": size, "window": 16, "conns": 1});
+                let bench = format!("secure/{stack}/{cell}/throughput/json/{size}B");
+                for (metric, value, unit, source) in [
+                    ("mib_per_s", 300.0 / cost, "MiB/s", "wallclock"),
+                    ("server_cpu_ns_per_msg", 10_000.0 * cost, "ns", "schedstat"),
+                    (
+                        "frame_bytes_per_message_byte",
+                        1.0 / cost,
+                        "ratio",
+                        "client",
+                    ),
+                ] {
+                    out.push(m(
+                        "secure",
+                        &bench,
+                        stack,
+                        params.clone(),
+                        metric,
+                        value,
+                        unit,
+                        source,
+                    ));
+                }
+            }
+            let params = json!({"cell": cell, "workload": "handshakes", "count": 300});
+            out.push(m(
+                "secure",
+                &format!("secure/{stack}/{cell}/handshakes"),
+                stack,
+                params,
+                "handshakes_per_s",
+                5000.0 / cost,
+                "conns/s",
+                "wallclock",
+            ));
+        }
+    }
+    out
+}
+
 fn results_with(groups: &[(&str, Vec<Measurement>)]) -> ResultsFile {
     let mut file = ResultsFile {
         schema: SCHEMA_VERSION,
@@ -638,6 +690,7 @@ fn full_results() -> ResultsFile {
         ("load", load()),
         ("headroom", headroom()),
         ("broadcast", broadcast()),
+        ("secure", secure()),
         ("memory", memory()),
         ("placement", placement()),
         ("conformance", conformance()),
@@ -1129,6 +1182,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
             "load",
             "headroom",
             "broadcast",
+            "secure",
             "memory",
             "placement",
             "conformance",
@@ -1138,7 +1192,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(
         md.contains(
-            "Not measured in this run: throughput, scaling, load, headroom, broadcast, memory, placement, conformance, leak"
+            "Not measured in this run: throughput, scaling, load, headroom, broadcast, secure, memory, placement, conformance, leak"
         ),
         "{md}"
     );
@@ -1375,13 +1429,14 @@ mod publishing {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const EXPECTED: [&str; 10] = [
+    const EXPECTED: [&str; 11] = [
         "latency",
         "throughput",
         "scaling",
         "load",
         "headroom",
         "broadcast",
+        "secure",
         "memory",
         "placement",
         "conformance",

@@ -122,6 +122,7 @@ impl Mode {
             profile,
             echo,
             service: wsbench::settings::Service::Echo,
+            ..ServerSettings::default()
         }
     }
 
@@ -400,6 +401,13 @@ impl Recorder {
             mode_records: mode.records(),
             run,
         }
+    }
+
+    /// The same recorder, for a group whose client waits as `name` says
+    /// rather than on the run's driver (the secure group's own `poll`).
+    pub fn with_client_driver(mut self, name: &str) -> Recorder {
+        self.run.client_driver = name.to_string();
+        self
     }
 
     /// Merges what was measured so far into results.json (bench mode only).

@@ -15,6 +15,7 @@ use super::error::{ClientError, ErrorKind};
 use super::watchdog::{self, Watch};
 use super::wire;
 use super::{Budget, MessageSpec, Target, CONNECT_TIMEOUT, STALL_TIMEOUT};
+use crate::settings::Transport;
 use crate::stacks::Protocol;
 
 /// The receive buffer the client asks the kernel for on every connection
@@ -122,6 +123,10 @@ impl Connection {
         offer_deflate: bool,
         recv_buffer_bytes: libc::c_int,
     ) -> Result<Connection, ClientError> {
+        if target.transport == Transport::Tls {
+            let why = "this driver speaks plain TCP; a TLS target goes through client::secure";
+            return Err(ClientError::of(&target.stack, ErrorKind::Tls(why.into())));
+        }
         let socket_err = |during| move |source| ErrorKind::Socket { during, source };
         let connect = async {
             let socket = if target.addr.is_ipv4() {

@@ -79,6 +79,14 @@ pub enum ErrorKind {
     ConnectTimeout { after: Duration },
     #[error("handshake: {0}")]
     Handshake(String),
+    /// The TLS handshake or a TLS record failed (a certificate the client
+    /// does not trust among them).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A compressed echo that does not inflate, or a compressed frame
+    /// where none was agreed.
+    #[error("permessage-deflate: {0}")]
+    Deflate(String),
     /// The server accepted permessage-deflate, which the client cannot
     /// measure.
     #[error("compression was negotiated; this client only sends uncompressed messages")]

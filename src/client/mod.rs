@@ -39,16 +39,19 @@ use hdrhistogram::Histogram;
 
 use crate::measure::threads::{self, Role};
 use crate::placement::{pin_current_thread, Placement};
+use crate::settings::Transport;
 use crate::stacks::{Protocol, ServerHandle};
 
 mod blocking;
 pub mod broadcast;
 mod codec;
 mod conn;
+pub mod deflate;
 mod error;
 mod frames;
 pub mod open_loop;
 pub mod payload;
+pub mod secure;
 mod tokio_driver;
 mod uring;
 mod watchdog;
@@ -198,6 +201,8 @@ pub struct Target {
     /// Request path of the upgrade.
     pub path: String,
     pub protocol: Protocol,
+    /// Plain TCP, or TLS (which only [`secure`]'s driver speaks).
+    pub transport: Transport,
 }
 
 impl Target {
@@ -209,20 +214,27 @@ impl Target {
             host: server.addr.to_string(),
             path: "/".into(),
             protocol: server.protocol,
+            transport: server.transport,
         }
     }
 
-    /// A server given by URL: `ws://HOST:PORT/PATH` for WebSocket, or
-    /// `tcp://HOST:PORT` for a raw-TCP echo. `stack` names it in results.
+    /// A server given by URL: `ws://HOST:PORT/PATH` or `wss://` for
+    /// WebSocket, `tcp://HOST:PORT` or `tls://` for a raw-TCP echo. `stack`
+    /// names it in results.
     pub fn from_url(url: &str, stack: &str) -> anyhow::Result<Target> {
-        let (protocol, rest) = if let Some(rest) = url.strip_prefix("ws://") {
-            (Protocol::WebSocket, rest)
-        } else if let Some(rest) = url.strip_prefix("tcp://") {
-            (Protocol::RawTcp, rest)
-        } else if url.starts_with("wss://") {
-            anyhow::bail!("{url}: wss:// (TLS) is not supported; use ws://");
-        } else {
-            anyhow::bail!("{url}: expected ws://HOST:PORT/PATH or tcp://HOST:PORT");
+        let schemes = [
+            ("ws://", Protocol::WebSocket, Transport::Plain),
+            ("wss://", Protocol::WebSocket, Transport::Tls),
+            ("tcp://", Protocol::RawTcp, Transport::Plain),
+            ("tls://", Protocol::RawTcp, Transport::Tls),
+        ];
+        let Some((protocol, transport, rest)) = schemes
+            .iter()
+            .find_map(|&(scheme, p, t)| url.strip_prefix(scheme).map(|rest| (p, t, rest)))
+        else {
+            anyhow::bail!(
+                "{url}: expected ws:// or wss://HOST:PORT/PATH, or tcp:// or tls://HOST:PORT"
+            );
         };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -240,6 +252,7 @@ impl Target {
             host: hostport.to_string(),
             path: path.to_string(),
             protocol,
+            transport,
         })
     }
 }

@@ -158,6 +158,207 @@ impl Template {
     }
 }
 
+/// What fills a message after its sequence number where the bytes
+/// themselves change the cost (compression): text that compresses as
+/// real traffic does, or bytes that do not compress at all.
+///
+/// Consecutive messages carry consecutive stretches of one long stream
+/// of such content ([`POOL_BYTES`]), never the same bytes again within
+/// DEFLATE's 32 KiB window: a compressor that keeps its context between
+/// messages (as permessage-deflate does by default) would otherwise find
+/// each message in the previous one and send a back-reference, which is
+/// no workload at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Content {
+    /// JSON-like text, as a market-data or chat feed sends: records of a
+    /// few fields whose values come from a fixed seed. Sent as text.
+    Json,
+    /// Bytes from a fixed seed, which DEFLATE cannot shrink. Sent as
+    /// binary.
+    Random,
+}
+
+/// The length of each content's stream before it repeats: far beyond
+/// DEFLATE's window, so a repeat is never within reach of a back-reference.
+pub const POOL_BYTES: usize = 8 << 20;
+
+/// Messages up to this size read the shared stream; larger ones make a
+/// stream of their own.
+const SHARED_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+impl Content {
+    pub const ALL: [Content; 2] = [Content::Json, Content::Random];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Content::Json => "json",
+            Content::Random => "random",
+        }
+    }
+
+    /// The message kind it is sent as.
+    pub fn kind(self) -> super::PayloadKind {
+        match self {
+            Content::Json => super::PayloadKind::Text,
+            Content::Random => super::PayloadKind::Binary,
+        }
+    }
+
+    /// `n` bytes of its stream, the same on every run.
+    fn stream(self, n: usize) -> Vec<u8> {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut out = Vec::with_capacity(n + 128);
+        match self {
+            Content::Random => {
+                while out.len() < n {
+                    out.extend_from_slice(&rng.next().to_le_bytes());
+                }
+            }
+            Content::Json => {
+                const SYMBOLS: [&str; 8] = [
+                    "AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD",
+                ];
+                let mut id = 0u64;
+                while out.len() < n {
+                    let r = rng.next();
+                    let record = format!(
+                        "{{\"id\":{id},\"symbol\":\"{}\",\"price\":{}.{:02},\"qty\":{},\"side\":\"{}\",\"ts\":{}}},",
+                        SYMBOLS[(r % 8) as usize],
+                        100 + (r >> 8) % 400,
+                        (r >> 20) % 100,
+                        (r >> 28) % 1000 + 1,
+                        if r >> 40 & 1 == 0 { "buy" } else { "sell" },
+                        1_733_380_000_000 + id * 7 + (r >> 48) % 5,
+                    );
+                    out.extend_from_slice(record.as_bytes());
+                    id += 1;
+                }
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// The stream, [`POOL_BYTES`] long and then its first `tail_bytes`
+    /// again, so that any message-sized stretch from any offset below
+    /// [`POOL_BYTES`] is one slice.
+    fn pool(self, tail_bytes: usize) -> Vec<u8> {
+        let mut pool = self.stream(POOL_BYTES);
+        let tail: Vec<u8> = pool.iter().cycle().take(tail_bytes).copied().collect();
+        pool.extend_from_slice(&tail);
+        pool
+    }
+
+    /// The pool every message up to [`SHARED_MAX_MESSAGE_BYTES`] reads,
+    /// made once per process.
+    fn shared_pool(self) -> &'static [u8] {
+        static POOLS: [std::sync::OnceLock<Vec<u8>>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        POOLS[self as usize].get_or_init(|| self.pool(SHARED_MAX_MESSAGE_BYTES))
+    }
+}
+
+/// A fixed-seed generator for [`Content::stream`]: no need for quality,
+/// only for the same bytes on every run and every machine.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Where a [`Bodies`]'s stream lives.
+#[derive(Debug, Clone)]
+enum Pool {
+    Shared(&'static [u8]),
+    Own(Vec<u8>),
+}
+
+/// Messages of one size filled with a [`Content`]: message `seq` is the
+/// stretch of the content's stream after message `seq - 1`'s, with its
+/// sequence number in hex over its first 16 bytes.
+#[derive(Debug, Clone)]
+pub struct Bodies {
+    content: Content,
+    size_bytes: usize,
+    pool: Pool,
+}
+
+impl Bodies {
+    /// Messages of `size_bytes`, at least [`SEQ_BYTES`] so that each
+    /// carries its number.
+    pub fn new(content: Content, size_bytes: usize) -> Result<Bodies, String> {
+        if size_bytes < SEQ_BYTES {
+            return Err(format!(
+                "{} messages must be at least {SEQ_BYTES} bytes, to carry their sequence number",
+                content.as_str()
+            ));
+        }
+        let pool = if size_bytes <= SHARED_MAX_MESSAGE_BYTES {
+            Pool::Shared(content.shared_pool())
+        } else {
+            Pool::Own(content.pool(size_bytes))
+        };
+        Ok(Bodies {
+            content,
+            size_bytes,
+            pool,
+        })
+    }
+
+    pub fn content(&self) -> Content {
+        self.content
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes
+    }
+
+    /// The stretch of the stream message `seq` carries.
+    fn body(&self, seq: u64) -> &[u8] {
+        let pool = match &self.pool {
+            Pool::Shared(p) => p,
+            Pool::Own(p) => p.as_slice(),
+        };
+        let offset = (u128::from(seq) * self.size_bytes as u128 % POOL_BYTES as u128) as usize;
+        &pool[offset..offset + self.size_bytes]
+    }
+
+    /// Message `seq` into `out`, replacing what it held.
+    pub fn message_into(&self, seq: u64, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(self.body(seq));
+        out[..SEQ_BYTES].copy_from_slice(&seq_hex(seq));
+    }
+
+    /// Checks that `got` is exactly message `seq`.
+    pub fn verify(&self, seq: u64, got: &[u8]) -> Result<(), ErrorKind> {
+        if got.len() != self.size_bytes {
+            return Err(ErrorKind::Length {
+                seq,
+                got_bytes: got.len() as u64,
+                sent_bytes: self.size_bytes as u64,
+            });
+        }
+        if got[..SEQ_BYTES] != seq_hex(seq) {
+            return Err(ErrorKind::OutOfOrder {
+                seq,
+                got: String::from_utf8_lossy(&got[..SEQ_BYTES]).into_owned(),
+            });
+        }
+        let want = &self.body(seq)[SEQ_BYTES..];
+        if got[SEQ_BYTES..] != *want {
+            let at = SEQ_BYTES + first_difference(&got[SEQ_BYTES..], want);
+            return Err(ErrorKind::Differs { seq, at_byte: at });
+        }
+        Ok(())
+    }
+}
+
 /// `seq` as 16 lowercase hex digits, most significant first. Computed
 /// for every message sent and every echo checked, so with arithmetic on
 /// whole words rather than a table lookup per digit.
@@ -194,6 +395,47 @@ fn first_difference(a: &[u8], b: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_carry_their_number_and_catch_changes() {
+        for content in Content::ALL {
+            assert!(Bodies::new(content, 15).is_err());
+            let bodies = Bodies::new(content, 1000).unwrap();
+            let mut m = Vec::new();
+            bodies.message_into(7, &mut m);
+            assert_eq!(m.len(), 1000);
+            bodies.verify(7, &m).unwrap();
+            assert!(matches!(
+                bodies.verify(8, &m),
+                Err(ErrorKind::OutOfOrder { .. })
+            ));
+            m[500] ^= 1;
+            assert!(matches!(
+                bodies.verify(7, &m),
+                Err(ErrorKind::Differs { at_byte: 500, .. })
+            ));
+            assert!(matches!(
+                bodies.verify(7, &m[..999]),
+                Err(ErrorKind::Length { .. })
+            ));
+        }
+        let json = Content::Json.stream(4096);
+        assert!(json.is_ascii() && json.starts_with(b"{\"id\":0,"));
+        assert_eq!(Content::Random.stream(64), Content::Random.stream(64));
+        // Consecutive messages carry different stretches, and a large
+        // message its own pool; the stream wraps past POOL_BYTES.
+        let bodies = Bodies::new(Content::Json, 1024).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        bodies.message_into(1, &mut a);
+        bodies.message_into(2, &mut b);
+        assert_ne!(a[SEQ_BYTES..], b[SEQ_BYTES..]);
+        let wrap = (POOL_BYTES / 1024) as u64;
+        bodies.message_into(wrap + 1, &mut b);
+        assert_eq!(a[SEQ_BYTES..], b[SEQ_BYTES..]);
+        let big = Bodies::new(Content::Random, 3 << 20).unwrap();
+        big.message_into(5, &mut a);
+        big.verify(5, &a).unwrap();
+    }
 
     #[test]
     fn every_size_round_trips_and_rejects_changes() {

@@ -10,8 +10,7 @@
 use std::hash::{BuildHasher, Hasher};
 
 use base64::Engine;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -55,7 +54,11 @@ pub fn accept_key(key: &str) -> String {
 
 /// Performs the opening handshake on `stream`. Returns any bytes the server
 /// sent after its response (they belong to the first frame).
-pub async fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> Result<Vec<u8>, String> {
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+) -> Result<Vec<u8>, String> {
     handshake_with(stream, host, path, false)
         .await
         .map(|(leftover, _)| leftover)
@@ -64,35 +67,25 @@ pub async fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> Result
 /// The opening handshake, optionally offering permessage-deflate (RFC 7692)
 /// as browsers do. Returns the leftover bytes and whether the server
 /// accepted compression.
-pub async fn handshake_with(
-    stream: &mut TcpStream,
+pub async fn handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     host: &str,
     path: &str,
     offer_deflate: bool,
 ) -> Result<(Vec<u8>, bool), String> {
-    let key_bytes = [random_u64().to_le_bytes(), random_u64().to_le_bytes()].concat();
-    let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
-    let extensions = if offer_deflate {
-        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-    } else {
-        ""
-    };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
-    );
+    let upgrade = Upgrade::new(host, path, offer_deflate);
     stream
-        .write_all(request.as_bytes())
+        .write_all(upgrade.request.as_bytes())
         .await
         .map_err(|e| format!("sending the upgrade request: {e}"))?;
 
     let mut buf = Vec::with_capacity(1024);
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > MAX_HANDSHAKE_RESPONSE_BYTES {
-            return Err("handshake response larger than 16 KiB".into());
+    loop {
+        if let Some(response) = upgrade.response(&buf)? {
+            return Ok((
+                buf[response.header_bytes..].to_vec(),
+                response.extension.is_some(),
+            ));
         }
         let mut chunk = [0u8; 2048];
         let n = stream
@@ -103,35 +96,95 @@ pub async fn handshake_with(
             return Err("server closed the connection during the handshake".into());
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 101") {
-        return Err(format!("upgrade refused: {status:?}"));
     }
-    let mut accept = None;
-    let mut deflate = false;
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            let name = name.trim().to_ascii_lowercase();
-            if name == "sec-websocket-accept" {
-                accept = Some(value.trim().to_string());
-            } else if name == "sec-websocket-extensions" {
-                let value = value.trim();
-                if !(offer_deflate && value.starts_with("permessage-deflate")) {
-                    return Err(format!(
-                        "server turned on an extension we did not ask for: {value}"
-                    ));
-                }
-                deflate = true;
-            }
+}
+
+/// The client's side of the opening handshake without I/O: the request to
+/// send, and the check of the response.
+pub struct Upgrade {
+    /// The HTTP request, headers and blank line included.
+    pub request: String,
+    key: String,
+    offer_deflate: bool,
+}
+
+/// A server's accepted upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Bytes of the response; whatever follows belongs to the first frame.
+    pub header_bytes: usize,
+    /// The `Sec-WebSocket-Extensions` value the server answered with
+    /// (only ever permessage-deflate, and only when it was offered).
+    pub extension: Option<String>,
+}
+
+impl Upgrade {
+    /// A request for `path` on `host` with a fresh key, offering
+    /// permessage-deflate (with `client_max_window_bits`, as browsers do)
+    /// if `offer_deflate`.
+    pub fn new(host: &str, path: &str, offer_deflate: bool) -> Upgrade {
+        let key_bytes = [random_u64().to_le_bytes(), random_u64().to_le_bytes()].concat();
+        let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
+        let extensions = if offer_deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
+        );
+        Upgrade {
+            request,
+            key,
+            offer_deflate,
         }
     }
-    match accept {
-        Some(a) if a == accept_key(&key) => Ok((buf[header_end..].to_vec(), deflate)),
-        Some(a) => Err(format!("wrong Sec-WebSocket-Accept {a:?}")),
-        None => Err("no Sec-WebSocket-Accept header in the response".into()),
+
+    /// Checks the response in `buf`: `Ok(None)` while its headers are
+    /// incomplete, the accepted upgrade once they are, or why it is refused
+    /// (a status other than 101, a wrong accept key, an extension that was
+    /// not offered, a response over 16 KiB).
+    pub fn response(&self, buf: &[u8]) -> Result<Option<Accepted>, String> {
+        let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if buf.len() > MAX_HANDSHAKE_RESPONSE_BYTES {
+                return Err("handshake response larger than 16 KiB".into());
+            }
+            return Ok(None);
+        };
+        let header_bytes = pos + 4;
+        let head = String::from_utf8_lossy(&buf[..header_bytes]).to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or("");
+        if !status.starts_with("HTTP/1.1 101") {
+            return Err(format!("upgrade refused: {status:?}"));
+        }
+        let mut accept = None;
+        let mut extension = None;
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim().to_ascii_lowercase();
+                if name == "sec-websocket-accept" {
+                    accept = Some(value.trim().to_string());
+                } else if name == "sec-websocket-extensions" {
+                    let value = value.trim();
+                    if !(self.offer_deflate && value.starts_with("permessage-deflate")) {
+                        return Err(format!(
+                            "server turned on an extension we did not ask for: {value}"
+                        ));
+                    }
+                    extension = Some(value.to_string());
+                }
+            }
+        }
+        match accept {
+            Some(a) if a == accept_key(&self.key) => Ok(Some(Accepted {
+                header_bytes,
+                extension,
+            })),
+            Some(a) => Err(format!("wrong Sec-WebSocket-Accept {a:?}")),
+            None => Err("no Sec-WebSocket-Accept header in the response".into()),
+        }
     }
 }
 

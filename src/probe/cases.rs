@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use super::raw::{valid_on_wire, End, Observation, RawConn, Received, SendError};
+use crate::client::payload::{Bodies, Content};
+use crate::client::secure::{Layers, SecureConnection};
 use crate::client::wire::{self, client_frame, push_header};
 use crate::client::{
     new_histogram, Budget, ClientError, Connection, MessageSpec, PayloadKind, Target,
 };
-use crate::settings::MAX_MESSAGE_BYTES;
+use crate::settings::{Compression, Transport, MAX_MESSAGE_BYTES};
 use crate::stacks::Protocol;
 
 /// How long the probe waits for a server to react to bad input before it
@@ -535,6 +537,9 @@ fn verify_pattern(message: &[u8]) -> Result<(), String> {
 /// Whether the server still serves a newcomer: a fresh connection, a few
 /// small echoes verified by the load client, and a close.
 pub(super) async fn check_serving(target: &Target) -> Result<(), String> {
+    if target.transport == Transport::Tls {
+        return check_serving_tls(target);
+    }
     let check = async {
         let mut conn = Connection::open(target).await.map_err(|e| e.what())?;
         conn.set_stall_timeout(SERVE_CHECK_LIMIT);
@@ -581,4 +586,33 @@ pub(super) async fn check_serving(target: &Target) -> Result<(), String> {
                 SERVE_CHECK_LIMIT.as_secs()
             ))
         })
+}
+
+/// [`check_serving`] over TLS, through the client's TLS driver. It blocks
+/// the probe's thread, which runs nothing else (every server runs on its
+/// own threads), and every wait in it has its deadline.
+fn check_serving_tls(target: &Target) -> Result<(), String> {
+    let layers =
+        Layers::new(Transport::Tls, Compression::Off, None).map_err(|e| format!("{e:#}"))?;
+    let mut conn = SecureConnection::open(target, &layers).map_err(|e| e.what())?;
+    conn.set_stall_timeout(SERVE_CHECK_LIMIT);
+    let bodies = Bodies::new(Content::Random, SERVE_CHECK_MESSAGE_BYTES)?;
+    let run = conn
+        .run(
+            &bodies,
+            1,
+            Budget::Count(SERVE_CHECK_ROUND_TRIPS),
+            &mut new_histogram(),
+        )
+        .map_err(|e| e.what())?;
+    if run.round_trips != SERVE_CHECK_ROUND_TRIPS {
+        return Err(format!(
+            "{} of {SERVE_CHECK_ROUND_TRIPS} echoes verified",
+            run.round_trips
+        ));
+    }
+    // The echoes are the proof; the close is polite, not checked.
+    conn.set_stall_timeout(SERVE_CHECK_CLOSE_LIMIT);
+    let _ = conn.close();
+    Ok(())
 }

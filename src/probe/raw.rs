@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use rustls::pki_types::ServerName;
+
 use crate::client::wire::{self, FrameHeader};
 use crate::client::Target;
+use crate::settings::Transport;
 use crate::settings::MAX_MESSAGE_BYTES;
 
 /// How long TCP connect plus the opening handshake may take. Shorter than
@@ -36,9 +39,13 @@ const LISTED_REPLIES: usize = 3;
 /// or shutdown timer), and that wait is worth knowing.
 const NOTICEABLE_DELAY: Duration = Duration::from_millis(100);
 
+/// The probe's end of a connection: TCP, or TLS over it.
+type ProbeStream =
+    tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
+
 /// One upgraded connection and the server's unread bytes.
 pub(super) struct RawConn {
-    stream: TcpStream,
+    stream: ProbeStream,
     unread: Vec<u8>,
     pub mask: [u8; 4],
 }
@@ -69,15 +76,28 @@ pub(super) enum SendError {
 }
 
 impl RawConn {
-    /// TCP connect plus the opening handshake.
+    /// TCP connect, the TLS handshake for a TLS target (verified against
+    /// the CA [`crate::tls`] made), and the opening handshake.
     pub async fn open(target: &Target) -> Result<RawConn, String> {
         let connect = async {
-            let mut stream = TcpStream::connect(target.addr)
+            let tcp = TcpStream::connect(target.addr)
                 .await
                 .map_err(|e| format!("connecting to {}: {e}", target.addr))?;
-            stream
-                .set_nodelay(true)
+            tcp.set_nodelay(true)
                 .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+            let mut stream = match target.transport {
+                Transport::Plain => ProbeStream::Left(tcp),
+                Transport::Tls => {
+                    let config = crate::tls::client_config(None).map_err(|e| format!("{e:#}"))?;
+                    let name = ServerName::try_from(target.addr.ip().to_string())
+                        .map_err(|e| format!("server name: {e}"))?;
+                    let tls = tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS handshake: {e}"))?;
+                    ProbeStream::Right(Box::new(tls))
+                }
+            };
             let leftover = wire::handshake(&mut stream, &target.host, &target.path)
                 .await
                 .map_err(|e| format!("handshake: {e}"))?;
@@ -145,6 +165,10 @@ impl RawConn {
                     self.unread.truncate(have);
                     return match e.kind() {
                         ErrorKind::ConnectionReset => Received::Reset,
+                        // A TLS peer that closed TCP without close_notify
+                        // (rustls reports it as an error): a TCP close,
+                        // which is what the cases judge.
+                        ErrorKind::UnexpectedEof => Received::Eof,
                         _ => Received::Error(e.to_string()),
                     };
                 }

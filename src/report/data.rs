@@ -28,6 +28,7 @@ pub const EXPECTED_GROUPS: &[&str] = &[
     "load",
     "headroom",
     "broadcast",
+    "secure",
     "memory",
     "placement",
     "conformance",

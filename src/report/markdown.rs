@@ -12,7 +12,7 @@ use super::claims::{best_of_row, fmt_times, key_metrics, row_versus};
 use super::criterion::CriterionScan;
 use super::data::{
     cmp_groups, cmp_stacks, fmt_bytes, fmt_duration_ns, fmt_num, fmt_sig, fmt_value,
-    ordered_stacks, params_label, row_ratios, unit_label, Cell, Pivot, FLOOR_STACK,
+    ordered_stacks, params_label, row_ratios, unit_label, value_text, Cell, Pivot, FLOOR_STACK,
 };
 use super::flamegraphs::FlamePlan;
 use super::plots::Plot;
@@ -67,6 +67,14 @@ fn group_blurb(group: &str) -> Option<&'static str> {
         }
         "conformance" => "RFC 6455 cases: ✓ = behaves as the RFC asks, ✗ = does not (the outcome follows).",
         "leak" => "Live bytes left over after many connect/close cycles; near zero means nothing leaks.",
+        "secure" => {
+            "What `wss://` and permessage-deflate cost: every stack over plain TCP (`plain`) and TLS (`tls`), \
+             and the stacks with permessage-deflate compressed too (`deflate`, `tls+deflate`), on one \
+             connection through the one driver that speaks all four; `content` is JSON-like text or random \
+             bytes; `frame_bytes_per_message_byte` is the echoes' frame bytes per message byte (below 1 where \
+             compression paid); handshakes are full TLS handshakes (no resumption). Memory per idle \
+             connection in each cell is in the memory group (`cell`)."
+        }
         _ => return None,
     })
 }
@@ -433,6 +441,7 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
         match name {
             "load" => load_notes(out, group),
             "broadcast" => broadcast_notes(out, group),
+            "secure" => secure_matrix(out, group),
             _ => {}
         }
     }
@@ -445,6 +454,118 @@ fn group_section(out: &mut String, name: &str, group: &GroupResults, marks: &mut
         );
     }
     let _ = writeln!(out);
+}
+
+/// The secure group per stack: each workload in each cell (plain, TLS,
+/// deflate, both), its headline figure and the server's CPU per message,
+/// each with its ratio to the plain cell's, and the echoes' frame bytes
+/// per message byte where compressed.
+fn secure_matrix(out: &mut String, group: &GroupResults) {
+    const CELLS: [&str; 4] = ["plain", "tls", "deflate", "tls+deflate"];
+    let param = |m: &Measurement, k: &str| m.params.get(k).map(value_text).unwrap_or_default();
+    let find = |stack: &str, cell: &str, row: &(String, String, String, String), metric: &str| {
+        group.measurements.iter().find(|m| {
+            m.stack == stack
+                && m.metric == metric
+                && param(m, "cell") == cell
+                && (
+                    param(m, "workload"),
+                    param(m, "size_bytes"),
+                    param(m, "content"),
+                ) == (row.0.clone(), row.1.clone(), row.2.clone())
+        })
+    };
+    let stacks = ordered_stacks(group.measurements.iter().map(|m| m.stack.as_str()));
+    let _ = writeln!(
+        out,
+        "#### The matrix per stack\n\nEach cell: the workload's figure (mean round trip for latency, MiB/s for \
+         throughput, new connections per second for handshakes), then the server's CPU per message, each \
+         with its ratio to the plain cell's; `B/B` is the echoes' frame bytes per message byte where \
+         compressed. A stack without permessage-deflate has no deflate cells (`–`).\n"
+    );
+    for stack in stacks {
+        let mut rows: Vec<(String, String, String, String)> = Vec::new();
+        for m in group.measurements.iter().filter(|m| m.stack == stack) {
+            let workload = param(m, "workload");
+            let primary = match workload.as_str() {
+                "latency" => metrics::RTT_MEAN_US.name,
+                "throughput" => metrics::MIB_PER_S.name,
+                "handshakes" => metrics::HANDSHAKES_PER_S.name,
+                _ => continue,
+            };
+            let row = (
+                workload,
+                param(m, "size_bytes"),
+                param(m, "content"),
+                primary.to_string(),
+            );
+            if !rows.contains(&row) {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|r| {
+            let order = ["latency", "throughput", "handshakes"];
+            let w = order.iter().position(|o| *o == r.0).unwrap_or(9);
+            (w, r.1.parse::<u64>().unwrap_or(0), r.2.clone())
+        });
+        let _ = writeln!(out, "**{stack}**\n");
+        let columns: Vec<String> = CELLS.iter().map(|c| c.to_string()).collect();
+        table_header(out, "workload", &columns);
+        for row in &rows {
+            let base = find(&stack, "plain", row, &row.3);
+            let base_cpu = find(&stack, "plain", row, metrics::SERVER_CPU_NS_PER_MSG.name);
+            let cells: Vec<String> = CELLS
+                .iter()
+                .map(|cell| {
+                    let Some(m) = find(&stack, cell, row, &row.3) else {
+                        return "–".to_string();
+                    };
+                    let ratio = |m: &Measurement, b: Option<&Measurement>| match b {
+                        Some(b) if b.value > 0.0 && *cell != "plain" => {
+                            format!(" ({:.2}×)", m.value / b.value)
+                        }
+                        _ => String::new(),
+                    };
+                    let mut text = format!(
+                        "{} {}{}",
+                        fmt_value(m.value, &m.unit),
+                        unit_label(&m.unit),
+                        ratio(m, base)
+                    );
+                    if let Some(cpu) = find(&stack, cell, row, metrics::SERVER_CPU_NS_PER_MSG.name)
+                    {
+                        let _ = write!(
+                            text,
+                            " · {} ns{}",
+                            fmt_value(cpu.value, "ns"),
+                            ratio(cpu, base_cpu)
+                        );
+                    }
+                    if cell.contains("deflate") {
+                        if let Some(f) = find(
+                            &stack,
+                            cell,
+                            row,
+                            metrics::FRAME_BYTES_PER_MESSAGE_BYTE.name,
+                        ) {
+                            let _ = write!(text, " · {:.3} B/B", f.value);
+                        }
+                    }
+                    text
+                })
+                .collect();
+            let label = match row.0.as_str() {
+                "handshakes" => "handshakes".to_string(),
+                w => format!(
+                    "{w} {} {}",
+                    row.1.parse::<f64>().map(fmt_bytes).unwrap_or_default(),
+                    row.2
+                ),
+            };
+            table_row(out, &label, &cells);
+        }
+        let _ = writeln!(out);
+    }
 }
 
 /// What the load group's tables cannot say in a number: knees the sweep

@@ -509,6 +509,68 @@ fn load_curve(
     .map_err(|e| e.to_string())
 }
 
+/// The secure group's cost of `cell` against the plain cell, per stack and
+/// message size: the server's CPU per message in `cell` over the same
+/// stack's in `plain`, throughput of JSON-like text.
+fn secure_cost(file: &ResultsFile, cell: &str, title: &str) -> Result<String, String> {
+    let metric: &Metric = &metrics::SERVER_CPU_NS_PER_MSG;
+    let all: Vec<&Measurement> = figures(file, "secure", &[metric])
+        .into_iter()
+        .filter(|m| {
+            m.params.get("workload").and_then(Value::as_str) == Some("throughput")
+                && m.params.get("content").and_then(Value::as_str) == Some("json")
+        })
+        .collect();
+    let of = |m: &Measurement, c: &str| m.params.get("cell").and_then(Value::as_str) == Some(c);
+    let size = |m: &Measurement| m.params.get("size_bytes").and_then(Value::as_f64);
+    let mut points: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for m in all.iter().filter(|m| of(m, cell)) {
+        let Some(x) = size(m) else { continue };
+        let plain = all
+            .iter()
+            .find(|p| p.stack == m.stack && of(p, "plain") && size(p) == Some(x));
+        if let Some(plain) = plain.filter(|p| p.value > 0.0) {
+            points
+                .entry(m.stack.clone())
+                .or_default()
+                .push((x, m.value / plain.value));
+        }
+    }
+    if points.is_empty() {
+        return Err(format!(
+            "no {cell} and plain throughput figures in the secure group"
+        ));
+    }
+    let stacks = ordered_stacks(points.keys().map(String::as_str));
+    let xs: Vec<f64> = points.values().flatten().map(|p| p.0).collect();
+    let ys: Vec<f64> = points.values().flatten().map(|p| p.1).collect();
+    let series = stacks
+        .iter()
+        .map(|stack| Series {
+            name: stack.clone(),
+            colour: stack_colour(stack),
+            dashed: stack == FLOOR_STACK,
+            points: points[stack].clone(),
+        })
+        .collect();
+    LineChart {
+        title: title.to_string(),
+        subtitle: "one connection, JSON-like text, server CPU per message over the plain cell's"
+            .into(),
+        x: Axis::new("message size", Scale::auto(xs.iter().copied(), 8.0))
+            .with_format(fmt_bytes)
+            .with_ticks(xs, 9),
+        y: Axis::new(
+            "server CPU per message, times plain's (1 = free)",
+            Scale::auto(ys, 20.0),
+        ),
+        series,
+        notes: Vec::new(),
+    }
+    .to_svg()
+    .map_err(|e| e.to_string())
+}
+
 /// Every chart, in the order the summary lists them.
 pub fn all(file: &ResultsFile) -> Vec<Plot> {
     vec![
@@ -659,6 +721,24 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
             file: "cpu_per_msg.svg",
             title: "CPU time per message",
             outcome: cpu_per_msg(file),
+        },
+        Plot {
+            file: "secure_tls_cost.svg",
+            title: "What TLS costs the server per message, by message size",
+            outcome: secure_cost(
+                file,
+                "tls",
+                "Server CPU per message over TLS, times plain TCP's",
+            ),
+        },
+        Plot {
+            file: "secure_deflate_cost.svg",
+            title: "What permessage-deflate costs the server per message, by message size",
+            outcome: secure_cost(
+                file,
+                "deflate",
+                "Server CPU per message with permessage-deflate, times uncompressed",
+            ),
         },
     ]
 }

@@ -14,7 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::runtime::{bind, enter_server_thread};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{Profile, ServerSettings, Service};
+use crate::settings::{Profile, ServerSettings, Service, Transport};
 
 pub const STACK: StackInfo = StackInfo {
     name: "actix-ws",
@@ -39,7 +39,9 @@ pub const STACK: StackInfo = StackInfo {
             full; a session whose send fails is dropped, as in the example, and a connection \
             also leaves the list when its reader ends. Each message cloned (the payload \
             shared) and framed per session by its response body; the writer is actix-web's \
-            dispatcher, under both policies alike, as for the echo.",
+            dispatcher, under both policies alike, as for the echo. No permessage-deflate in \
+            actix-ws 0.4 or actix-http 3 (its compress features are HTTP content encodings).",
+    deflate: false,
     start,
 };
 
@@ -49,6 +51,12 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     listener.set_nonblocking(false)?;
     let addr = listener.local_addr()?;
     let (threads, profile) = (settings.threads, settings.profile);
+    // actix-web's own rustls listener; the configuration is the one every
+    // server shares.
+    let tls = match settings.transport {
+        Transport::Plain => None,
+        Transport::Tls => Some(crate::tls::server_config()?.as_ref().clone()),
+    };
     // One room for every worker, as examples/chat.rs shares its `Chat`.
     let chat = (settings.service == Service::Broadcast).then(Chat::default);
     let cpus = settings.placement.server_cpus();
@@ -71,8 +79,11 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
                 .workers(threads)
                 .disable_signals()
                 .shutdown_timeout(1)
-                .tcp_nodelay(true)
-                .listen(listener);
+                .tcp_nodelay(true);
+                let server = match tls {
+                    None => server.listen(listener),
+                    Some(config) => server.listen_rustls_0_23(listener, config),
+                };
                 let server = match server {
                     Ok(s) => s.run(),
                     Err(e) => {

@@ -13,7 +13,7 @@ use futures_util::{future, StreamExt, TryStreamExt};
 use tokio::sync::broadcast;
 
 use super::room;
-use super::runtime::start_tokio_server;
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service, SMALL_READ_BUFFER_BYTES};
 
@@ -33,7 +33,9 @@ pub const STACK: StackInfo = StackInfo {
             messages (rounded up by tokio to 128), as axum's examples/chat does: a connection \
             that falls that far behind gets `Lagged` and is dropped, as the example's `while let Ok(msg) = \
             rx.recv().await` does; the writer task per the echo policy (flush-each: the \
-            example's `sender.send(msg).await`).",
+            example's `sender.send(msg).await`). No permessage-deflate in axum 0.8 (its \
+            WebSocket is tungstenite 0.29's, which has none).",
+    deflate: false,
     start,
 };
 
@@ -60,13 +62,34 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
                 policy,
                 room,
             });
-        let listener = listener.tap_io(|tcp| {
+        if listener.tls.is_some() {
+            // axum::serve takes plain listeners only; over TLS, as axum's
+            // examples/low-level-rustls does, each connection is served by
+            // hyper on the TLS stream the accept loop hands over.
+            accept_loop(STACK.name, listener, profile, move |stream, _| {
+                serve_connection(app.clone(), stream)
+            })
+            .await;
+            return;
+        }
+        let listener = listener.tcp.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("wsbench: axum: server ended: {e}");
         }
     })
+}
+
+/// One connection served by hyper's HTTP/1.1 with upgrades, as
+/// `axum::serve` serves each of its own.
+async fn serve_connection(app: Router, stream: ServerStream) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {

@@ -5,7 +5,9 @@
 //! and a stop by SIGTERM with a deadline.
 //!
 //! Every script takes `--host --port --profile suite|defaults --echo
-//! flush-each|batched --service echo|broadcast --exit-on-stdin-eof`
+//! flush-each|batched --service echo|broadcast --compression off|deflate
+//! --exit-on-stdin-eof`, and for `wss://` `--tls-cert CHAIN.pem --tls-key
+//! KEY.pem` (the files [`crate::tls::certs`] writes)
 //! (`--service` is [`ServerSettings::service`]: the echo, or one broadcast
 //! room built as the library's own docs or examples build one, which each
 //! stack's notes name), and on SIGUSR2 runs its
@@ -30,7 +32,7 @@ use anyhow::Context;
 
 use super::{cache, Protocol, Runtime, ServerHandle, StackInfo, SHUTDOWN_GRACE};
 use crate::machine::{MALLOC_ENV, MALLOC_MMAP_THRESHOLD_BYTES};
-use crate::settings::{Profile, ServerSettings};
+use crate::settings::{Profile, ServerSettings, Transport};
 
 /// How long a server may take to print `LISTENING <port>`. Importing
 /// aiohttp takes a fraction of a second; the margin is for a loaded machine.
@@ -171,6 +173,17 @@ pub fn spawn(
         // Each script says what the policy means for its library.
         .args(["--echo", settings.echo.as_str()])
         .args(["--service", settings.service.as_str()])
+        // Scripts of stacks without permessage-deflate never get `deflate`
+        // (StackInfo::start refuses it first).
+        .args(["--compression", settings.compression.as_str()]);
+    if settings.transport == Transport::Tls {
+        let certs = crate::tls::certs()?;
+        cmd.arg("--tls-cert")
+            .arg(&certs.chain_pem)
+            .arg("--tls-key")
+            .arg(&certs.key_pem);
+    }
+    cmd
         // A server must never outlive a killed benchmark and load the next
         // one's CPU: the pipe closes when this process dies, however it dies.
         .arg("--exit-on-stdin-eof")

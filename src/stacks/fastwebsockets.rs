@@ -15,11 +15,11 @@ use hyper::upgrade::Upgraded;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf, ReadHalf};
-use tokio::net::TcpStream;
+
 use tokio::sync::mpsc;
 
 use super::room::Room;
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
@@ -30,10 +30,14 @@ pub const STACK: StackInfo = StackInfo {
     protocol: Protocol::WebSocket,
     runtime: Runtime::Native,
     notes: "hyper http1 upgrade; auto close and auto pong on; set_max_message_size raised. \
-            No read-buffer setting (small-buffers = suite). No compression support. flush-each: \
+            No read-buffer setting (small-buffers = suite). No permessage-deflate in fastwebsockets 0.10 (its docs: not supported yet). flush-each: \
             `write_frame(frame).await` per echo, straight to the socket, as the library's \
             examples/echo_server.rs and echo_server_split.rs do (its own recommendation; it has \
-            no write buffer of its own, and writes payloads over 1 KiB vectored by default). \
+            no write buffer of its own, and writes payloads over 1 KiB vectored by default); \
+            the stream is flushed whenever a read would block, as WebSocket::flush's docs ask \
+            over a buffered stream such as TLS (without it the tail of a large echo stayed in \
+            the TLS layer while the server waited to read, and the connection stalled); over \
+            TCP that flush writes nothing. \
             batched: the upgraded stream wrapped in a 64 KiB write buffer that flushes itself \
             whenever a read would block; WebSocket::flush's docs say a buffered stream needs \
             such a flush, and that is the point where no more input is waiting. broadcast: one \
@@ -49,6 +53,7 @@ pub const STACK: StackInfo = StackInfo {
             with vectored writes off) go to the connection's writer task instead of the socket. \
             The writer: flush-each writes each frame straight to the socket; batched writes \
             every frame already queued into a 64 KiB buffer and flushes when the queue is empty.",
+    deflate: false,
     start,
 };
 
@@ -73,15 +78,20 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     }
 }
 
-async fn serve_http(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+async fn serve_http(stream: ServerStream, profile: Profile, policy: EchoPolicy) {
     let service = service_fn(move |mut req: Request<Incoming>| async move {
         let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req)?;
         tokio::spawn(async move {
             if let Ok(ws) = upgrade.await {
                 match policy {
-                    EchoPolicy::FlushEach => echo(ws, profile).await,
-                    EchoPolicy::Batched => {
+                    // Nothing has been read through `ws` yet, so the
+                    // stream is all there is to it.
+                    EchoPolicy::FlushEach => {
                         let io = FlushWhenReadBlocks::new(ws.into_inner());
+                        echo(WebSocket::after_handshake(io, Role::Server), profile).await
+                    }
+                    EchoPolicy::Batched => {
+                        let io = FlushWhenReadBlocks::buffered(ws.into_inner());
                         echo(WebSocket::after_handshake(io, Role::Server), profile).await
                     }
                 }
@@ -127,6 +137,7 @@ where
                 if let Err(_closed) = ws.write_frame(frame).await {
                     return;
                 }
+
             }
             _ => {}
         }
@@ -139,7 +150,7 @@ type Io = TokioIo<Upgraded>;
 /// The same HTTP/1.1 upgrade as [`serve_http`], each connection then
 /// joining the room.
 async fn serve_http_broadcast(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
     policy: EchoPolicy,
     room: Arc<Room<Bytes>>,
@@ -325,17 +336,23 @@ impl AsyncWrite for ReadSide {
     }
 }
 
-/// The upgraded connection under the batched policy. Writes (echoes, and
-/// the pongs and close replies fastwebsockets sends by itself) go into a
-/// buffer; a read that finds no input waiting flushes it before it waits,
-/// so echoes of buffered input share a write and a lone message's echo is
+/// The upgraded connection, flushed whenever a read finds no input
+/// waiting. Under flush-each (`new`) each write goes straight to the
+/// stream, and the flush only pushes out what a buffered stream (TLS) kept
+/// back. Under batched (`buffered`), writes (echoes, and the pongs and
+/// close replies fastwebsockets sends by itself) go into a buffer, so
+/// echoes of buffered input share a write, and a lone message's echo is
 /// never held back while its sender waits for it.
 struct FlushWhenReadBlocks<S> {
-    inner: BufWriter<S>,
+    inner: S,
 }
 
 impl<S: AsyncWrite> FlushWhenReadBlocks<S> {
     fn new(stream: S) -> Self {
+        FlushWhenReadBlocks { inner: stream }
+    }
+
+    fn buffered(stream: S) -> FlushWhenReadBlocks<BufWriter<S>> {
         FlushWhenReadBlocks {
             inner: BufWriter::with_capacity(BATCH_BUFFER_BYTES, stream),
         }

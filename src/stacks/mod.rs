@@ -29,7 +29,7 @@ use std::time::Duration;
 
 #[cfg(doc)]
 use crate::settings::EchoPolicy;
-use crate::settings::{Profile, ServerSettings};
+use crate::settings::{Compression, Profile, ServerSettings, Service, Transport};
 
 pub mod cache;
 pub mod child;
@@ -116,6 +116,9 @@ pub struct StackInfo {
     pub runtime: Runtime,
     /// How the suite's settings map onto this stack, and what it cannot honour.
     pub notes: &'static str,
+    /// Whether it can serve permessage-deflate
+    /// ([`crate::settings::Compression::Deflate`]); its notes say how.
+    pub deflate: bool,
     /// Starts an echo server. Must return once the server accepts
     /// connections.
     pub start: fn(&ServerSettings) -> anyhow::Result<ServerHandle>,
@@ -167,9 +170,22 @@ impl StackInfo {
         format!("{} {}", self.package, self.version)
     }
 
-    /// Starts the server, naming the stack in any error.
+    /// Starts the server, naming the stack in any error. A stack without
+    /// permessage-deflate refuses [`Compression::Deflate`] rather than
+    /// serve uncompressed.
     pub fn start(&self, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
-        (self.start)(settings).map_err(|e| e.context(format!("starting stack {}", self.name)))
+        if settings.compression == Compression::Deflate && !self.deflate {
+            anyhow::bail!(
+                "stack {} has no permessage-deflate (its library does not support it)",
+                self.name
+            );
+        }
+        if settings.service == Service::Broadcast && settings.transport == Transport::Tls {
+            anyhow::bail!("the broadcast room is served over plain TCP only, not TLS");
+        }
+        let handle = (self.start)(settings)
+            .map_err(|e| e.context(format!("starting stack {}", self.name)))?;
+        Ok(handle.with_transport(settings.transport))
     }
 }
 
@@ -203,6 +219,8 @@ pub struct ServerHandle {
     /// The server's process id when it runs in a child process.
     pub pid: Option<u32>,
     pub profile: Profile,
+    /// Plain or TLS: what [`ServerHandle::url`] and the client speak.
+    pub transport: Transport,
     stop: Option<Box<dyn FnOnce() -> anyhow::Result<()> + Send>>,
     collector: Option<Collector>,
 }
@@ -230,9 +248,16 @@ impl ServerHandle {
             protocol,
             pid,
             profile,
+            transport: Transport::Plain,
             stop: Some(Box::new(stop)),
             collector: None,
         }
+    }
+
+    /// The same server, serving over `transport`.
+    pub fn with_transport(mut self, transport: Transport) -> ServerHandle {
+        self.transport = transport;
+        self
     }
 
     /// The same server, with a way to run its runtime's garbage collector
@@ -257,9 +282,15 @@ impl ServerHandle {
         }
     }
 
-    /// `ws://127.0.0.1:PORT/`.
+    /// `ws://127.0.0.1:PORT/` or `wss://...`; `tcp://` or `tls://` for the
+    /// raw-TCP floor.
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        let scheme = match (self.protocol, self.transport) {
+            (Protocol::WebSocket, t) => t.scheme(),
+            (Protocol::RawTcp, Transport::Plain) => "tcp",
+            (Protocol::RawTcp, Transport::Tls) => "tls",
+        };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Stops the server and waits for it (at most [`SHUTDOWN_GRACE`]).

@@ -27,7 +27,17 @@ pub const STACK: StackInfo = StackInfo {
             that client's socket at once, and a client that stops reading is buffered without \
             bound in its socket's write buffer (bufferedAmount grows) while the others go on; \
             flush-each: each send written at once; batched: each receiving socket corked for the \
-            tick, as the echo does, so the messages of one read share a write per client.",
+            tick, as the echo does, so the messages of one read share a write per client. TLS \
+            (wss://): Node's https server (https.createServer({ cert, key }) with the PEM chain \
+            and PKCS#8 key) in place of the http one, the upgrade handled the same way, as in \
+            ws's README (\"External HTTP/S server\"); Node's TLS on its bundled OpenSSL. \
+            --compression deflate (suite): perMessageDeflate: true, ws's defaults: window bits 15 \
+            both ways, zlib memLevel 8 at zlib's default level, context takeover both ways; the \
+            1024-byte threshold applies only without context takeover, so every message is \
+            compressed; zlib runs asynchronously on libuv's thread pool, at most 10 calls at once \
+            in the process (concurrencyLimit), and a compressed echo is written from zlib's \
+            callback, after the tick a batched cork spans.",
+    deflate: true,
     start,
 };
 

@@ -28,7 +28,15 @@ pub const STACK: StackInfo = StackInfo {
             one order); no queue: each frame goes into the transport at once, and a connection \
             that stops reading pauses its transport, so the publisher awaits each send and \
             everyone stalls (the other publishers wait on the lock and read nothing meanwhile); \
-            both policies run the same code.",
+            both policies run the same code. TLS (wss://): an ssl.SSLContext(PROTOCOL_TLS_SERVER) \
+            loaded with the PEM chain and PKCS#8 key, as the SockSite's ssl_context, so \
+            asyncio's (or uvloop's) TLS transport on the interpreter's OpenSSL. --compression \
+            deflate (suite): compress=True, its default: the window the client asks for (15 \
+            unless it sends server_max_window_bits), zlib level 1 (Z_BEST_SPEED) and memLevel 8, \
+            context takeover unless the client asks for server_no_context_takeover, every \
+            message compressed; messages over 16 KiB are compressed in the loop's default \
+            thread-pool executor, so deflate also uses threads besides the event loop's.",
+    deflate: true,
     start,
 };
 

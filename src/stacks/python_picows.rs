@@ -28,7 +28,14 @@ pub const STACK: StackInfo = StackInfo {
             a connection that stops reading is buffered without bound in its transport's write \
             buffer while the others go on (pause_writing ignored, as in the example and as its \
             docs allow: \"The data will be queued and eventually send anyway\"; overridden only \
-            to silence picows' warning at each watermark); both policies run the same code.",
+            to silence picows' warning at each watermark); both policies run the same code. TLS \
+            (wss://): an ssl.SSLContext(PROTOCOL_TLS_SERVER) loaded with the PEM chain and PKCS#8 \
+            key, passed as ssl= to ws_create_server, which forwards it to aiofastnet's \
+            create_server: aiofastnet's own TLS transport on OpenSSL, not asyncio's. No \
+            permessage-deflate: the Core API has none (its README, \"Core API\"; the \
+            picows.websockets compatibility layer has it, but that is another API), so the \
+            script refuses --compression deflate.",
+    deflate: false,
     start,
 };
 

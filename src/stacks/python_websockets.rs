@@ -28,7 +28,15 @@ pub const STACK: StackInfo = StackInfo {
             connection that stops reading is buffered without bound in its write buffer while \
             the others go on (the docs' remedy, keepalive closing it after ping_timeout, is off \
             in the suite and on in defaults); text is encoded once for all; both policies run \
-            the same code, there being no flush.",
+            the same code, there being no flush. TLS (wss://): an \
+            ssl.SSLContext(PROTOCOL_TLS_SERVER) loaded with the PEM chain and PKCS#8 key, passed \
+            as serve(ssl=...) as its docs say, so asyncio's (or uvloop's) TLS transport on the \
+            interpreter's OpenSSL. --compression deflate (suite): compression=\"deflate\", the \
+            library's default factory: server_max_window_bits=12, client_max_window_bits=12 when \
+            the client offers the parameter (15 otherwise), zlib memLevel=5 at zlib's default \
+            level, context takeover both ways, every message compressed, on the event loop's \
+            thread.",
+    deflate: true,
     start,
 };
 

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+
 use tokio::sync::mpsc;
 
 use super::room::Room;
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, plain_only, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
@@ -33,7 +33,8 @@ pub const STACK: StackInfo = StackInfo {
             input was buffered. There is no library to recommend either. broadcast: each \
             length-prefixed message, prefix and all, into one unbounded queue per connection \
             (the bytes shared, not copied); flush-each writes each message, batched writes \
-            every message queued with one write.",
+            every message queued with one write. Not WebSocket, so no permessage-deflate.",
+    deflate: false,
     start,
 };
 
@@ -65,7 +66,10 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
 
 /// Every whole message read goes into the room; the room's queue goes
 /// out to the peer.
-async fn broadcast(stream: TcpStream, policy: EchoPolicy, room: Arc<Room<Bytes>>) {
+async fn broadcast(stream: ServerStream, policy: EchoPolicy, room: Arc<Room<Bytes>>) {
+    let Some(stream) = plain_only(stream) else {
+        return;
+    };
     let (mut read, write) = stream.into_split();
     let (_member, rx) = room.join();
     let writer = tokio::spawn(write_queue(write, rx, policy));
@@ -117,7 +121,7 @@ async fn write_queue(
     }
 }
 
-async fn echo(mut stream: TcpStream, _profile: Profile, policy: EchoPolicy) {
+async fn echo(mut stream: ServerStream, _profile: Profile, policy: EchoPolicy) {
     let mut buf = vec![0u8; COPY_BUFFER_BYTES];
     let mut boundaries = MessageBoundaries::default();
     loop {
@@ -135,7 +139,10 @@ async fn echo(mut stream: TcpStream, _profile: Profile, policy: EchoPolicy) {
                 write_each_message(&mut stream, &mut boundaries, &buf[..n]).await
             }
         };
-        if written.is_err() {
+        // What TLS kept back of the writes goes out before the next read
+        // waits (over TCP the flush writes nothing): a write returns once
+        // TLS has the bytes, not once the socket has taken them.
+        if written.is_err() || stream.flush().await.is_err() {
             return;
         }
     }
@@ -144,7 +151,7 @@ async fn echo(mut stream: TcpStream, _profile: Profile, policy: EchoPolicy) {
 /// Writes `bytes` back in pieces that end where a message ends, one write
 /// per piece.
 async fn write_each_message(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     boundaries: &mut MessageBoundaries,
     mut bytes: &[u8],
 ) -> std::io::Result<()> {

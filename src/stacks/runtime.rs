@@ -1,5 +1,6 @@
 //! What the tokio-based stacks share: a runtime of their own on named,
-//! pinned threads, a listener bound with a clear error, and an accept loop.
+//! pinned threads, a listener bound with a clear error, and an accept loop
+//! that hands each stack its connection, plain or after the TLS handshake.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,7 +11,55 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{Protocol, ServerHandle, SHUTDOWN_GRACE};
 use crate::measure::threads::{self, Role};
 use crate::placement::pin_current_thread;
-use crate::settings::{Profile, ServerSettings};
+use crate::settings::{Profile, ServerSettings, Transport};
+
+/// A server's end of a connection: the TCP stream, or TLS over it (boxed,
+/// so that a plain connection's state stays as small as it was).
+pub type ServerStream =
+    tokio_util::either::Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
+
+/// The TCP stream of a connection to a server that serves its broadcast
+/// room over plain TCP only ([`super::StackInfo::start`] refuses TLS for
+/// it); `None` for a TLS stream, which never reaches such a server.
+pub fn plain_only(stream: ServerStream) -> Option<TcpStream> {
+    match stream {
+        ServerStream::Left(tcp) => Some(tcp),
+        ServerStream::Right(_) => None,
+    }
+}
+
+/// How long a server waits for a client's TLS handshake before dropping
+/// the connection (a client that stops mid-handshake must not hold a task
+/// for ever).
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A bound listener and what each accepted connection goes through before
+/// the stack sees it.
+pub struct Listener {
+    pub tcp: TcpListener,
+    /// The TLS acceptor when the server serves `wss://`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The acceptor `transport` asks for.
+pub fn tls_acceptor(transport: Transport) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    match transport {
+        Transport::Plain => Ok(None),
+        Transport::Tls => Ok(Some(crate::tls::acceptor()?)),
+    }
+}
+
+/// Completes the TLS handshake on an accepted stream within
+/// [`TLS_HANDSHAKE_TIMEOUT`]; `None` (the connection dropped) if it fails.
+pub async fn tls_accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        _ => None,
+    }
+}
 
 /// Binds a std listener with an error that names the address.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -47,7 +96,7 @@ pub fn start_tokio_server<F, Fut>(
     serve: F,
 ) -> anyhow::Result<ServerHandle>
 where
-    F: FnOnce(TcpListener, Profile) -> Fut + Send + 'static,
+    F: FnOnce(Listener, Profile) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     anyhow::ensure!(settings.threads >= 1, "server threads must be at least 1");
@@ -63,7 +112,10 @@ where
     let addr = std_listener.local_addr()?;
     let listener = {
         let _guard = rt.enter();
-        TcpListener::from_std(std_listener)?
+        Listener {
+            tcp: TcpListener::from_std(std_listener)?,
+            tls: tls_acceptor(settings.transport)?,
+        }
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let profile = settings.profile;
@@ -88,23 +140,36 @@ where
 }
 
 /// Accepts connections forever, turns TCP_NODELAY on and hands each one to
-/// `handle` on its own task. Accept errors (such as running out of file
+/// `handle` on its own task, over TLS once its handshake is done when the
+/// listener has an acceptor. Accept errors (such as running out of file
 /// descriptors) are reported and retried after a pause rather than ending
 /// the server.
 pub async fn accept_loop<H, Fut>(
     stack: &'static str,
-    listener: TcpListener,
+    listener: Listener,
     profile: Profile,
     handle: H,
 ) where
-    H: Fn(TcpStream, Profile) -> Fut,
+    H: Fn(ServerStream, Profile) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
-        match listener.accept().await {
+        match listener.tcp.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(stream, profile));
+                match &listener.tls {
+                    None => {
+                        tokio::spawn(handle(ServerStream::Left(stream), profile));
+                    }
+                    Some(acceptor) => {
+                        let (acceptor, handle) = (acceptor.clone(), handle.clone());
+                        tokio::spawn(async move {
+                            if let Some(tls) = tls_accept(&acceptor, stream).await {
+                                handle(ServerStream::Right(tls), profile).await;
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("wsbench: {stack}: accept failed: {e}");

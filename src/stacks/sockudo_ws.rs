@@ -4,15 +4,21 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use sockudo_ws::deflate::{self, DeflateConfig, DeflateNegotiation};
 use sockudo_ws::server::WebSocketServer;
-use sockudo_ws::{Config, Http1, Message, PubSub, SubscriberId, WebSocketStream};
-use tokio::net::TcpStream;
+use sockudo_ws::stream::CompressedWebSocketStream;
+use sockudo_ws::{
+    handshake, Config, Error, Http1, Message, PubSub, Role, SubscriberId, WebSocketStream,
+};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
+use crate::settings::{Compression, EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "sockudo-ws",
@@ -20,9 +26,9 @@ pub const STACK: StackInfo = StackInfo {
     version: super::versions::of_crate("sockudo-ws"),
     protocol: Protocol::WebSocket,
     runtime: Runtime::Native,
-    notes: "Its own HTTP/1.1 handshake (WebSocketServer::<Http1>::accept_raw), never answering \
-            an extension offer; default features off except tokio-runtime and simd (its \
-            default also builds permessage-deflate, which is off unless configured). Suite: \
+    notes: "Its own HTTP/1.1 handshake (WebSocketServer::<Http1>::accept_raw), which never \
+            answers an extension offer; default features off except tokio-runtime, simd and \
+            permessage-deflate (for --compression deflate, below). Suite: \
             max_payload_length and max_frame_size raised (its default frame limit is 16 MiB); \
             its keepalive ping after 30 s of silence and its 120 s idle close turned off, as no \
             other stack has them. No read-buffer setting used (small-buffers = suite). \
@@ -39,23 +45,35 @@ pub const STACK: StackInfo = StackInfo {
             example does, so while it writes the connection is not read; on the unsplit \
             stream, as the split writer has no `feed`. flush-each: `ws.send(msg)` per \
             message, the example's writer; batched: `ws.feed(msg)` for every message already \
-            queued, then `ws.flush()`.",
+            queued, then `ws.flush()`. --compression deflate: the library's Http1 \
+            handshake never answers an offer (only its axum integration negotiates), so the \
+            handshake is done here with its own pieces, as that integration does: \
+            handshake::parse_request, deflate::negotiate_server_deflate with \
+            DeflateConfig::default() (window bits 15 and context takeover both ways, level 6, \
+            and messages under 32 bytes sent uncompressed: its compression_threshold) and \
+            handshake::build_response, then CompressedWebSocketStream::server_with_leftover, a \
+            separate stream type with the same Stream and Sink (an offer it cannot honour \
+            gets the plain stream). Crate feature permessage-deflate; the plain path runs the \
+            same code apart from one frame-parser state the feature adds. It answers \
+            `permessage-deflate; client_max_window_bits` with a bare `permessage-deflate`.",
+    deflate: true,
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
+    let compression = settings.compression;
     let server = WebSocketServer::<Http1>::new(config(settings.profile));
     match settings.service {
         Service::Echo => start_tokio_server(STACK.name, settings, move |listener, profile| {
             accept_loop(STACK.name, listener, profile, move |stream, _profile| {
-                echo(server.clone(), stream, policy)
+                echo(server.clone(), stream, compression, policy)
             })
         }),
         Service::Broadcast => start_tokio_server(STACK.name, settings, move |listener, profile| {
             let room = Arc::new(Room::default());
             accept_loop(STACK.name, listener, profile, move |stream, _profile| {
-                broadcast(server.clone(), stream, policy, room.clone())
+                broadcast(server.clone(), stream, compression, policy, room.clone())
             })
         }),
     }
@@ -70,17 +88,96 @@ fn config(profile: Profile) -> Config {
     .build()
 }
 
-async fn echo(server: WebSocketServer<Http1>, stream: TcpStream, policy: EchoPolicy) {
-    let Ok((mut ws, _handshake)) = server.accept_raw(stream).await else {
-        return;
-    };
-    let _ = echo_messages(&mut ws, policy).await;
+/// A connection after the upgrade: the library's plain stream, or its
+/// compressed one when permessage-deflate was negotiated.
+enum Ws {
+    Plain(WebSocketStream<ServerStream>),
+    Deflate(CompressedWebSocketStream<ServerStream>),
 }
 
-async fn echo_messages(
-    ws: &mut WebSocketStream<TcpStream>,
+/// What both stream types are to the echo and broadcast loops.
+trait Messages:
+    Stream<Item = sockudo_ws::Result<Message>> + Sink<Message, Error = Error> + Unpin
+{
+}
+
+impl<W> Messages for W where
+    W: Stream<Item = sockudo_ws::Result<Message>> + Sink<Message, Error = Error> + Unpin
+{
+}
+
+/// The upgrade: the library's own handshake, or with compression on the
+/// deflate handshake below.
+async fn accept(
+    server: &WebSocketServer<Http1>,
+    stream: ServerStream,
+    compression: Compression,
+) -> Option<Ws> {
+    match compression {
+        Compression::Off => server.accept_raw(stream).await.ok().map(|(ws, _)| Ws::Plain(ws)),
+        Compression::Deflate => accept_deflate(stream, server.config().clone()).await.ok(),
+    }
+}
+
+/// The largest upgrade request read, as the library's own handshake has it.
+const MAX_REQUEST_BYTES: usize = 8192;
+
+/// The library's Http1 handshake (server_handshake) with the
+/// permessage-deflate negotiation its axum integration does: the first
+/// offer it can honour is accepted with `DeflateConfig::default()`.
+async fn accept_deflate(mut stream: ServerStream, config: Config) -> sockudo_ws::Result<Ws> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if buf.len() > MAX_REQUEST_BYTES {
+            return Err(Error::InvalidHttp("request too large"));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::ConnectionClosed);
+        }
+        let Some((request, consumed)) = handshake::parse_request(&buf)? else {
+            continue;
+        };
+        let negotiated = request
+            .extensions
+            .and_then(|offers| deflate::negotiate_server_deflate(offers, &DeflateConfig::default()));
+        let accept_key = handshake::generate_accept_key(request.key);
+        let extensions = negotiated.as_ref().map(DeflateNegotiation::to_response_header);
+        let response = handshake::build_response(&accept_key, None, extensions.as_deref());
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        // Frames sent right behind the request.
+        let leftover = (consumed < buf.len()).then(|| buf.split_off(consumed).freeze());
+        return Ok(match negotiated {
+            Some(negotiated) => Ws::Deflate(CompressedWebSocketStream::server_with_leftover(
+                stream,
+                config,
+                negotiated.config,
+                leftover,
+            )),
+            None => Ws::Plain(WebSocketStream::from_raw_with_leftover(
+                stream,
+                Role::Server,
+                config,
+                leftover,
+            )),
+        });
+    }
+}
+
+async fn echo(
+    server: WebSocketServer<Http1>,
+    stream: ServerStream,
+    compression: Compression,
     policy: EchoPolicy,
-) -> sockudo_ws::Result<()> {
+) {
+    let _ = match accept(&server, stream, compression).await {
+        Some(Ws::Plain(mut ws)) => echo_messages(&mut ws, policy).await,
+        Some(Ws::Deflate(mut ws)) => echo_messages(&mut ws, policy).await,
+        None => return,
+    };
+}
+
+async fn echo_messages(ws: &mut impl Messages, policy: EchoPolicy) -> sockudo_ws::Result<()> {
     // Pings are answered and a close is replied to by the stream itself.
     while let Some(message) = ws.next().await {
         match message? {
@@ -144,22 +241,26 @@ impl Drop for Member<'_> {
 
 async fn broadcast(
     server: WebSocketServer<Http1>,
-    stream: TcpStream,
+    stream: ServerStream,
+    compression: Compression,
     policy: EchoPolicy,
     room: Arc<Room>,
 ) {
-    let Ok((mut ws, _handshake)) = server.accept_raw(stream).await else {
+    let Some(ws) = accept(&server, stream, compression).await else {
         return;
     };
     let (_member, mut rx) = Member::join(&room);
-    let _ = broadcast_messages(&mut ws, &room, &mut rx, policy).await;
+    let _ = match ws {
+        Ws::Plain(mut ws) => broadcast_messages(&mut ws, &room, &mut rx, policy).await,
+        Ws::Deflate(mut ws) => broadcast_messages(&mut ws, &room, &mut rx, policy).await,
+    };
 }
 
 /// As examples/pubsub_echo.rs: one task selects between the socket, whose
 /// data messages go to the room, and the connection's queue, whose
 /// messages go out under the policy.
 async fn broadcast_messages(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut impl Messages,
     room: &Room,
     rx: &mut mpsc::UnboundedReceiver<Message>,
     policy: EchoPolicy,

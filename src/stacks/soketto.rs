@@ -11,12 +11,12 @@ use futures_util::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use soketto::connection::{self, Receiver, Sender};
 use soketto::handshake::{self, server::Response};
 use soketto::Data;
-use tokio::net::TcpStream;
+
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::room::Room;
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
@@ -27,7 +27,13 @@ pub const STACK: StackInfo = StackInfo {
     protocol: Protocol::WebSocket,
     runtime: Runtime::Native,
     notes: "Its own handshake (handshake::Server), no extension added, so deflate is never \
-            negotiated (the crate's deflate feature is off). Suite: set_max_message_size and \
+            negotiated. No usable permessage-deflate in soketto 0.8.1: its deflate feature \
+            (extension::deflate::Deflate, added with add_extension) negotiates, but inflates \
+            each message with flate2's write::DeflateDecoder::finish, which the flate2 in \
+            Cargo.lock (1.1.11) rejects as an incomplete deflate stream, so every compressed \
+            message ends the connection (it would also compress at level 1 with a fresh \
+            compressor and decompressor per message, and its feature puts every flate2 user \
+            on C zlib); the feature stays off. Suite: set_max_message_size and \
             set_max_frame_size at the limit (its defaults are 256 MiB, above it). Text is \
             checked as UTF-8 before the echo (the library leaves that to its user, as its \
             autobahn_server example does); invalid text gets soketto's only close, \
@@ -44,6 +50,7 @@ pub const STACK: StackInfo = StackInfo {
             flushing. flush-each: `send_*` then `flush()` per message, as autobahn_server.rs \
             writes; batched: `send_*` for every message queued and `flush()` when the queue \
             is empty.",
+    deflate: false,
     start,
 };
 
@@ -66,9 +73,9 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
 
 /// The socket as soketto's example buffers it; under batched its reads
 /// flush what was written before they wait.
-type Io = BufReader<FlushWhenReadBlocks<BufWriter<tokio_util::compat::Compat<TcpStream>>>>;
+type Io = BufReader<FlushWhenReadBlocks<BufWriter<tokio_util::compat::Compat<ServerStream>>>>;
 
-async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+async fn echo(stream: ServerStream, profile: Profile, policy: EchoPolicy) {
     let Some((mut sender, mut receiver)) =
         accept(stream, profile, policy == EchoPolicy::Batched).await
     else {
@@ -81,7 +88,7 @@ async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
 /// The handshake on the socket buffered as soketto's example buffers it,
 /// reads flushing the writes before they wait when `flush_when_read_blocks`.
 async fn accept(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
     flush_when_read_blocks: bool,
 ) -> Option<(Sender<Io>, Receiver<Io>)> {
@@ -119,7 +126,7 @@ enum Shared {
 /// The receiver reads into the room on this task; a task of its own
 /// writes the connection's queue with the sender.
 async fn broadcast(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
     policy: EchoPolicy,
     room: Arc<Room<Shared>>,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
-use tokio::net::TcpStream;
+
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::room::{self, Room};
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service, SMALL_READ_BUFFER_BYTES};
 
@@ -20,7 +20,7 @@ pub const STACK: StackInfo = StackInfo {
     protocol: Protocol::WebSocket,
     runtime: Runtime::Native,
     notes: "Suite: max_message_size and max_frame_size raised; 128 KiB read buffer (default). \
-            small-buffers: read_buffer_size 4 KiB. No compression support in tungstenite. \
+            small-buffers: read_buffer_size 4 KiB. No permessage-deflate in tungstenite 0.29 (no feature for it). \
             flush-each: `ws.send(msg).await` per echo, which flushes each one. batched: the \
             stream split and forwarded into the sink (`StreamExt::forward`), which feeds echoes \
             while messages are ready and flushes when the read would block; this is what the \
@@ -28,6 +28,7 @@ pub const STACK: StackInfo = StackInfo {
             broadcast: one unbounded queue per connection, as examples/server.rs keeps (its \
             peer map of unbounded senders); each message cloned into every queue (a `Bytes` \
             payload, shared) and framed per connection; the writer per the echo policy.",
+    deflate: false,
     start,
 };
 
@@ -66,7 +67,7 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
 
 /// Every data message into the room; the room's queue out to the peer.
 async fn broadcast(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
     policy: EchoPolicy,
     room: Arc<Room<Message>>,
@@ -85,7 +86,7 @@ async fn broadcast(
     writer.abort();
 }
 
-async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+async fn echo(stream: ServerStream, profile: Profile, policy: EchoPolicy) {
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config(profile)).await else {
         return;
     };
@@ -97,7 +98,7 @@ async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws = tokio_tungstenite::WebSocketStream<ServerStream>;
 
 async fn echo_flush_each(mut ws: Ws) {
     while let Some(Ok(msg)) = ws.next().await {

@@ -2,12 +2,12 @@
 //! SIMD masking and UTF-8 validation.
 
 use futures_util::{future, SinkExt, StreamExt, TryStreamExt};
-use tokio::net::TcpStream;
+
 use tokio::sync::broadcast;
 use tokio_websockets::{Config, Limits, Message, ServerBuilder};
 
 use super::room;
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
 use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
 
@@ -19,7 +19,7 @@ pub const STACK: StackInfo = StackInfo {
     runtime: Runtime::Native,
     notes: "Suite: max_payload_len raised and outgoing frame_size raised to the same limit, so a \
             message goes back as one frame as with the other stacks (its default splits at 4 MiB). \
-            No read-buffer setting (small-buffers = suite). No compression support. flush-each: \
+            No read-buffer setting (small-buffers = suite). No permessage-deflate in tokio-websockets 0.13. flush-each: \
             `ws.send(msg).await` per echo, as the library's examples/echo_server.rs and \
             autobahn_server.rs do (its own recommendation). batched: the stream split and \
             forwarded into the sink, which feeds echoes while messages are ready and flushes \
@@ -37,6 +37,7 @@ pub const STACK: StackInfo = StackInfo {
             shared, not copied) and framed per connection. flush-each: `send(msg).await` per \
             message, as the example; batched: every message already in the channel fed, then \
             one flush.",
+    deflate: false,
     start,
 };
 
@@ -62,7 +63,7 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
 /// brings, this task publishes what the peer sends, and either ending ends
 /// both. The reader goes on while the writer waits for a slow peer.
 async fn broadcast(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
     policy: EchoPolicy,
     tx: broadcast::Sender<Message>,
@@ -98,7 +99,7 @@ async fn broadcast(
     writer.abort();
 }
 
-async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
+async fn echo(stream: ServerStream, profile: Profile, policy: EchoPolicy) {
     let mut builder = ServerBuilder::new();
     if let Some(max) = profile.max_message_bytes() {
         builder = builder
@@ -115,7 +116,7 @@ async fn echo(stream: TcpStream, profile: Profile, policy: EchoPolicy) {
     }
 }
 
-type Ws = tokio_websockets::WebSocketStream<TcpStream>;
+type Ws = tokio_websockets::WebSocketStream<ServerStream>;
 
 async fn echo_flush_each(mut ws: Ws) {
     while let Some(Ok(msg)) = ws.next().await {

@@ -7,14 +7,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
 use tokio::sync::broadcast::{self, error::TryRecvError};
-use yawc::{Frame, HttpWebSocket, OpCode, Options, WebSocket, WebSocketError};
+use yawc::{CompressionLevel, Frame, HttpWebSocket, OpCode, Options, WebSocket, WebSocketError};
 
 use super::room::BROADCAST_CAPACITY;
-use super::runtime::{accept_loop, start_tokio_server};
+use super::runtime::{accept_loop, start_tokio_server, ServerStream};
 use super::{Protocol, Runtime, ServerHandle, StackInfo};
-use crate::settings::{EchoPolicy, Profile, ServerSettings, Service};
+use crate::settings::{Compression, EchoPolicy, Profile, ServerSettings, Service};
 
 pub const STACK: StackInfo = StackInfo {
     name: "yawc",
@@ -26,7 +26,7 @@ pub const STACK: StackInfo = StackInfo {
             off (they are client TLS). Suite: max_payload_read and max_read_buffer raised (both \
             are exclusive bounds, so one byte over the limit); UTF-8 validation of text turned \
             on (with_utf8: its default is off, every other stack validates). Compression is off \
-            unless Options ask for it (they do not). No read-buffer setting used \
+            unless Options ask for it (only under --compression deflate, below). No read-buffer setting used \
             (small-buffers = suite). Pongs and close replies are queued by the read side and \
             written on the next poll, so the loop keeps reading. flush-each: `ws.send(frame)` \
             per echo. batched: the stream forwarded into the sink, which feeds echoes while \
@@ -39,24 +39,38 @@ pub const STACK: StackInfo = StackInfo {
             frame cloned (its `Bytes` payload shared) and framed per connection. While it \
             writes, the connection is not read. flush-each: `ws.send(frame)` per message, the \
             example's writer; batched: `feed` for every frame already in the channel, then \
-            one flush.",
+            one flush. --compression deflate: Options::with_compression_level(\
+            CompressionLevel::default()), i.e. level 6 with context takeover both ways and \
+            window bits 15 (not negotiated: window-bit parameters need the `zlib` feature, \
+            which is off) and no size threshold, so every message is compressed; no crate \
+            feature needed (compression is built in), so the plain path is unchanged; it \
+            answers a permessage-deflate offer with a bare `permessage-deflate`.",
+    deflate: true,
     start,
 };
 
 fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let policy = settings.echo;
     let service = settings.service;
+    let compression = settings.compression;
     start_tokio_server(STACK.name, settings, move |listener, profile| {
         let room =
             (service == Service::Broadcast).then(|| broadcast::channel(BROADCAST_CAPACITY).0);
         accept_loop(STACK.name, listener, profile, move |stream, profile| {
-            serve_http(stream, profile, policy, room.clone())
+            serve_http(stream, profile, compression, policy, room.clone())
         })
     })
 }
 
-fn options(profile: Profile) -> Options {
-    let options = Options::default().with_utf8().without_compression();
+fn options(profile: Profile, compression: Compression) -> Options {
+    let options = match compression {
+        Compression::Off => Options::default().with_utf8().without_compression(),
+        // The library's defaults (DeflateOptions::default()) at zlib's
+        // default level.
+        Compression::Deflate => Options::default()
+            .with_utf8()
+            .with_compression_level(CompressionLevel::default()),
+    };
     match profile.max_message_bytes() {
         // Both bounds are exclusive: a message of exactly the limit passes.
         Some(max) => options
@@ -69,15 +83,16 @@ fn options(profile: Profile) -> Options {
 /// Serves the upgrade; the socket then echoes, or joins the broadcast
 /// room when there is one.
 async fn serve_http(
-    stream: TcpStream,
+    stream: ServerStream,
     profile: Profile,
+    compression: Compression,
     policy: EchoPolicy,
     room: Option<broadcast::Sender<Frame>>,
 ) {
     let service = service_fn(move |mut req: Request<Incoming>| {
         let room = room.clone();
         async move {
-            let (response, upgrade) = WebSocket::upgrade_with_options(&mut req, options(profile))?;
+            let (response, upgrade) = WebSocket::upgrade_with_options(&mut req, options(profile, compression))?;
             tokio::spawn(async move {
                 if let Ok(ws) = upgrade.await {
                     match (room, policy) {

@@ -61,5 +61,6 @@ pub fn start(stack: &str, reply: impl Fn(u64, Message) -> Reply + Copy + Send + 
         host: addr.to_string(),
         path: "/".into(),
         protocol: Protocol::WebSocket,
+        transport: wsbench::settings::Transport::Plain,
     }
 }

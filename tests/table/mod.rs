@@ -134,6 +134,7 @@ pub const UNKNOWN_KIND: StackInfo = StackInfo {
     protocol: Protocol::RawTcp,
     runtime: Runtime::Python,
     notes: "a row for the table's own tests; never started",
+    deflate: false,
     start: never_started,
 };
 
