@@ -119,6 +119,10 @@ pub struct SecureConnection {
     inbuf: Vec<u8>,
     in_start: usize,
     in_end: usize,
+    /// When the last read that brought bytes returned: an echo's arrival,
+    /// so that its round trip leaves out the client's own inflating and
+    /// checking.
+    last_read_at: Instant,
     /// Plain TCP only: bytes to send from `out_start` on.
     outbuf: Vec<u8>,
     out_start: usize,
@@ -170,6 +174,7 @@ impl SecureConnection {
             inbuf: Vec::new(),
             in_start: 0,
             in_end: 0,
+            last_read_at: Instant::now(),
             outbuf: Vec::new(),
             out_start: 0,
             next_send_seq: 0,
@@ -329,8 +334,8 @@ impl SecureConnection {
                 };
                 let seq = first + received;
                 self.verify_echo(bodies, seq, echo)?;
-                let at = Instant::now();
                 let started = sent_at[(seq % window as u64) as usize];
+                let at = self.last_read_at.max(started);
                 hist.saturating_record((at - started).as_nanos() as u64);
                 received += 1;
                 verified_any = true;
@@ -604,6 +609,7 @@ impl SecureConnection {
                     Ok(0) => Err(ErrorKind::Closed),
                     Ok(n) => {
                         self.in_end += n;
+                        self.last_read_at = Instant::now();
                         Ok(ReadOutcome::Some)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Nothing),
@@ -631,6 +637,7 @@ impl SecureConnection {
                             .read_exact(&mut self.inbuf[self.in_end..end])
                             .map_err(|e| ErrorKind::Tls(format!("reading plaintext: {e}")))?;
                         self.in_end = end;
+                        self.last_read_at = Instant::now();
                         outcome = ReadOutcome::Some;
                     }
                     if state.peer_has_closed() && plain == 0 {
