@@ -21,7 +21,7 @@ use wsbench::client::secure::Layers;
 use wsbench::client::{Budget, MessageSpec, PayloadKind};
 use wsbench::measure::alloc::CountingAlloc;
 use wsbench::metrics::{self, Source};
-use wsbench::settings::{Compression, Profile, ServerSettings, Transport};
+use wsbench::settings::{self, Compression, Profile, ServerSettings, Transport};
 use wsbench::stacks::{Host, Protocol, StackInfo};
 use wsbench::workload::{self, IdleOpening};
 
@@ -290,12 +290,7 @@ fn idle_connections_secure(
     compression: Compression,
     n: usize,
 ) {
-    let cell = match (transport, compression) {
-        (Transport::Plain, Compression::Off) => "plain",
-        (Transport::Tls, Compression::Off) => "tls",
-        (Transport::Plain, Compression::Deflate) => "deflate",
-        (Transport::Tls, Compression::Deflate) => "tls+deflate",
-    };
+    let cell = settings::layers_label(transport, compression);
     let id = format!("memory/{}/idle/secure/{cell}", stack.name);
     let settings = ServerSettings {
         transport,

@@ -27,7 +27,7 @@ use wsbench::client::payload::{Bodies, Content};
 use wsbench::client::secure::{self, Layers, SecureConnection};
 use wsbench::client::{self, Budget};
 use wsbench::metrics::{self, Metric, Source};
-use wsbench::settings::{Compression, Profile, ServerSettings, Transport};
+use wsbench::settings::{self, Compression, Profile, ServerSettings, Transport};
 use wsbench::stacks::{ServerHandle, StackInfo};
 use wsbench::workload::{self, SecureSample};
 
@@ -69,14 +69,8 @@ impl Cell {
         }
     }
 
-    /// "plain", "tls", "deflate", "tls+deflate".
     fn label(self) -> &'static str {
-        match (self.transport, self.compression) {
-            (Transport::Plain, Compression::Off) => "plain",
-            (Transport::Tls, Compression::Off) => "tls",
-            (Transport::Plain, Compression::Deflate) => "deflate",
-            (Transport::Tls, Compression::Deflate) => "tls+deflate",
-        }
+        settings::layers_label(self.transport, self.compression)
     }
 
     fn applies_to(self, stack: &StackInfo) -> bool {

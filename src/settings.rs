@@ -250,6 +250,17 @@ impl Compression {
     }
 }
 
+/// How results and reports name a pair of layers: "plain", "tls",
+/// "deflate" or "tls+deflate" (the secure group's cells).
+pub fn layers_label(transport: Transport, compression: Compression) -> &'static str {
+    match (transport, compression) {
+        (Transport::Plain, Compression::Off) => "plain",
+        (Transport::Tls, Compression::Off) => "tls",
+        (Transport::Plain, Compression::Deflate) => "deflate",
+        (Transport::Tls, Compression::Deflate) => "tls+deflate",
+    }
+}
+
 /// Everything a stack needs to start one server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
