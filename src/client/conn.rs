@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,16 +30,17 @@ use crate::stacks::Protocol;
 /// kernel's autotuned buffer, which grows only after the window has
 /// closed. The size is a bound, not an allocation: idle connections cost
 /// no more.
-const RECV_SOCKET_BUFFER_BYTES: libc::c_int = 32 << 20;
+pub(super) const RECV_SOCKET_BUFFER_BYTES: libc::c_int = 32 << 20;
 
 /// Sets [`RECV_SOCKET_BUFFER_BYTES`] with `SO_RCVBUFFORCE`, which may
 /// exceed `net.core.rmem_max` but needs CAP_NET_ADMIN; without it, as much
-/// as `SO_RCVBUF` allows.
-fn set_recv_socket_buffer(socket: &TcpSocket, bytes: libc::c_int) -> io::Result<()> {
+/// as `SO_RCVBUF` allows. Before connecting, so that the window scale
+/// offered allows it.
+pub(super) fn set_recv_socket_buffer(socket: &impl AsFd, bytes: libc::c_int) -> io::Result<()> {
     // SAFETY: an int option of the right size on a valid socket.
     let forced = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
+            socket.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
             (&bytes as *const libc::c_int).cast(),
@@ -49,7 +50,7 @@ fn set_recv_socket_buffer(socket: &TcpSocket, bytes: libc::c_int) -> io::Result<
     if forced == 0 {
         return Ok(());
     }
-    socket.set_recv_buffer_size(bytes as u32)
+    socket2::SockRef::from(socket).set_recv_buffer_size(bytes as usize)
 }
 
 /// One connection to a stack: its socket, the messages prepared for the

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rustls::pki_types::ServerName;
 
+use super::conn::{set_recv_socket_buffer, RECV_SOCKET_BUFFER_BYTES};
 use super::deflate::{Codec, Params};
 use super::error::{ClientError, ErrorKind};
 use super::payload::{Bodies, Content};
@@ -245,7 +246,7 @@ impl SecureConnection {
                 break;
             }
             if self.read_some()? == ReadOutcome::Nothing {
-                self.wait(!all_out, deadline, Waiting::Connect)?;
+                self.wait(!all_out, deadline, WaitingFor::Connect)?;
             }
         }
         Ok(())
@@ -276,7 +277,7 @@ impl SecureConnection {
                 return Ok(());
             }
             if self.read_some()? == ReadOutcome::Nothing {
-                self.wait(!all_out, deadline, Waiting::Connect)?;
+                self.wait(!all_out, deadline, WaitingFor::Connect)?;
             }
         }
     }
@@ -346,7 +347,7 @@ impl SecureConnection {
             }
             if self.read_some()? == ReadOutcome::Nothing {
                 let deadline = last_progress + self.stall_timeout;
-                self.wait(!all_out, deadline, Waiting::Echo { after: received })?;
+                self.wait(!all_out, deadline, WaitingFor::Echo { after: received })?;
             }
         }
         self.next_send_seq = first + received;
@@ -566,10 +567,9 @@ impl SecureConnection {
         match &mut self.tls {
             Some(tls) => {
                 while tls.wants_write() {
-                    match tls.write_tls(&mut self.sock) {
+                    match retrying(|| tls.write_tls(&mut self.sock)) {
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(send_err(e)),
                     }
                 }
@@ -577,10 +577,9 @@ impl SecureConnection {
             }
             None => {
                 while self.out_start < self.outbuf.len() {
-                    match self.sock.write(&self.outbuf[self.out_start..]) {
+                    match retrying(|| self.sock.write(&self.outbuf[self.out_start..])) {
                         Ok(n) => self.out_start += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(send_err(e)),
                     }
                 }
@@ -599,13 +598,7 @@ impl SecureConnection {
                     &mut self.in_end,
                     READ_CHUNK_BYTES,
                 );
-                let got = loop {
-                    match self.sock.read(&mut self.inbuf[self.in_end..]) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        r => break r,
-                    }
-                };
-                match got {
+                match retrying(|| self.sock.read(&mut self.inbuf[self.in_end..])) {
                     Ok(0) => Err(ErrorKind::Closed),
                     Ok(n) => {
                         self.in_end += n;
@@ -619,11 +612,10 @@ impl SecureConnection {
             Some(tls) => {
                 let mut outcome = ReadOutcome::Nothing;
                 loop {
-                    match tls.read_tls(&mut self.sock) {
+                    match retrying(|| tls.read_tls(&mut self.sock)) {
                         Ok(0) => return Err(ErrorKind::Closed),
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(ErrorKind::read(e)),
                     }
                     let state = tls
@@ -656,7 +648,7 @@ impl SecureConnection {
 
     /// Waits until the socket is readable (or writable, when `writing`),
     /// or fails once `deadline` passes.
-    fn wait(&self, writing: bool, deadline: Instant, waiting: Waiting) -> Result<(), ErrorKind> {
+    fn wait(&self, writing: bool, deadline: Instant, waiting: WaitingFor) -> Result<(), ErrorKind> {
         let now = Instant::now();
         if now >= deadline {
             return Err(waiting.timed_out(self.stall_timeout));
@@ -712,7 +704,7 @@ impl SecureConnection {
                 }
                 match self.read_some() {
                     Ok(ReadOutcome::Some) => {}
-                    Ok(ReadOutcome::Nothing) => self.wait(!all_out, deadline, Waiting::Close)?,
+                    Ok(ReadOutcome::Nothing) => self.wait(!all_out, deadline, WaitingFor::Close)?,
                     // A server may end TCP right after its close frame,
                     // which the read before may have left unparsed.
                     Err(ErrorKind::Closed) => break,
@@ -755,6 +747,16 @@ fn make_room(buf: &mut Vec<u8>, start: &mut usize, end: &mut usize, more: usize)
     }
 }
 
+/// `op`'s result, trying again for as long as a signal interrupts it.
+fn retrying<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadOutcome {
     Some,
@@ -763,40 +765,53 @@ enum ReadOutcome {
 
 /// What a wait was for, so a timeout says what did not come.
 #[derive(Debug, Clone, Copy)]
-enum Waiting {
+enum WaitingFor {
     Connect,
     Echo { after: u64 },
     Close,
 }
 
-impl Waiting {
+impl WaitingFor {
     fn timed_out(self, stall: Duration) -> ErrorKind {
         match self {
-            Waiting::Connect => ErrorKind::ConnectTimeout {
+            WaitingFor::Connect => ErrorKind::ConnectTimeout {
                 after: CONNECT_TIMEOUT,
             },
-            Waiting::Echo { after } => ErrorKind::Stalled {
+            WaitingFor::Echo { after } => ErrorKind::Stalled {
                 after,
                 timeout: stall,
             },
-            Waiting::Close => ErrorKind::NothingReceived { after: stall },
+            WaitingFor::Close => ErrorKind::NothingReceived { after: stall },
         }
     }
 }
 
-/// A non-blocking TCP connection with TCP_NODELAY, made before `deadline`.
+/// A non-blocking TCP connection with TCP_NODELAY and the lean drivers'
+/// receive buffer (the client must not hold the server's echoes back),
+/// made before `deadline`.
 fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, ErrorKind> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|source| {
-        if source.kind() == io::ErrorKind::TimedOut {
-            ErrorKind::ConnectTimeout {
-                after: CONNECT_TIMEOUT,
-            }
-        } else {
-            ErrorKind::Connect { addr, source }
-        }
-    })?;
     let socket_err = |during| move |source| ErrorKind::Socket { during, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(socket_err("creating a socket"))?;
+    set_recv_socket_buffer(&socket, RECV_SOCKET_BUFFER_BYTES)
+        .map_err(socket_err("setting the receive buffer"))?;
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    socket
+        .connect_timeout(&addr.into(), timeout)
+        .map_err(|source| {
+            if source.kind() == io::ErrorKind::TimedOut {
+                ErrorKind::ConnectTimeout {
+                    after: CONNECT_TIMEOUT,
+                }
+            } else {
+                ErrorKind::Connect { addr, source }
+            }
+        })?;
+    let sock = TcpStream::from(socket);
     sock.set_nodelay(true).map_err(socket_err("TCP_NODELAY"))?;
     sock.set_nonblocking(true)
         .map_err(socket_err("making the socket non-blocking"))?;
