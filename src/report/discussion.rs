@@ -14,7 +14,8 @@
 //! measurement's parameters, e.g. `latency.axum.rtt_mean_us kind=binary`.
 //! The metric must be in [`crate::metrics`]; filters are `key=value`,
 //! `key!=value`, `key<value`, `key<=value`, `key>value`, `key>=value`,
-//! where a number may carry a binary suffix (`16KiB`, `1MiB`). In a
+//! where a number may carry a binary suffix (`16KiB`, `1MiB`), and `key=-`
+//! keeps only the measurements without that parameter. In a
 //! *pattern* the stack is `*` (every stack), a set (`@ws`: WebSocket
 //! stacks, `@floor`: raw TCP, `@in-process`, `@rust-ws`: in-process
 //! WebSocket stacks, `@child`: child processes, `@python`, `@node`: by
@@ -342,6 +343,10 @@ fn interval_text(p: Paired) -> String {
     format!(" ({:.2}–{:.2})", p.interval.lo, p.interval.hi)
 }
 
+/// A filter's value for "no such parameter": `cell=-` keeps the
+/// measurements that have no `cell`, `cell!=-` those that have one.
+const ABSENT: &str = "-";
+
 /// A condition on one parameter.
 #[derive(Debug, Clone)]
 struct Filter {
@@ -371,8 +376,16 @@ impl Filter {
 
     fn accepts(&self, m: &Measurement) -> bool {
         let Some(actual) = m.param(&self.key) else {
-            return self.op == Op::Ne;
+            let wanted_absent = self.value == ABSENT;
+            return if self.op == Op::Eq {
+                wanted_absent
+            } else {
+                self.op == Op::Ne && !wanted_absent
+            };
         };
+        if self.value == ABSENT {
+            return self.op == Op::Ne;
+        }
         match (actual.parse::<f64>(), self.value.parse::<f64>()) {
             (Ok(a), Ok(b)) => self.op.holds(a, b),
             _ => match self.op {
@@ -1710,6 +1723,36 @@ mod tests {
         );
         assert!(Filter::parse("latency.axum.rtt_mean_us").is_none());
         assert!(Filter::parse("<").is_none());
+    }
+
+    #[test]
+    fn a_dash_asks_for_a_parameter_to_be_absent() {
+        let with_cell = |cell: Option<&str>| {
+            let mut pairs = vec![("profile", serde_json::json!("suite"))];
+            pairs.extend(cell.map(|c| ("cell", serde_json::json!(c))));
+            let subject = crate::results::Subject {
+                group: "memory",
+                bench: "memory/axum/idle",
+                stack: "axum",
+                stack_version: "axum 0.8.9",
+                params: &crate::results::params(&pairs),
+                placement: "same-core",
+            };
+            Measurement::new(
+                &subject,
+                &metrics::LIVE_BYTES_PER_IDLE_CONN,
+                1.0,
+                metrics::Source::Allocator,
+            )
+        };
+        let (idle, tls) = (with_cell(None), with_cell(Some("tls")));
+        let absent = Filter::parse("cell=-").unwrap();
+        assert!(absent.accepts(&idle) && !absent.accepts(&tls));
+        let present = Filter::parse("cell!=-").unwrap();
+        assert!(!present.accepts(&idle) && present.accepts(&tls));
+        // Other values keep their meaning on a missing parameter.
+        assert!(!Filter::parse("cell=tls").unwrap().accepts(&idle));
+        assert!(Filter::parse("cell!=tls").unwrap().accepts(&idle));
     }
 
     #[test]
