@@ -100,6 +100,19 @@ pub enum Command {
         #[arg(long, default_value_t = wsbench::rounds::CLAIM_THRESHOLD)]
         threshold: f64,
     },
+    /// Add up the shares of one run that several `wsbench run
+    /// --histogram-out` clients wrote (on this host or others): counts
+    /// summed, histograms added exactly. Shares of different stacks,
+    /// settings or wsbench builds, or that did not run at the same time,
+    /// are refused.
+    Merge {
+        /// The shares, one file per client.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// Print the merged run as results.json records (group "merge").
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two commits on the quick measurement set, interleaved, and
     /// exit 1 on a regression (0 without, 2 when it could not build or run).
     Compare(wsbench::compare::CompareArgs),
@@ -177,6 +190,11 @@ pub struct RunArgs {
     /// results.json (one group, "run"), instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write this client's share of the run to FILE: its counts and
+    /// its round trips as HDR histograms (V2 serialization), for `wsbench
+    /// merge` to add up with the other clients' of the same run.
+    #[arg(long, value_name = "FILE")]
+    pub histogram_out: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -28,6 +28,7 @@ pub mod client;
 pub mod compare;
 pub mod machine;
 pub mod measure;
+pub mod merge;
 pub mod metrics;
 pub mod placement;
 pub mod probe;

@@ -1,8 +1,9 @@
-//! The `wsbench` command: list the stacks, serve one, drive one, probe one,
-//! write the report, compare two commits.
+//! The `wsbench` command: list the stacks, serve one, drive one, merge the
+//! shares of several clients, probe one, write the report, compare two
+//! commits.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
@@ -118,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Merge { files, json } => merge(&files, json),
         Command::Compare(args) => std::process::exit(wsbench::compare::run(&args)),
         Command::Measure(args) => wsbench::compare::measure(&args),
         Command::Probe { stack, server } => {
@@ -317,6 +319,13 @@ fn run_stack(args: &RunArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("run needs --stack, --url or both"),
     };
     let outcome = drive(&name, args, load, &settings)?;
+    if let Some(path) = &args.histogram_out {
+        wsbench::merge::write(path, &share(args, &name, &settings, &outcome)?)?;
+        eprintln!(
+            "wsbench: this client's share of the run is in {}, for `wsbench merge`",
+            path.display()
+        );
+    }
     if args.json {
         let records = run_records(args, &name, &settings, &outcome);
         println!("{}", serde_json::to_string_pretty(&records)?);
@@ -393,6 +402,9 @@ struct RunOutcome {
     server_here: bool,
     /// Over TLS or with permessage-deflate: what was agreed and counted.
     secure: Option<SecureOutcome>,
+    /// When the measured stretch began, by this host's clock (for
+    /// `wsbench merge`, which adds up clients that ran at the same time).
+    started: SystemTime,
 }
 
 struct SecureOutcome {
@@ -425,6 +437,7 @@ fn drive(
     let mut conns = rt.block_on(client::connect_many(&target, conns))?;
     // A server at --url is elsewhere: only the client's CPU can be read.
     let server_pid = server.as_ref().and_then(|s| s.pid);
+    let started;
     let measured = match load {
         Load::Closed(spec, duration, driver) => {
             // A short warm-up fills caches and buffers before measuring.
@@ -436,6 +449,7 @@ fn drive(
                 &mut client::new_histogram(),
                 driver,
             ))?;
+            started = SystemTime::now();
             let budget = Budget::Until(Instant::now() + duration);
             Measured::Closed(workload::round_trips(
                 &rt, &mut conns, spec, budget, server_pid, driver,
@@ -444,6 +458,7 @@ fn drive(
         Load::Open(spec) => {
             // The same warm-up, at the run's rate.
             let warm_up = Duration::from_millis(200).min(spec.duration);
+            started = SystemTime::now() + warm_up;
             Measured::Open(workload::offered_load(
                 &mut conns, spec, warm_up, server_pid,
             )?)
@@ -463,6 +478,7 @@ fn drive(
         driver: driver.as_str().to_string(),
         server_here,
         secure: None,
+        started,
     })
 }
 
@@ -501,6 +517,7 @@ fn drive_secure(
     let mut hist = client::new_histogram();
     conn.run(&bodies, spec.window, Budget::Until(warmup_until), &mut hist)?;
     let server_pid = server.as_ref().and_then(|s| s.pid);
+    let started = SystemTime::now();
     let budget = Budget::Until(Instant::now() + duration);
     let s = workload::secure_round_trips(&mut conn, &bodies, spec.window, budget, server_pid)?;
     let secure = SecureOutcome {
@@ -519,6 +536,7 @@ fn drive_secure(
         driver: secure::DRIVER_NAME.to_string(),
         server_here,
         secure: Some(secure),
+        started,
     })
 }
 
@@ -622,6 +640,85 @@ fn print_rate_summary(name: &str, settings: &ServerSettings, outcome: &RunOutcom
             us(&metrics::CLIENT_CORE_SHARE)
         );
     }
+}
+
+/// This client's share of the run, for `wsbench merge`: the run's record
+/// (its machine and parameters) with its counts and histograms.
+fn share(
+    args: &RunArgs,
+    name: &str,
+    settings: &ServerSettings,
+    outcome: &RunOutcome,
+) -> anyhow::Result<wsbench::merge::Part> {
+    use wsbench::merge::{encode, CORRECTED, LATENESS, RTT};
+    let record = run_records(args, name, settings, outcome);
+    let first = record
+        .measurements
+        .first()
+        .context("the run recorded no figure")?;
+    let mut params = first.params.clone();
+    params.remove("url");
+    let (conns, round_trips, offered_per_s, elapsed, client_cpu_ns, histograms) =
+        match &outcome.measured {
+            Measured::Closed(s) => (
+                s.conns,
+                s.round_trips,
+                None,
+                s.elapsed,
+                s.cpu.client_ns,
+                vec![(RTT, &s.hist)],
+            ),
+            Measured::Open(l) => (
+                l.run.conns,
+                l.run.sent,
+                Some(l.run.spec.rate_per_s),
+                l.run.elapsed,
+                l.cpu.client_ns,
+                vec![
+                    (CORRECTED, &l.run.corrected),
+                    (RTT, &l.run.uncorrected),
+                    (LATENESS, &l.run.lateness),
+                ],
+            ),
+        };
+    let started_unix_ms = outcome
+        .started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .context("this host's clock is before 1970")?
+        .as_millis() as u64;
+    Ok(wsbench::merge::Part {
+        schema: wsbench::merge::PART_SCHEMA,
+        run: record.run,
+        stack: first.stack.clone(),
+        stack_version: first.stack_version.clone(),
+        params,
+        url: args.url.clone(),
+        conns,
+        round_trips,
+        offered_per_s,
+        started_unix_ms,
+        elapsed_ns: elapsed.as_nanos() as u64,
+        client_cpu_ns,
+        histograms: histograms
+            .into_iter()
+            .map(|(key, h)| Ok((key.to_string(), encode(h)?)))
+            .collect::<anyhow::Result<_>>()?,
+    })
+}
+
+/// `wsbench merge`: the shares' sum, as text or as results records.
+fn merge(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
+    let parts = files
+        .iter()
+        .map(|path| Ok((path.clone(), wsbench::merge::read(path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = wsbench::merge::merge(&parts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&merged.records())?);
+    } else {
+        print!("{}", merged.summary());
+    }
+    Ok(())
 }
 
 /// The run as the records the benches write to results.json: one group,

@@ -1,6 +1,7 @@
 //! Client and server on two hosts: `wsbench serve` in one network namespace,
 //! `wsbench run --url` in another, joined by a veth pair that each test
-//! creates for itself (and deletes again, also when it fails).
+//! creates for itself (and deletes again, also when it fails); and two
+//! clients on two hosts whose shares `wsbench merge` adds up.
 //!
 //! Needs root and `ip` (iproute2). Where namespaces cannot be created, every
 //! test prints `SKIPPED: <reason>` and passes, unless
@@ -92,6 +93,167 @@ fn closed_port_is_a_clear_error() {
         );
     }
     println!("closed port: {status} after {took:?}: {}", err.trim());
+}
+
+/// Two clients, in namespaces B and C, drive one server in A at the same
+/// time, each writing its share of the run; `wsbench merge` adds them up
+/// exactly (every round trip of both in one histogram, the rates summed)
+/// and refuses a share of another run.
+#[test]
+fn two_clients_on_two_hosts_merge_exactly() {
+    let Some(mut net) = HostPair::create_or_skip(4) else {
+        return;
+    };
+    let (ns_c, addr_from_c) = net
+        .add_host()
+        .unwrap_or_else(|e| panic!("a third namespace: {e}"));
+    // Every address of namespace A: its loopback and its two veths.
+    let listen = format!("0.0.0.0:{PORT}");
+    let mut server = Proc::spawn(
+        "server",
+        net.exec(
+            &net.ns_a,
+            &["serve", "--stack", "tokio-tungstenite", "--addr", &listen],
+        ),
+    );
+    server
+        .wait_line("serving", SERVE_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let dir = std::env::temp_dir().join(format!("wsbench-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (share_b, share_c) = (dir.join("b.json"), dir.join("c.json"));
+    let client = |ns: &str, addr: &str, share: &std::path::Path| {
+        let url = format!("ws://{addr}:{PORT}/");
+        net.exec(
+            ns,
+            &[
+                "run",
+                "--stack",
+                "tokio-tungstenite",
+                "--url",
+                &url,
+                "--conns",
+                "2",
+                "--duration",
+                "2",
+                "--histogram-out",
+                share.to_str().unwrap(),
+            ],
+        )
+    };
+    let mut b = Proc::spawn("client b", client(&net.ns_b, &net.addr_a, &share_b));
+    let mut c = Proc::spawn("client c", client(&ns_c, &addr_from_c, &share_c));
+    for client in [&mut b, &mut c] {
+        let status = client
+            .wait_exit(RUN_DEADLINE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            status.success(),
+            "{} exited {status}{}{}",
+            client.name,
+            client.transcript(),
+            server.transcript()
+        );
+    }
+
+    let parts = [&share_b, &share_c]
+        .map(|p| wsbench::merge::read(p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display())));
+    for part in &parts {
+        assert!(part.round_trips > 0 && part.conns == 2, "{part:?}");
+        // A share's histogram holds every round trip it verified.
+        let rtt = wsbench::merge::decode(&part.histograms[wsbench::merge::RTT]).unwrap();
+        assert_eq!(rtt.len(), part.round_trips);
+    }
+    let mut merge = Proc::spawn(
+        "merge",
+        cmd_wsbench(&["merge", "--json", path(&share_b), path(&share_c)]),
+    );
+    let status = merge
+        .wait_exit(RUN_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        status.success(),
+        "merge exited {status}{}",
+        merge.transcript()
+    );
+    let merged: serde_json::Value = serde_json::from_str(&merge.stdout)
+        .unwrap_or_else(|e| panic!("merge --json: {e}{}", merge.transcript()));
+    let measurements = merged["measurements"].as_array().expect("measurements");
+    let figure = |metric: &str| {
+        measurements
+            .iter()
+            .find(|m| m["metric"] == metric)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {metric} in{}", merge.transcript()))
+    };
+    let round_trips: u64 = parts.iter().map(|p| p.round_trips).sum();
+    assert_eq!(figure("round_trips_verified"), round_trips as f64);
+    let rate: f64 = parts.iter().map(|p| p.msgs_per_s()).sum();
+    assert!((figure("msgs_per_s") - rate).abs() <= 1e-9 * rate);
+    // A percentile of the two together lies between the two's own.
+    let p99s: Vec<f64> = parts
+        .iter()
+        .map(|p| {
+            let h = wsbench::merge::decode(&p.histograms[wsbench::merge::RTT]).unwrap();
+            h.value_at_quantile(0.99) as f64 / 1e3
+        })
+        .collect();
+    let p99 = figure("rtt_p99_us");
+    assert!(
+        p99 >= p99s[0].min(p99s[1]) && p99 <= p99s[0].max(p99s[1]),
+        "merged p99 {p99} outside the shares' {p99s:?}"
+    );
+    for m in measurements {
+        assert_eq!(m["group"], "merge");
+        assert_eq!(m["params"]["conns"], 4);
+        assert_eq!(m["params"]["parts"], 2);
+    }
+
+    // A share of another run (another message size) is refused, naming
+    // what differs and both files.
+    let mut other = parts[1].clone();
+    other.params.insert("size_bytes".into(), 64.into());
+    let odd = dir.join("odd.json");
+    wsbench::merge::write(&odd, &other).unwrap();
+    let mut refused = Proc::spawn("merge", cmd_wsbench(&["merge", path(&share_b), path(&odd)]));
+    let status = refused
+        .wait_exit(RUN_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !status.success(),
+        "merged another run's share{}",
+        refused.transcript()
+    );
+    for needle in ["size_bytes 32 against 64", "b.json", "odd.json"] {
+        assert!(
+            refused.stderr.contains(needle),
+            "no {needle:?} in the refusal{}",
+            refused.transcript()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    server.interrupt();
+    let status = server
+        .wait_exit(STOP_DEADLINE)
+        .unwrap_or_else(|e| panic!("after SIGINT: {e}"));
+    assert!(
+        status.success(),
+        "server exited {status}{}",
+        server.transcript()
+    );
+}
+
+/// `wsbench args...` here, outside the namespaces (merging reads files).
+fn cmd_wsbench(args: &[&str]) -> Command {
+    let mut cmd = Command::new(WSBENCH);
+    cmd.args(args);
+    cmd
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
 }
 
 /// Serves `stack` in namespace A, drives it from namespace B through
@@ -202,15 +364,17 @@ fn verified_round_trips(stdout: &str) -> Option<u64> {
 }
 
 /// Two network namespaces joined by a veth pair: A holds `addr_a`
-/// (10.x.y.1/30), B `addr_b` (.2). Dropping it kills whatever still runs
-/// in them and deletes both (which deletes the veth pair).
+/// (10.x.y.1/30), B `addr_b` (.2); [`HostPair::add_host`] joins a third
+/// to A. Dropping it kills whatever still runs in them and deletes them
+/// (which deletes the veth pairs).
 struct HostPair {
+    index: u8,
     ns_a: String,
     ns_b: String,
     veth_a: String,
-    veth_b: String,
     addr_a: String,
     created: Vec<String>,
+    veths: Vec<String>,
 }
 
 impl HostPair {
@@ -245,18 +409,20 @@ impl HostPair {
         // Interface names are at most 15 bytes and share the root
         // namespace until moved: "wsb" + pid (at most 7 digits) + 2.
         let mut pair = HostPair {
+            index,
             ns_a: format!("wsbench-{pid}-{index}-a"),
             ns_b: format!("wsbench-{pid}-{index}-b"),
             veth_a: format!("wsb{pid}{index}a"),
-            veth_b: format!("wsb{pid}{index}b"),
             addr_a: format!("10.213.{index}.1"),
             created: Vec::new(),
+            veths: Vec::new(),
         };
         let addr_b = format!("10.213.{index}.2");
         // Until they are moved, the veth ends live in the root namespace;
         // `Drop` deletes them there too if setup stops in between.
         let (a, b) = (pair.ns_a.clone(), pair.ns_b.clone());
-        let (va, vb) = (pair.veth_a.clone(), pair.veth_b.clone());
+        let (va, vb) = (pair.veth_a.clone(), format!("wsb{pid}{index}b"));
+        pair.veths = vec![va.clone(), vb.clone()];
         ip(&["netns", "add", &a])?;
         pair.created.push(a.clone());
         ip(&["netns", "add", &b])?;
@@ -273,6 +439,36 @@ impl HostPair {
             ip(&["-n", ns, "link", "set", veth, "up"])?;
         }
         Ok(pair)
+    }
+
+    /// A third host, C, joined to A by a veth pair of its own: returns C's
+    /// namespace and the address by which C reaches A (10.214.x.1, C being
+    /// .2).
+    fn add_host(&mut self) -> Result<(String, String), String> {
+        let (pid, index) = (std::process::id(), self.index);
+        let c = format!("wsbench-{pid}-{index}-c");
+        let (vac, vc) = (format!("wsb{pid}{index}c"), format!("wsb{pid}{index}d"));
+        let (addr_ac, addr_c) = (format!("10.214.{index}.1"), format!("10.214.{index}.2"));
+        ip(&["netns", "add", &c])?;
+        self.created.push(c.clone());
+        ip(&["link", "add", &vac, "type", "veth", "peer", "name", &vc])?;
+        self.veths.extend([vac.clone(), vc.clone()]);
+        ip(&["link", "set", &vac, "netns", &self.ns_a])?;
+        ip(&["link", "set", &vc, "netns", &c])?;
+        ip(&[
+            "-n",
+            &self.ns_a,
+            "addr",
+            "add",
+            &format!("{addr_ac}/30"),
+            "dev",
+            &vac,
+        ])?;
+        ip(&["-n", &c, "addr", "add", &format!("{addr_c}/30"), "dev", &vc])?;
+        ip(&["-n", &c, "link", "set", "lo", "up"])?;
+        ip(&["-n", &c, "link", "set", &vc, "up"])?;
+        ip(&["-n", &self.ns_a, "link", "set", &vac, "up"])?;
+        Ok((c, addr_ac))
     }
 
     /// `wsbench args...` inside namespace `ns`. `ip netns exec` execs the
@@ -306,7 +502,7 @@ impl Drop for HostPair {
         }
         // Left in the root namespace only when setup stopped before the
         // move; deleting one end deletes both. Quiet when already gone.
-        for veth in [&self.veth_a, &self.veth_b] {
+        for veth in &self.veths {
             if ip(&["link", "show", "dev", veth]).is_ok() {
                 let _ = ip(&["link", "del", "dev", veth]);
             }
