@@ -47,8 +47,9 @@ pub struct Part {
     pub run: RunInfo,
     pub stack: String,
     pub stack_version: String,
-    /// The run's settings as results name them (size_bytes, kind, window,
-    /// rate, ...): every share of one run must have the same.
+    /// The run's settings as results name them (size_bytes, kind, conns,
+    /// window, arrivals, transport, ...): every share of one run must have
+    /// the same.
     pub params: Params,
     /// Where this client sent its load; not compared, since hosts may reach
     /// one server by different addresses.
