@@ -308,6 +308,16 @@ fn a_reference_that_matches_nothing_is_an_error() {
     assert!(matches!(e, DiscussionError::NoMatch { .. }), "{e:?}");
 }
 
+#[test]
+fn a_list_against_figures_that_partner_none_is_an_error() {
+    // The idle figures per cell have no partner among the profiles.
+    let e = expand_one(
+        "{{list memory.*.live_bytes_per_idle_conn profile=suite cell=- vs memory.*.live_bytes_per_idle_conn profile=defaults-deflate-offered cell=tls}}",
+    )
+    .unwrap_err();
+    assert!(matches!(e, DiscussionError::NoMatch { .. }), "{e:?}");
+}
+
 /// Numbers the prose may hold outside directives and code spans: names
 /// (RFC 6455, HTTP/1.1, TLS 1.3, X25519, section 5.1, UTF-8, p99) and the suite's fixed
 /// buffer and limit sizes, the load group's p99 limits, answered share,

@@ -234,15 +234,7 @@ fn two_clients_on_two_hosts_merge_exactly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    server.interrupt();
-    let status = server
-        .wait_exit(STOP_DEADLINE)
-        .unwrap_or_else(|e| panic!("after SIGINT: {e}"));
-    assert!(
-        status.success(),
-        "server exited {status}{}",
-        server.transcript()
-    );
+    server.stop();
 }
 
 /// `wsbench args...` here, outside the namespaces (merging reads files).
@@ -338,15 +330,7 @@ fn serve_and_run(index: u8, stack: &str, scheme: &str) {
         "server exited after the run{}",
         server.transcript()
     );
-    server.interrupt();
-    let status = server
-        .wait_exit(STOP_DEADLINE)
-        .unwrap_or_else(|e| panic!("after SIGINT: {e}"));
-    assert!(
-        status.success(),
-        "server exited {status} after SIGINT{}",
-        server.transcript()
-    );
+    server.stop();
     assert!(
         server.stdout.contains("stopping"),
         "server did not say it was stopping{}",
@@ -742,6 +726,20 @@ impl Proc {
             unsafe { libc::kill(pid, libc::SIGINT) },
             0,
             "SIGINT to {pid}"
+        );
+    }
+
+    /// Ctrl-C, and a clean exit within [`STOP_DEADLINE`].
+    fn stop(&mut self) {
+        self.interrupt();
+        let status = self
+            .wait_exit(STOP_DEADLINE)
+            .unwrap_or_else(|e| panic!("after SIGINT: {e}"));
+        assert!(
+            status.success(),
+            "{} exited {status} after SIGINT{}",
+            self.name,
+            self.transcript()
         );
     }
 

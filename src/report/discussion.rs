@@ -1190,6 +1190,10 @@ impl Cx<'_> {
                 }
             }
         }
+        // A comparison with no partner at all would leave a hole in the prose.
+        if let (Some(b), true) = (&b, items.is_empty()) {
+            return Err(self.no_match(b));
+        }
         Ok(items.join("; "))
     }
 
