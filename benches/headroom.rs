@@ -78,7 +78,7 @@ fn main() {
         .flat_map(|i| drivers.iter().map(move |&d| (i, d)))
         .collect();
     for &(conns, size_bytes, window) in cases {
-        let blocks = pack_by_fds(&pairs, |(i, _)| servers[i].0, conns);
+        let blocks = pack_by_fds(&pairs, |(i, _)| fds_for(servers[i].0, conns));
         for (b, members) in blocks.iter().enumerate() {
             let block = block_name(
                 &format!("headroom/{size_bytes}B/window {window}"),
@@ -95,7 +95,7 @@ fn main() {
                     RoundTripCase {
                         stack,
                         server,
-                        conns: open_connections(&rt, server, conns, &id),
+                        conns: open_connections(&rt, server, conns, &id).into(),
                         spec: MessageSpec {
                             size_bytes,
                             kind: PayloadKind::Binary,

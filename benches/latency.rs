@@ -67,7 +67,7 @@ fn main() {
             cases.push(RoundTripCase {
                 stack,
                 server,
-                conns: open_connections(&rt, server, 1, &id),
+                conns: open_connections(&rt, server, 1, &id).into(),
                 spec: MessageSpec {
                     size_bytes: SIZE_BYTES,
                     kind,

@@ -170,7 +170,7 @@ fn main() {
     }
     for &conns in &plan.conn_counts {
         let indices: Vec<usize> = (0..servers.len()).collect();
-        let blocks = pack_by_fds(&indices, |i| servers[i].0, conns);
+        let blocks = pack_by_fds(&indices, |i| fds_for(servers[i].0, conns));
         let mut measured: Vec<(usize, f64, Steps)> = Vec::new();
         for (b, members) in blocks.iter().enumerate() {
             let block = block_name("load", conns, b, blocks.len());

@@ -1,14 +1,21 @@
-//! What happens as connections pile up? 1 to 8,192 concurrent connections,
-//! all active with one 32-byte message in flight each: aggregate msgs/s and
-//! latency percentiles under load; then how fast each stack completes
-//! handshakes. One echo write policy, the run's (`WSBENCH_ECHO`, default
-//! flush-each): with one message in flight per connection nothing is ever
-//! buffered behind an echo, so the policies could differ only in code
-//! path, never in how many echoes share a write. criterion times the
-//! cases at [`CRITERION_CONNS`] for its report (every point and the
-//! handshakes with `WSBENCH_CRITERION=all`). (The server's peak heap at
-//! the largest point is the memory bench's: this one runs without the
-//! counting allocator.)
+//! What happens as connections pile up? 1 to 19,000 concurrent
+//! connections, all active with one 32-byte message in flight each:
+//! aggregate msgs/s and latency percentiles under load; then how fast each
+//! stack completes handshakes. One echo write policy, the run's
+//! (`WSBENCH_ECHO`, default flush-each): with one message in flight per
+//! connection nothing is ever buffered behind an echo, so the policies
+//! could differ only in code path, never in how many echoes share a
+//! write. criterion times the cases at [`CRITERION_CONNS`] for its report
+//! (every point and the handshakes with `WSBENCH_CRITERION=all`). (The
+//! server's peak heap at the largest point is the memory bench's: this one
+//! runs without the counting allocator.)
+//!
+//! The client runs in this process while both ends of every connection fit
+//! in its descriptors; past that (the [`CEILING_CONNS`] point) it runs as
+//! `wsbench worker` processes, as few as hold the connections, pinned as
+//! the placement says, and the server alone holds one descriptor per
+//! connection. `WSBENCH_CLIENT_PROCS=K` runs every point's client as K
+//! workers instead. Points measured through workers carry `client_procs`.
 
 mod common;
 
@@ -38,12 +45,58 @@ const CRITERION_CONNS: usize = 100;
 /// a full run past its time budget.
 const CHILD_MAX_CONNS: usize = 1000;
 
+/// The point near the descriptor ceiling: about as many connections as one
+/// server process may hold open (20,000 files per process here), their
+/// client in worker processes.
+const CEILING_CONNS: usize = 19_000;
+
+/// How many worker processes run a point's client; `None`: this process.
+/// `forced` is `WSBENCH_CLIENT_PROCS`; otherwise workers only where both
+/// ends of every connection do not fit beside the `idle_fds` this process
+/// holds with no connection open, as few workers as hold them. (Not the
+/// descriptors open at the moment: those of a block just closed may not
+/// all be gone yet, and a point must run the same way in every run.)
+fn client_procs(
+    stack: &StackInfo,
+    conns: usize,
+    forced: Option<usize>,
+    idle_fds: u64,
+) -> Option<usize> {
+    if let Some(k) = forced {
+        return Some(k.min(conns));
+    }
+    if fds_for(stack, conns) + idle_fds + FD_RESERVE <= fd_limit() {
+        return None;
+    }
+    // A worker inherits this process's limit and needs little else.
+    let per_worker = fd_limit().saturating_sub(FD_RESERVE).max(1) as usize;
+    Some(conns.div_ceil(per_worker))
+}
+
+/// Descriptors a point's connections take in this process.
+fn fds_here(stack: &StackInfo, conns: usize, procs: Option<usize>) -> u64 {
+    match (procs, stack.host()) {
+        (None, _) => fds_for(stack, conns),
+        (Some(_), Host::InProcess) => conns as u64,
+        (Some(_), Host::ChildProcess) => 0,
+    }
+}
+
 /// Why a point cannot be measured, if it cannot.
-fn skip_reason(stack: &StackInfo, conns: usize) -> Option<String> {
-    let needed = fds_for(stack, conns) + open_fds() + FD_RESERVE;
+fn skip_reason(
+    stack: &StackInfo,
+    conns: usize,
+    procs: Option<usize>,
+    idle_fds: u64,
+) -> Option<String> {
+    let needed = fds_here(stack, conns, procs) + idle_fds + FD_RESERVE;
     if needed > fd_limit() {
+        let whose = match procs {
+            Some(_) => "the server's process (its client in worker processes)",
+            None => "this process (both ends)",
+        };
         return Some(format!(
-            "{conns} connections need about {needed} descriptors; the limit here is {}",
+            "{conns} connections need about {needed} descriptors in {whose}; the limit here is {}",
             fd_limit()
         ));
     }
@@ -75,7 +128,19 @@ fn main() {
     let mut c = mode.criterion(Duration::from_secs(1), WARM_UP);
     let rt = client_runtime(&mode);
     let mut rec = Recorder::new("scaling", &mode);
-    let conn_counts: Vec<usize> = mode.pick(vec![1, 10, 100, 1000, 8192], vec![1, 1000]);
+    // A quick run keeps the point of many connections (one connection is
+    // the latency group's, on one core); test mode runs 1 and 1,000, as
+    // the larger points' connections take minutes in an unoptimized build.
+    // The worker processes of the largest are the cores group's too, and
+    // tests/workers.rs checks them.
+    let conn_counts: Vec<usize> = if !mode.bench {
+        vec![1, 1000]
+    } else if mode.quick {
+        vec![1000]
+    } else {
+        vec![1, 10, 100, 1000, 8192, CEILING_CONNS]
+    };
+    let forced_procs = forced_client_procs();
     let plan = mode.round_plan(20, Duration::from_millis(120));
 
     let mut group = c.benchmark_group("scaling");
@@ -88,25 +153,37 @@ fn main() {
         let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
         servers.push((stack, echo, server));
     }
+    let spec = MessageSpec {
+        size_bytes: SIZE_BYTES,
+        kind: PayloadKind::Binary,
+        window: 1,
+    };
+    // Every server up, no connection open.
+    let idle_fds = open_fds();
     for &conns in &conn_counts {
-        let params_of = |echo: EchoPolicy| {
-            params(&[
+        let procs_of = |i: usize| client_procs(servers[i].0, conns, forced_procs, idle_fds);
+        let params_of = |echo: EchoPolicy, procs: Option<usize>| {
+            let mut p = params(&[
                 ("conns", v(conns)),
                 ("size_bytes", v(SIZE_BYTES)),
                 ("window", v(1)),
                 ("echo", v(echo.as_str())),
-            ])
+            ]);
+            if let Some(k) = procs {
+                p.insert("client_procs".to_string(), v(k));
+            }
+            p
         };
         let mut measurable = Vec::new();
         for (i, (stack, echo, _)) in servers.iter().enumerate() {
             let id = format!("scaling/{}/{echo}/{conns}", stack.name);
-            match skip_reason(stack, conns) {
+            match skip_reason(stack, conns, procs_of(i), idle_fds) {
                 Some(why) => {
                     eprintln!("wsbench: skipping {id}: {why}");
                     rec.add(
                         &id,
                         stack,
-                        &params_of(*echo),
+                        &params_of(*echo, procs_of(i)),
                         &metrics::SKIPPED,
                         0.0,
                         Source::Harness,
@@ -116,26 +193,34 @@ fn main() {
                 None => measurable.push(i),
             }
         }
-        for (block, members) in blocks(&servers, &measurable, conns) {
+        let packed = pack_by_fds(&measurable, |i| fds_here(servers[i].0, conns, procs_of(i)));
+        for (block, members) in blocks(&servers, packed, conns) {
             let mut cases: Vec<RoundTripCase> = members
                 .iter()
                 .map(|&i| {
                     let (stack, echo, server) = &servers[i];
                     let id = format!("scaling/{}/{echo}/{conns}", stack.name);
+                    let procs = procs_of(i);
+                    let clients = match procs {
+                        None => open_connections(&rt, server, conns, &id).into(),
+                        Some(k) => {
+                            eprintln!("wsbench: {id}: the client runs as {k} worker process(es)");
+                            let cpus = vec![mode.placement.client_cpus(); k];
+                            let workers =
+                                start_workers(server, conns, spec, mode.driver, &cpus, &id);
+                            Clients::Workers(workers)
+                        }
+                    };
                     RoundTripCase {
                         stack,
                         server,
-                        conns: open_connections(&rt, server, conns, &id),
-                        spec: MessageSpec {
-                            size_bytes: SIZE_BYTES,
-                            kind: PayloadKind::Binary,
-                            window: 1,
-                        },
+                        conns: clients,
+                        spec,
                         driver: mode.driver,
                         id,
                         function: stack.name.to_string(),
                         parameter: format!("{echo}/{conns}"),
-                        params: params_of(*echo),
+                        params: params_of(*echo, procs),
                     }
                 })
                 .collect();
@@ -150,6 +235,9 @@ fn main() {
             for case in cases {
                 close_connections(&rt, case.conns, &case.id);
             }
+            // The servers close their ends once they see the close: the
+            // next block is packed on the descriptors they give back.
+            wait_for_fds(idle_fds);
         }
     }
     let mut connecting: Vec<(&'static StackInfo, &ServerHandle)> = servers
@@ -172,19 +260,18 @@ fn main() {
     rec.finish();
 }
 
-/// Splits the cases at one connection count into blocks of interleaved
-/// rounds whose connections fit in this process's descriptors together:
-/// the cases in table order, packed first-fit, so that as many pairs as
-/// possible share rounds (with every stack, 1,000 connections make two
-/// blocks: the first nine in-process stacks, then the rest). Figures of
-/// different blocks are not paired; a case alone in its block has its
-/// rounds run back to back and pairs with no other.
+/// Names the blocks of interleaved rounds at one connection count: the
+/// cases whose connections fit in this process's descriptors together,
+/// in table order, packed first-fit ([`pack_by_fds`]), so that as many
+/// pairs as possible share rounds (with every stack, 1,000 connections
+/// make two blocks: the first nine in-process stacks, then the rest).
+/// Figures of different blocks are not paired; a case alone in its block
+/// has its rounds run back to back and pairs with no other.
 fn blocks(
     servers: &[(&'static StackInfo, EchoPolicy, ServerHandle)],
-    cases: &[usize],
+    mut packed: Vec<Vec<usize>>,
     conns: usize,
 ) -> Vec<(String, Vec<usize>)> {
-    let mut packed = pack_by_fds(cases, |i| servers[i].0, conns);
     if packed.len() == 1 {
         return vec![(format!("scaling/{conns}"), packed.remove(0))];
     }
@@ -202,6 +289,18 @@ fn blocks(
             (name, members)
         })
         .collect()
+}
+
+/// `WSBENCH_CLIENT_PROCS`: run every point's client as this many worker
+/// processes.
+fn forced_client_procs() -> Option<usize> {
+    let v = std::env::var("WSBENCH_CLIENT_PROCS").ok()?;
+    match v.trim().parse::<usize>() {
+        Ok(k) if k >= 1 => Some(k),
+        _ => fail(&format!(
+            "WSBENCH_CLIENT_PROCS={v:?}: expected a whole number of worker processes >= 1"
+        )),
+    }
 }
 
 /// Handshakes per second in interleaved rounds over every stack: in each

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use criterion::Throughput;
-use wsbench::client::{Connection, MessageSpec, PayloadKind};
+use wsbench::client::{MessageSpec, PayloadKind};
 use wsbench::metrics::{self, Metric};
 use wsbench::settings::{EchoPolicy, Profile};
 use wsbench::stacks::{ServerHandle, StackInfo};
@@ -80,12 +80,12 @@ fn main() {
     // round visits every stack under both policies: the policies' effect
     // is then measured in the same rounds as the stacks' differences.
     let mut slots: Vec<(&'static StackInfo, EchoPolicy, ServerHandle)> = Vec::new();
-    let mut conns: Vec<Vec<Connection>> = Vec::new();
+    let mut conns: Vec<Clients> = Vec::new();
     for stack in stacks_to_measure(&mode) {
         for echo in EchoPolicy::ALL {
             let label = format!("throughput/{}/{echo}", stack.name);
             let server = start_server(stack, &mode.settings_echoing(Profile::Suite, echo), &label);
-            conns.push(open_connections(&rt, &server, 1, &label));
+            conns.push(open_connections(&rt, &server, 1, &label).into());
             slots.push((stack, echo, server));
         }
     }

@@ -120,6 +120,11 @@ pub enum Command {
     /// `compare` runs in each build).
     #[command(hide = true)]
     Measure(wsbench::compare::MeasureArgs),
+    /// One client process of a run spread over several: opens its share of
+    /// the connections, then runs the rounds its parent asks for on stdin
+    /// (what the scaling and cores benches start, see `wsbench::workers`).
+    #[command(hide = true)]
+    Worker(wsbench::workers::WorkerArgs),
     /// Send malformed and abusive input to one stack and print what it does.
     Probe {
         /// Stack to probe.
@@ -251,6 +256,7 @@ impl ServerArgs {
                 Transport::Plain
             },
             compression: self.compression,
+            cpus: None,
         })
     }
 }

@@ -15,6 +15,9 @@
 //! - [`workload`]: the workloads (round trips, idle connections,
 //!   allocations, handshakes), measured one way for the benches,
 //!   `wsbench run` and `wsbench measure` alike;
+//! - [`workers`]: the client in processes of its own (`wsbench worker`),
+//!   for more connections or cores than one client process has, their
+//!   rounds merged exactly;
 //! - [`rounds`]: interleaved rounds across stacks, each figure's interval
 //!   over them, and when two figures may be called different (on the
 //!   pure statistics in [`compare::stats`], which `compare` shares);
@@ -38,4 +41,5 @@ pub mod rounds;
 pub mod settings;
 pub mod stacks;
 pub mod tls;
+pub mod workers;
 pub mod workload;

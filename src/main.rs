@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge { files, json } => merge(&files, json),
         Command::Compare(args) => std::process::exit(wsbench::compare::run(&args)),
         Command::Measure(args) => wsbench::compare::measure(&args),
+        Command::Worker(args) => wsbench::workers::serve(&args),
         Command::Probe { stack, server } => {
             let settings = server.settings(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             let table = wsbench::probe::probe_stack(stack, &settings)?;

@@ -144,6 +144,60 @@ pub fn pin_pid(pid: libc::pid_t, cpus: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cores group's CPUs: the client on the first half of the online
+/// CPUs (at least one), the server on the rest; each server thread count
+/// runs on that many of the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreSplit {
+    pub client: Vec<usize>,
+    pub server: Vec<usize>,
+    pub online: usize,
+}
+
+impl CoreSplit {
+    /// The split of CPUs `0..online`.
+    pub fn of(online: usize) -> CoreSplit {
+        let client = (online / 2).max(1);
+        CoreSplit {
+            client: (0..client).collect(),
+            server: (client..online.max(client)).collect(),
+            online,
+        }
+    }
+
+    /// The thread counts that can be placed (1, 2, 4, ... up to the
+    /// server's CPUs), and the first that cannot.
+    pub fn thread_counts(&self) -> (Vec<usize>, usize) {
+        let mut placed = Vec::new();
+        let mut t = 1;
+        while t <= self.server.len() {
+            placed.push(t);
+            t *= 2;
+        }
+        (placed, t)
+    }
+
+    /// Why `threads` server threads cannot be placed here.
+    pub fn too_few(&self, threads: usize) -> String {
+        format!(
+            "{threads} server thread(s) need as many CPUs beside the client's {}; this machine has {} CPU(s) online, so the curve has {} point(s) here",
+            self.client.len(),
+            self.online,
+            self.thread_counts().0.len()
+        )
+    }
+}
+
+/// A CPU list as results name it: "1", "0-3"; "any" unpinned.
+pub fn cpu_list(cpus: Option<&[usize]>) -> String {
+    match cpus {
+        None => "any".to_string(),
+        Some([]) => "none".to_string(),
+        Some([one]) => one.to_string(),
+        Some([first, .., last]) => format!("{first}-{last}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +214,29 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn cores_split_the_machine_between_client_and_server() {
+        // Here: one point, and why there is no second.
+        let two = CoreSplit::of(2);
+        assert_eq!((two.client.clone(), two.server.clone()), (vec![0], vec![1]));
+        assert_eq!(two.thread_counts(), (vec![1], 2));
+        assert!(two.too_few(2).contains("1 point(s)"), "{}", two.too_few(2));
+        // A larger machine: a curve, unchanged code.
+        let sixteen = CoreSplit::of(16);
+        assert_eq!(sixteen.client, (0..8).collect::<Vec<_>>());
+        assert_eq!(sixteen.server, (8..16).collect::<Vec<_>>());
+        assert_eq!(sixteen.thread_counts(), (vec![1, 2, 4, 8], 16));
+        let twelve = CoreSplit::of(12);
+        assert_eq!(twelve.thread_counts(), (vec![1, 2, 4], 8));
+        // One CPU: nothing for the server.
+        let one = CoreSplit::of(1);
+        assert!(one.server.is_empty());
+        assert_eq!(one.thread_counts(), (vec![], 1));
+        assert_eq!(cpu_list(Some(&sixteen.server[..4])), "8-11");
+        assert_eq!(cpu_list(Some(&[1])), "1");
+        assert_eq!(cpu_list(None), "any");
     }
 
     #[test]

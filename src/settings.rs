@@ -281,6 +281,17 @@ pub struct ServerSettings {
     /// permessage-deflate accepted or not. A stack without it refuses to
     /// start with [`Compression::Deflate`] rather than serve something else.
     pub compression: Compression,
+    /// CPUs for the server's threads where a bench chooses them (the cores
+    /// group gives each thread count CPUs of its own); `None`: the
+    /// placement's.
+    pub cpus: Option<Vec<usize>>,
+}
+
+impl ServerSettings {
+    /// CPUs for the server's threads, or `None` for no pinning.
+    pub fn server_cpus(&self) -> Option<Vec<usize>> {
+        self.cpus.clone().or_else(|| self.placement.server_cpus())
+    }
 }
 
 impl Default for ServerSettings {
@@ -294,6 +305,7 @@ impl Default for ServerSettings {
             service: Service::Echo,
             transport: Transport::Plain,
             compression: Compression::Off,
+            cpus: None,
         }
     }
 }

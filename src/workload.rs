@@ -100,6 +100,11 @@ impl Sample {
         self.round_trips as f64 / self.elapsed.as_secs_f64().max(1e-12)
     }
 
+    /// CPU time `total_ns` over the wall time: cores' worth used.
+    pub fn core_share(&self, total_ns: u64) -> f64 {
+        total_ns as f64 / 1e9 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
     /// Wall-clock time per round trip. With one connection and one message
     /// in flight this is the mean round trip; otherwise it is the inverse
     /// of the rate.
@@ -131,6 +136,10 @@ impl Figures for Sample {
             Some((self.per_msg(self.cpu.server_ns), self.cpu.server_source))
         } else if m == metrics::CLIENT_CPU_NS_PER_MSG.name {
             Some((self.per_msg(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::CLIENT_CORE_SHARE.name {
+            Some((self.core_share(self.cpu.client_ns), Source::Schedstat))
+        } else if m == metrics::SERVER_CORE_SHARE.name {
+            Some((self.core_share(self.cpu.server_ns), self.cpu.server_source))
         } else if m == metrics::CLIENT_CPU_PER_SERVER_CPU.name {
             // No ratio where the server's CPU was not seen (it ran
             // elsewhere).

@@ -276,6 +276,19 @@ fn scaling() -> Vec<Measurement> {
                 "histogram",
             ));
         }
+        // The point past one process's descriptors, its client in a worker.
+        if !stack.starts_with("python") {
+            out.push(m(
+                "scaling",
+                &format!("scaling/{stack}/19000"),
+                stack,
+                json!({"conns": 19000, "size_bytes": 32, "window": 1, "client_procs": 1}),
+                "msgs_per_s",
+                50_000.0 * 1000f64.sqrt() / factor(stack),
+                "msgs/s",
+                "wallclock",
+            ));
+        }
         let bench = format!("connect/{stack}");
         out.push(m(
             "scaling",
@@ -287,6 +300,50 @@ fn scaling() -> Vec<Measurement> {
             "conns/s",
             "wallclock",
         ));
+    }
+    out
+}
+
+/// Two thread counts, the Rust stacks only, and a third this machine
+/// could not place.
+fn cores() -> Vec<Measurement> {
+    let mut out = Vec::new();
+    for stack in STACKS.iter().filter(|s| !s.starts_with("python")) {
+        for (threads, cpus) in [(1u64, "1"), (2, "2-3"), (4, "4-7")] {
+            let params = json!({"conns": 1000, "size_bytes": 32, "window": 1,
+                "server_threads": threads, "server_cpus": cpus, "client_cpus": "0-1",
+                "client_procs": 2});
+            let bench = format!("cores/{stack}/{threads}");
+            if threads == 4 {
+                let mut skipped = m(
+                    "cores", &bench, stack, params, "skipped", 0.0, "bool", "harness",
+                );
+                skipped.detail = Some("4 server thread(s) need as many CPUs".into());
+                out.push(skipped);
+                continue;
+            }
+            let msgs = 80_000.0 * threads as f64 / factor(stack);
+            out.push(m(
+                "cores",
+                &bench,
+                stack,
+                params.clone(),
+                "msgs_per_s",
+                msgs,
+                "msgs/s",
+                "wallclock",
+            ));
+            out.push(m(
+                "cores",
+                &bench,
+                stack,
+                params,
+                "rtt_p99_us",
+                900.0,
+                "us",
+                "histogram",
+            ));
+        }
     }
     out
 }
@@ -687,6 +744,7 @@ fn full_results() -> ResultsFile {
         ("latency", latency()),
         ("throughput", throughput()),
         ("scaling", scaling()),
+        ("cores", cores()),
         ("load", load()),
         ("headroom", headroom()),
         ("broadcast", broadcast()),
@@ -1179,6 +1237,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
         [
             "throughput",
             "scaling",
+            "cores",
             "load",
             "headroom",
             "broadcast",
@@ -1192,7 +1251,7 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     let md = read(opts.out_dir.join("summary.md"));
     assert!(
         md.contains(
-            "Not measured in this run: throughput, scaling, load, headroom, broadcast, secure, memory, placement, conformance, leak"
+            "Not measured in this run: throughput, scaling, cores, load, headroom, broadcast, secure, memory, placement, conformance, leak"
         ),
         "{md}"
     );
@@ -1218,6 +1277,54 @@ fn a_partial_file_reports_what_is_there_and_lists_the_rest() {
     // No criterion directory: no estimates, and how to make flamegraphs.
     assert!(md.contains("cargo bench --bench latency -- --profile-time 5"));
     assert!(!opts.out_dir.join("flamegraphs").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_scaling_curve_runs_to_the_point_measured_through_workers_and_says_so() {
+    let dir = scratch("workers-point");
+    let opts = options(&dir);
+    results_with(&[("latency", latency()), ("scaling", scaling())])
+        .save(&opts.results_path)
+        .unwrap();
+    generate(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let svg = read(opts.out_dir.join("scaling_msgs_per_s.svg"));
+    assert!(
+        svg.contains("client_procs 1 at concurrent connections 19k"),
+        "{svg}"
+    );
+    assert!(svg.contains("19k"), "the 19,000 point is on the axis");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_thread_count_draws_no_core_curve_and_says_why() {
+    let dir = scratch("one-core");
+    let opts = options(&dir);
+    let one: Vec<Measurement> = cores()
+        .into_iter()
+        .filter(|m| m.params["server_threads"] != 2)
+        .collect();
+    results_with(&[("latency", latency()), ("cores", one)])
+        .save(&opts.results_path)
+        .unwrap();
+    let summary = generate(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let md = read(opts.out_dir.join("summary.md"));
+    for plot in ["cores_msgs_per_s.svg", "cores_p99.svg"] {
+        assert!(
+            !opts.out_dir.join(plot).exists(),
+            "{plot} drawn from one point"
+        );
+        assert!(
+            md.contains(&format!(
+                "`{plot}`: only one value of server threads (1): no curve to draw"
+            )),
+            "{md}"
+        );
+        assert!(summary.plots_skipped.iter().any(|p| p.starts_with(plot)));
+    }
+    // Why the curve ends there, from the bench.
+    assert!(md.contains("4 server thread(s) need as many CPUs"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1429,10 +1536,11 @@ mod publishing {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const EXPECTED: [&str; 11] = [
+    const EXPECTED: [&str; 12] = [
         "latency",
         "throughput",
         "scaling",
+        "cores",
         "load",
         "headroom",
         "broadcast",

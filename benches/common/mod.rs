@@ -19,6 +19,7 @@ use wsbench::results::{self, GroupResults, Params};
 use wsbench::rounds::{self, RoundPlan};
 use wsbench::settings::{EchoPolicy, Profile, ServerSettings};
 use wsbench::stacks::{self, ServerHandle, StackInfo};
+use wsbench::workers::Workers;
 use wsbench::workload;
 
 /// How the binary was invoked.
@@ -247,6 +248,25 @@ pub fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits (at most 10 s) until this process holds no more than `idle`
+/// descriptors (and a few for the runtime), as after servers have closed
+/// their ends of connections the client just closed; says so when they
+/// are still held.
+pub fn wait_for_fds(idle: u64) {
+    const SLACK: u64 = 64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds() > idle + SLACK {
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "wsbench: {} descriptors still open 10 s after closing, against {idle} with no connection",
+                open_fds()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Descriptors kept free for the runtime, files and criterion.
 pub const FD_RESERVE: u64 = 256;
 
@@ -271,19 +291,16 @@ pub fn block_name(prefix: &str, conns: usize, b: usize, blocks: usize) -> String
     }
 }
 
-/// Splits `cases` (in their order) into blocks whose `conns` connections
-/// each fit in this process's free descriptors together, packed first-fit,
-/// so that as many cases as possible share interleaved rounds.
-pub fn pack_by_fds<T: Copy>(
-    cases: &[T],
-    stack_of: impl Fn(T) -> &'static StackInfo,
-    conns: usize,
-) -> Vec<Vec<T>> {
+/// Splits `cases` (in their order) into blocks whose connections (each
+/// case's taking `fds_of` descriptors here, e.g. [`fds_for`]) fit in this
+/// process's free descriptors together, packed first-fit, so that as many
+/// cases as possible share interleaved rounds.
+pub fn pack_by_fds<T: Copy>(cases: &[T], fds_of: impl Fn(T) -> u64) -> Vec<Vec<T>> {
     let room = fd_limit().saturating_sub(open_fds() + FD_RESERVE);
     let mut packed: Vec<Vec<T>> = Vec::new();
     let mut used = 0;
     for &case in cases {
-        let needed = fds_for(stack_of(case), conns);
+        let needed = fds_of(case);
         match packed.last_mut() {
             Some(block) if used + needed <= room => block.push(case),
             _ => {
@@ -523,12 +540,67 @@ impl Profiler for FlamegraphProfiler {
     }
 }
 
+/// A case's client: connections in this process, or worker processes
+/// holding them (for more connections than this process's descriptors
+/// allow, or more client cores than its one thread).
+pub enum Clients {
+    Here(Vec<client::Connection>),
+    Workers(Workers),
+}
+
+impl Clients {
+    /// Connections over all of them.
+    pub fn len(&self) -> usize {
+        match self {
+            Clients::Here(conns) => conns.len(),
+            Clients::Workers(w) => w.conns(),
+        }
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Clients {
+        Clients::Here(Vec::new())
+    }
+}
+
+impl From<Vec<client::Connection>> for Clients {
+    fn from(conns: Vec<client::Connection>) -> Clients {
+        Clients::Here(conns)
+    }
+}
+
+/// The wsbench binary, which runs the client workers (`wsbench worker`).
+pub const WSBENCH: &str = env!("CARGO_BIN_EXE_wsbench");
+
+/// Starts `procs` client workers (`cpus` for each, `None` unpinned) with
+/// `conns` connections between them, or ends the run naming the benchmark.
+pub fn start_workers(
+    server: &ServerHandle,
+    conns: usize,
+    spec: client::MessageSpec,
+    driver: Driver,
+    cpus: &[Option<Vec<usize>>],
+    bench: &str,
+) -> Workers {
+    Workers::start(
+        std::path::Path::new(WSBENCH),
+        &target(server),
+        server.pid,
+        conns,
+        spec,
+        driver,
+        cpus,
+    )
+    .unwrap_or_else(|e| fail(&format!("benchmark {bench}: {e}")))
+}
+
 /// One case of a block of interleaved rounds: a stack's server, its
 /// connections and the round trips to run on them.
 pub struct RoundTripCase<'a> {
     pub stack: &'static StackInfo,
     pub server: &'a ServerHandle,
-    pub conns: Vec<client::Connection>,
+    pub conns: Clients,
     pub spec: client::MessageSpec,
     /// How the client waits on the connections (when there are several).
     pub driver: Driver,
@@ -547,8 +619,13 @@ impl RoundTripCase<'_> {
         rt: &tokio::runtime::Runtime,
         budget: client::Budget,
     ) -> Result<workload::Sample, client::ClientError> {
-        let pid = self.server.pid;
-        workload::round_trips(rt, &mut self.conns, self.spec, budget, pid, self.driver)
+        match &mut self.conns {
+            Clients::Here(conns) => {
+                let pid = self.server.pid;
+                workload::round_trips(rt, conns, self.spec, budget, pid, self.driver)
+            }
+            Clients::Workers(workers) => workers.round_trips(budget),
+        }
     }
 }
 
@@ -603,14 +680,14 @@ pub fn open_connections(
         .unwrap_or_else(|e| fail(&format!("benchmark {bench}: {e}")))
 }
 
-/// Closes connections with the close handshake, or ends the run.
-pub fn close_connections(
-    rt: &tokio::runtime::Runtime,
-    conns: Vec<client::Connection>,
-    bench: &str,
-) {
-    rt.block_on(client::close_all_handshake(conns))
-        .unwrap_or_else(|e| fail(&format!("benchmark {bench}: closing: {e}")));
+/// Closes connections with the close handshake (workers close theirs and
+/// exit), or ends the run.
+pub fn close_connections(rt: &tokio::runtime::Runtime, conns: impl Into<Clients>, bench: &str) {
+    let closed = match conns.into() {
+        Clients::Here(conns) => rt.block_on(client::close_all_handshake(conns)),
+        Clients::Workers(workers) => workers.close(),
+    };
+    closed.unwrap_or_else(|e| fail(&format!("benchmark {bench}: closing: {e}")));
 }
 
 /// The client runtime on this thread, pinned by the placement.

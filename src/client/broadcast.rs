@@ -640,7 +640,7 @@ impl RoomClient {
             return;
         };
         let members = &mut self.members;
-        r.ring.drain(|user_data, res| {
+        r.ring.drain(members.len(), |user_data, res| {
             let (i, what) = uring::decode(user_data);
             let m = &mut members[i];
             if what == RECV && res > 0 {

@@ -221,6 +221,16 @@ impl Target {
     /// A server given by URL: `ws://HOST:PORT/PATH` or `wss://` for
     /// WebSocket, `tcp://HOST:PORT` or `tls://` for a raw-TCP echo. `stack`
     /// names it in results.
+    /// The URL [`Target::from_url`] reads back as this target.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.protocol.scheme(self.transport),
+            self.addr,
+            self.path
+        )
+    }
+
     pub fn from_url(url: &str, stack: &str) -> anyhow::Result<Target> {
         let schemes = [
             ("ws://", Protocol::WebSocket, Transport::Plain),

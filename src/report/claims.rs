@@ -42,6 +42,7 @@ pub fn key_metrics(group: &str) -> &'static [&'static Metric] {
         // any threshold; the load group's p99 at a fixed offered rate is the
         // latency under load.
         "scaling" => &[&metrics::MSGS_PER_S, &metrics::HANDSHAKES_PER_S],
+        "cores" => &[&metrics::MSGS_PER_S],
         // The steps of the sweep are measured once each; the equal-work
         // rounds are what pairs the stacks.
         "load" => &[&metrics::SERVER_CPU_MS_PER_MILLION_MSGS],

@@ -25,6 +25,7 @@ pub const EXPECTED_GROUPS: &[&str] = &[
     "latency",
     "throughput",
     "scaling",
+    "cores",
     "load",
     "headroom",
     "broadcast",

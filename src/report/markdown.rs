@@ -37,7 +37,20 @@ fn group_blurb(group: &str) -> Option<&'static str> {
     Some(match group {
         "latency" => "Round trips on one connection with one message in flight.",
         "throughput" => "Messages streamed with a window of messages in flight.",
-        "scaling" => "Many concurrent connections; `connect` is the rate of new handshakes.",
+        "scaling" => {
+            "Many concurrent connections; `connect` is the rate of new handshakes. Points with \
+             `client_procs` ran the client as that many worker processes (`wsbench worker`, each verifying \
+             its echoes, their histograms added up exactly), where both ends of every connection would not fit \
+             in one process's descriptors: the server's process then holds one per connection."
+        }
+        "cores" => {
+            "The server on 1, 2, 4, ... worker threads (`server_threads`), each thread count on as many CPUs \
+             of its own (`server_cpus`), at `conns` connections with one message in flight each; the client \
+             as `client_procs` worker processes, one per CPU of its own (`client_cpus`). \
+             `server_core_share` and `client_core_share` are CPU time over wall time, in cores: a curve that \
+             flattens while the client's share is near its `client_procs` is the client's limit. Thread \
+             counts this machine cannot place are listed as skipped, with the reason."
+        }
         "load" => {
             "Fixed offered rates, open loop: each step is a fraction (`step`) of the stack's own closed-loop \
              rate; `corrected_*` is latency from the intended send time, `rtt_p99_us` from the actual send; \

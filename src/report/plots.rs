@@ -5,7 +5,7 @@
 //! takes the preferred one (binary messages, 32 B) or else the most common
 //! one, and names it in the subtitle, so that no line mixes two settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -236,6 +236,10 @@ struct LinePlot<'a> {
     y_label: &'a str,
     x_format: fn(f64) -> String,
     prefer: Vec<(&'a str, Prefer)>,
+    /// Parameters besides `x_param` that may change along the curve (each
+    /// value is noted under the chart): the scaling points measured with
+    /// the client in worker processes, the CPUs of each server thread count.
+    free: Vec<&'a str>,
 }
 
 fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
@@ -246,9 +250,40 @@ fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
     if all.is_empty() {
         return Err(missing(file, p.group, &[p.metric]));
     }
-    let (ms, fixed) = slice(all, &[p.x_param], &p.prefer);
+    let free: Vec<&str> = std::iter::once(p.x_param)
+        .chain(p.free.iter().copied())
+        .collect();
+    let (ms, fixed) = slice(all, &free, &p.prefer);
+    let distinct_xs: BTreeSet<String> = ms
+        .iter()
+        .filter_map(|m| m.params.get(p.x_param).map(value_text))
+        .collect();
+    if distinct_xs.len() < 2 {
+        return Err(format!(
+            "only one value of {} ({}): no curve to draw",
+            p.x_label,
+            distinct_xs.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
     let stacks = ordered_stacks(ms.iter().map(|m| m.stack.as_str()));
     let (main, odd) = odd_sources(&ms);
+    let mut notes: Vec<String> = odd_note(&main, &odd).into_iter().collect();
+    for param in &p.free {
+        let mut at: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for m in &ms {
+            if let (Some(v), Some(x)) = (m.params.get(*param), m.params.get(p.x_param)) {
+                let xs = at.entry(value_text(v)).or_default();
+                let x = x.as_f64().unwrap_or(f64::NAN);
+                if !xs.contains(&x) {
+                    xs.push(x);
+                }
+            }
+        }
+        for (v, xs) in at {
+            let xs: Vec<String> = xs.into_iter().map(p.x_format).collect();
+            notes.push(format!("{param} {v} at {} {}", p.x_label, xs.join(", ")));
+        }
+    }
     let series: Vec<Series> = stacks
         .iter()
         .map(|stack| Series {
@@ -281,7 +316,7 @@ fn line_plot(file: &ResultsFile, p: LinePlot) -> Result<String, String> {
         x,
         y,
         series,
-        notes: odd_note(&main, &odd).into_iter().collect(),
+        notes,
     }
     .to_svg()
     .map_err(|e| e.to_string())
@@ -593,6 +628,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     y_label: "throughput (MiB/s), higher is better",
                     x_format: fmt_bytes,
                     prefer: vec![("kind", Prefer::Value("binary".into()))],
+                    free: vec![],
                 },
             ),
         },
@@ -610,6 +646,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     y_label: "messages per second, higher is better",
                     x_format: fmt_count,
                     prefer: vec![],
+                    free: vec!["client_procs"],
                 },
             ),
         },
@@ -627,6 +664,43 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     y_label: "p99 round trip (µs), lower is better",
                     x_format: fmt_count,
                     prefer: vec![],
+                    free: vec!["client_procs"],
+                },
+            ),
+        },
+        Plot {
+            file: "cores_msgs_per_s.svg",
+            title: "Messages per second against server threads",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "cores",
+                    metric: &metrics::MSGS_PER_S,
+                    x_param: "server_threads",
+                    title: "Messages per second against server threads, each on a CPU of its own",
+                    x_label: "server threads",
+                    y_label: "messages per second, higher is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                    free: vec!["server_cpus"],
+                },
+            ),
+        },
+        Plot {
+            file: "cores_p99.svg",
+            title: "p99 round trip against server threads",
+            outcome: line_plot(
+                file,
+                LinePlot {
+                    group: "cores",
+                    metric: &metrics::RTT_P99_US,
+                    x_param: "server_threads",
+                    title: "p99 round trip against server threads, each on a CPU of its own",
+                    x_label: "server threads",
+                    y_label: "p99 round trip (µs), lower is better",
+                    x_format: fmt_count,
+                    prefer: vec![],
+                    free: vec!["server_cpus"],
                 },
             ),
         },
@@ -692,6 +766,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     y_label: "p99 from the intended send (µs), lower is better",
                     x_format: fmt_count,
                     prefer: vec![],
+                    free: vec![],
                 },
             ),
         },
@@ -709,6 +784,7 @@ pub fn all(file: &ResultsFile) -> Vec<Plot> {
                     y_label: "deliveries per second, higher is better",
                     x_format: fmt_count,
                     prefer: vec![],
+                    free: vec![],
                 },
             ),
         },

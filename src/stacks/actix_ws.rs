@@ -59,7 +59,7 @@ fn start(settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     };
     // One room for every worker, as examples/chat.rs shares its `Chat`.
     let chat = (settings.service == Service::Broadcast).then(Chat::default);
-    let cpus = settings.placement.server_cpus();
+    let cpus = settings.server_cpus();
     let (ready_tx, ready_rx) = mpsc::channel();
     let system_thread = std::thread::Builder::new()
         .name("srv-actix-ws".into())

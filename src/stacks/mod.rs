@@ -81,6 +81,18 @@ pub enum Protocol {
     RawTcp,
 }
 
+impl Protocol {
+    /// The URL scheme of this protocol over `transport`: `ws`, `wss`, and
+    /// `tcp` or `tls` for the floor.
+    pub fn scheme(self, transport: Transport) -> &'static str {
+        match (self, transport) {
+            (Protocol::WebSocket, t) => t.scheme(),
+            (Protocol::RawTcp, Transport::Plain) => "tcp",
+            (Protocol::RawTcp, Transport::Tls) => "tls",
+        }
+    }
+}
+
 /// What runs a stack's server, and so what the machine needs for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -285,12 +297,7 @@ impl ServerHandle {
     /// `ws://127.0.0.1:PORT/` or `wss://...`; `tcp://` or `tls://` for the
     /// raw-TCP floor.
     pub fn url(&self) -> String {
-        let scheme = match (self.protocol, self.transport) {
-            (Protocol::WebSocket, t) => t.scheme(),
-            (Protocol::RawTcp, Transport::Plain) => "tcp",
-            (Protocol::RawTcp, Transport::Tls) => "tls",
-        };
-        format!("{scheme}://{}/", self.addr)
+        format!("{}://{}/", self.protocol.scheme(self.transport), self.addr)
     }
 
     /// Stops the server and waits for it (at most [`SHUTDOWN_GRACE`]).

@@ -68,11 +68,7 @@ pub fn script_of(stack: &StackInfo) -> String {
 /// placement's server CPUs.
 pub fn start(stack: &StackInfo, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let launch = launch(stack).map_err(anyhow::Error::msg)?;
-    child::spawn(
-        launch,
-        settings,
-        settings.placement.server_cpus().as_deref(),
-    )
+    child::spawn(launch, settings, settings.server_cpus().as_deref())
 }
 
 /// How [`child::spawn`] starts `stack`'s script with Node and the

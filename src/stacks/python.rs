@@ -83,11 +83,7 @@ pub fn venv_python() -> Result<&'static Path, String> {
 /// `python/echo_<package>.py`: a Python stack is that script plus its row.
 pub fn start(stack: &StackInfo, settings: &ServerSettings) -> anyhow::Result<ServerHandle> {
     let launch = launch(stack).map_err(anyhow::Error::msg)?;
-    child::spawn(
-        launch,
-        settings,
-        settings.placement.server_cpus().as_deref(),
-    )
+    child::spawn(launch, settings, settings.server_cpus().as_deref())
 }
 
 /// The script that serves `stack`: `echo_<package>.py` under `python/`.

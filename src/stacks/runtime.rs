@@ -100,7 +100,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     anyhow::ensure!(settings.threads >= 1, "server threads must be at least 1");
-    let cpus = settings.placement.server_cpus();
+    let cpus = settings.server_cpus();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)
         .thread_name(server_thread_name(stack))

@@ -11,6 +11,7 @@ use wsbench::stacks::Protocol;
 /// What the server does with one message.
 pub enum Reply {
     Send(Message),
+    #[allow(dead_code)] // Each test file compiles this module; not all go silent.
     Nothing,
     /// Drops the connection without a close frame.
     #[allow(dead_code)] // Each test file compiles this module; not all close.
