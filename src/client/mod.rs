@@ -218,9 +218,6 @@ impl Target {
         }
     }
 
-    /// A server given by URL: `ws://HOST:PORT/PATH` or `wss://` for
-    /// WebSocket, `tcp://HOST:PORT` or `tls://` for a raw-TCP echo. `stack`
-    /// names it in results.
     /// The URL [`Target::from_url`] reads back as this target.
     pub fn url(&self) -> String {
         format!(
@@ -231,6 +228,9 @@ impl Target {
         )
     }
 
+    /// A server given by URL: `ws://HOST:PORT/PATH` or `wss://` for
+    /// WebSocket, `tcp://HOST:PORT` or `tls://` for a raw-TCP echo. `stack`
+    /// names it in results.
     pub fn from_url(url: &str, stack: &str) -> anyhow::Result<Target> {
         let schemes = [
             ("ws://", Protocol::WebSocket, Transport::Plain),

@@ -177,7 +177,7 @@ impl Ring {
         // One cancellation per request, found by its user data in the
         // kernel's hash: one for all of them (`IORING_ASYNC_CANCEL_ANY`)
         // searches the table from the start for each request it cancels,
-        // which took minutes a run with 19,000 connections. A request
+        // which took minutes per run at 19,000 connections. A request
         // that is not queued answers `-ENOENT`, and costs nothing else.
         for i in 0..conns {
             for what in [RECV, SEND] {
