@@ -113,9 +113,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compare two commits on the quick measurement set, interleaved, and
-    /// exit 1 on a regression (0 without, 2 when it could not build or run).
-    Compare(wsbench::compare::CompareArgs),
+    /// Compare two commits, or two versions of one library (--stack or
+    /// --crate with --base and --head), on the quick measurement set,
+    /// interleaved, and exit 1 on a regression (0 without, 2 when it could
+    /// not build or run).
+    // Boxed: its arguments would be most of every Command's size.
+    Compare(Box<wsbench::compare::CompareArgs>),
     /// One round of the quick measurement set, written as JSON (what
     /// `compare` runs in each build).
     #[command(hide = true)]

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wsbench::compare::child::Worker;
+use wsbench::compare::dependency::Resolved;
 use wsbench::compare::measure::RoundFile;
 use wsbench::compare::metrics::{self, Kind};
 use wsbench::compare::report::{self, Judging, Method, Samples};
@@ -18,7 +19,7 @@ use wsbench::compare::stats::{
     self, exact_verdict, timing_verdict, Better, Interval, MedianRank, NoInterval, Verdict,
     XorShift64, CONFIDENCE,
 };
-use wsbench::compare::{CompareReport, SideReport};
+use wsbench::compare::{CompareReport, SideReport, SwapReport};
 
 /// `n` values around `center` with a relative spread of ±`spread`, from a
 /// fixed seed: reproducible noise.
@@ -820,23 +821,69 @@ fn the_markdown_header_states_the_exact_coverage_and_old_reports_still_read() {
         elapsed_s: 1.0,
         regressions: 1,
         rows: vec![row],
+        swap: None,
+        build_profile: "release".into(),
     };
     let md = wsbench::compare::markdown(&r);
     assert!(
         md.contains("95% requested, 96.1% exact (distribution-free); threshold 1%"),
         "{md}"
     );
+    assert!(md.contains("- base: main = 0123456789"), "{md}");
+    assert!(!md.contains("profile"), "{md}");
+
+    // Two versions of one crate, in a dev build: the report names both
+    // versions, what depends on the crate and the profile.
+    let version = |asked: &str, source: Option<&str>, path: Option<&str>| Resolved {
+        asked: asked.into(),
+        version: "0.13.3".into(),
+        source: source.map(String::from),
+        path: path.map(PathBuf::from),
+        commit: None,
+    };
+    let mut swapped = r.clone();
+    swapped.build_profile = "dev".into();
+    swapped.swap = Some(SwapReport {
+        crate_name: "tokio-websockets".into(),
+        stack: Some("tokio-websockets".into()),
+        base: version(
+            "crate:0.13.3",
+            Some("registry+https://github.com/rust-lang/crates.io-index"),
+            None,
+        ),
+        head: version("path:/src/fork", None, Some("/src/fork")),
+        dependents: vec!["tokio-websockets".into()],
+        differences: vec![
+            "base: tokio-websockets 0.13.3 (crates.io)".into(),
+            "head: tokio-websockets 0.13.3 (/src/fork)".into(),
+        ],
+    });
+    let md = wsbench::compare::markdown(&swapped);
+    for want in [
+        "Two versions of the crate tokio-websockets (the stack tokio-websockets's library), each built into wsbench 0123456789.",
+        "- base: `crate:0.13.3`: tokio-websockets 0.13.3 from crates.io",
+        "- head: `path:/src/fork`: tokio-websockets 0.13.3 at /src/fork",
+        "- stacks depending on it: tokio-websockets",
+        "- Cargo.lock differs in: base: tokio-websockets 0.13.3 (crates.io); head: tokio-websockets 0.13.3 (/src/fork)",
+        "- built with cargo's `dev` profile, not release",
+    ] {
+        assert!(md.contains(want), "{want:?} not in\n{md}");
+    }
 
     // A report written before the coverage was recorded: a bootstrap's
     // resamples and seed, no coverage in the report or its rows.
     let mut old = serde_json::to_value(&r).unwrap();
     let o = old.as_object_mut().unwrap();
     o.remove("coverage");
+    o.remove("swap");
+    o.remove("build_profile");
     o.insert("resamples".into(), 2000.into());
     o.insert("seed".into(), 1.into());
     o["rows"][0].as_object_mut().unwrap().remove("coverage");
     let back: CompareReport = serde_json::from_value(old).unwrap();
     assert_eq!(back.coverage, None);
+    assert!(back.swap.is_none());
+    assert_eq!(back.build_profile, "release");
     assert_eq!(back.rows[0].coverage, None);
     assert_eq!(back.rows[0].verdict, Verdict::Regression);
 }

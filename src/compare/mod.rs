@@ -1,11 +1,14 @@
-//! Regression checks between two commits (`wsbench compare`).
+//! Regression checks between two commits, or between two versions of one
+//! crate built into the same commit (`wsbench compare`).
 //!
-//! `compare` builds both commits, runs the quick measurement set of each in
+//! `compare` builds both sides, runs the quick measurement set of each in
 //! interleaved rounds, one child process per build, stack and round, and
 //! judges every metric:
 //!
 //! - [`measure`]: one round, in process (`wsbench measure`, hidden);
 //! - [`worktree`]: git worktrees and the two builds;
+//! - [`dependency`]: a version of a crate swapped into a worktree, and
+//!   which stacks depend on it;
 //! - [`child`]: child processes with deadlines and logs;
 //! - [`stats`] and [`metrics`]: the statistics and which metric gets which;
 //! - [`report`]: verdicts, the table, Markdown and JSON.
@@ -28,23 +31,53 @@ use crate::placement::Placement;
 use crate::results::RunInfo;
 
 pub mod child;
+pub mod dependency;
 pub mod measure;
 pub mod metrics;
 pub mod report;
 pub mod stats;
 pub mod worktree;
 
+use dependency::{Resolved, Version};
 use report::{Judging, Method, Row, Samples};
 use worktree::Side;
 
 /// Arguments of `wsbench compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
-    /// The commit to compare against.
-    pub base: String,
+    /// The commit to compare against (two commits of wsbench; for two
+    /// versions of a library, --stack or --crate with --base and --head).
+    pub base: Option<String>,
     /// The commit under test (default: the working tree as it is,
     /// uncommitted changes included).
     pub head: Option<String>,
+    /// Compare two versions of this stack's library (its crate: for the
+    /// stack tokio-websockets, the crate tokio-websockets) rather than two
+    /// commits; every stack depending on the crate is measured.
+    #[arg(long, value_name = "STACK", conflicts_with = "crate_name")]
+    pub stack: Option<String>,
+    /// Compare two versions of this crate of wsbench's build (e.g.
+    /// tungstenite, which tokio-tungstenite and axum use); every stack
+    /// depending on it is measured.
+    #[arg(long = "crate", value_name = "NAME")]
+    pub crate_name: Option<String>,
+    /// With --stack or --crate, the version to compare against:
+    /// crate:VERSION (crates.io), path:DIR (a crate, or a workspace with
+    /// it) or git:URL[#REV].
+    #[arg(long = "base", value_name = "VERSION", value_parser = Version::parse)]
+    pub base_version: Option<Version>,
+    /// With --stack or --crate, the version under test (as --base).
+    #[arg(long = "head", value_name = "VERSION", value_parser = Version::parse)]
+    pub head_version: Option<Version>,
+    /// With --base and --head versions: the wsbench commit both are built
+    /// into (default HEAD; uncommitted changes are not in either build).
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// Cargo profile of both builds. Anything but release (the default)
+    /// builds faster but measures code users do not run; the report says
+    /// which it was.
+    #[arg(long, value_name = "PROFILE", default_value = "release")]
+    pub build_profile: String,
     /// Rounds per build: each stack is measured this many times in each
     /// build, alternating between the builds. A 95% interval needs at
     /// least 6; 12 give one of 96.1% between the 3rd and 10th round ratio
@@ -64,7 +97,8 @@ pub struct CompareArgs {
     /// An environment variable K=V for the head build's rounds only (repeatable).
     #[arg(long = "head-env", value_name = "K=V", value_parser = parse_env)]
     pub head_env: Vec<(String, String)>,
-    /// Comma-separated stacks (default: every in-process stack both builds know).
+    /// Comma-separated stacks (default: every in-process stack both builds
+    /// know; with --stack or --crate, those of them built on the crate).
     #[arg(long, value_delimiter = ',')]
     pub stacks: Vec<String>,
     /// Also measure the Python stacks (timings only).
@@ -239,6 +273,239 @@ pub struct CompareReport {
     pub elapsed_s: f64,
     pub regressions: usize,
     pub rows: Vec<Row>,
+    /// Two versions of one crate rather than two commits: what each side
+    /// resolved it to (older reports: none).
+    #[serde(default)]
+    pub swap: Option<SwapReport>,
+    /// The cargo profile of both builds (older reports: release).
+    #[serde(default = "release")]
+    pub build_profile: String,
+}
+
+fn release() -> String {
+    "release".into()
+}
+
+/// A comparison of two versions of one crate, as the JSON report records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwapReport {
+    /// The crate whose versions were compared.
+    #[serde(rename = "crate")]
+    pub crate_name: String,
+    /// The stack it was named by (--stack), if any.
+    pub stack: Option<String>,
+    pub base: Resolved,
+    pub head: Resolved,
+    /// The in-process stacks that depend on the crate: those measured,
+    /// unless --stacks named others.
+    pub dependents: Vec<String>,
+    /// What differs between the two sides' Cargo.lock: the packages only
+    /// one side has ("head: NAME VERSION (SOURCE)").
+    pub differences: Vec<String>,
+}
+
+/// Two versions of one crate to compare, as asked.
+struct Swap {
+    crate_name: String,
+    stack: Option<String>,
+    base: Version,
+    head: Version,
+}
+
+/// What the two sides of a [`Swap`] became.
+struct Swapped {
+    metadata: [dependency::Metadata; 2],
+    report: SwapReport,
+}
+
+/// Whether the in-process stack whose package is `package` is built on
+/// `crate_name` in either side's graph: through its package, or through
+/// what every in-process server runs on ([`crate::stacks::runtime::CRATES`]).
+fn stack_depends(metadata: &[dependency::Metadata], package: &str, crate_name: &str) -> bool {
+    let mut from = vec![package];
+    from.extend(crate::stacks::runtime::CRATES);
+    metadata.iter().any(|m| m.depends_on(&from, crate_name))
+}
+
+/// The two versions asked for with --stack or --crate, or none for two
+/// commits; a clear error for a mix of the two or a missing part.
+fn swap_of(args: &CompareArgs) -> anyhow::Result<Option<Swap>> {
+    let versions = args.base_version.is_some() || args.head_version.is_some();
+    let named = args.stack.is_some() || args.crate_name.is_some();
+    if !versions && !named {
+        anyhow::ensure!(
+            args.base.is_some(),
+            "say what to compare: two commits of wsbench (`wsbench compare BASE [HEAD]`) or two versions of a library (`--stack STACK --base VERSION --head VERSION`)"
+        );
+        anyhow::ensure!(
+            args.at.is_none(),
+            "--at goes with --base and --head versions"
+        );
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        args.base.is_none() && args.head.is_none(),
+        "compare either two commits (BASE HEAD) or two versions (--base VERSION --head VERSION), not both"
+    );
+    anyhow::ensure!(
+        args.base_binary.is_none() && args.head_binary.is_none(),
+        "--base-binary and --head-binary go with two commits; two versions are built here"
+    );
+    let (Some(base), Some(head)) = (&args.base_version, &args.head_version) else {
+        anyhow::bail!(
+            "two versions need both --base and --head (each crate:VERSION, path:DIR or git:URL#REV)"
+        )
+    };
+    let crate_name = match (&args.stack, &args.crate_name) {
+        (Some(name), _) => {
+            let stack = crate::stacks::STACKS
+                .iter()
+                .find(|s| s.name == name)
+                .with_context(|| format!("unknown stack {name:?}; `wsbench list` shows them"))?;
+            anyhow::ensure!(
+                stack.host() == crate::stacks::Host::InProcess,
+                "{name} serves from a child process ({} {} is not a Rust crate): compare swaps versions of the crates wsbench is built with",
+                stack.package,
+                stack.version
+            );
+            stack.package.to_string()
+        }
+        (None, Some(name)) => name.clone(),
+        (None, None) => anyhow::bail!(
+            "--base and --head versions need --stack STACK or --crate NAME: the library they are versions of"
+        ),
+    };
+    let absolute = |v: &Version| -> anyhow::Result<Version> {
+        Ok(match v {
+            Version::Path(p) => Version::Path(
+                p.canonicalize()
+                    .with_context(|| format!("{v}: no such directory"))?,
+            ),
+            other => other.clone(),
+        })
+    };
+    Ok(Some(Swap {
+        crate_name,
+        stack: args.stack.clone(),
+        base: absolute(base)?,
+        head: absolute(head)?,
+    }))
+}
+
+/// The two sides of a comparison of two commits: BASE, and HEAD or the
+/// working tree.
+fn commit_sides(args: &CompareArgs, repo: &Path, logs: &Path) -> anyhow::Result<(Side, Side)> {
+    let base_rev = args.base.clone().context("BASE is needed")?;
+    let base_sha = worktree::resolve(repo, &base_rev, logs)?;
+    let (head_sha, head_working_tree, head_dirty) = match &args.head {
+        Some(rev) => (worktree::resolve(repo, rev, logs)?, false, false),
+        None => (
+            worktree::resolve(repo, "HEAD", logs)?,
+            true,
+            worktree::is_dirty(repo, logs)?,
+        ),
+    };
+    let base = Side {
+        role: "base",
+        rev: base_rev,
+        sha: base_sha,
+        working_tree: false,
+        dirty: false,
+        src: PathBuf::new(),
+    };
+    let head = Side {
+        role: "head",
+        rev: args.head.clone().unwrap_or_else(|| "working tree".into()),
+        sha: head_sha,
+        working_tree: head_working_tree,
+        dirty: head_dirty,
+        src: repo.to_path_buf(),
+    };
+    Ok((base, head))
+}
+
+/// Swaps each side's version of the crate into its worktree, refuses two
+/// sides that are the same code, and keeps each side's Cargo.toml and
+/// Cargo.lock in the run's directory (the worktrees go when compare ends).
+fn swap_versions(
+    swap: &Swap,
+    base: &Side,
+    head: &Side,
+    logs: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<Swapped> {
+    // Both paths are checked before either side is touched.
+    let mut versions = Vec::new();
+    for version in [&swap.base, &swap.head] {
+        versions.push(match version {
+            Version::Path(dir) => {
+                Version::Path(dependency::crate_dir(dir, &swap.crate_name, logs)?)
+            }
+            other => other.clone(),
+        });
+    }
+    let prepare = |side: &Side, version: &Version| -> anyhow::Result<_> {
+        progress(&format!(
+            "{}: {} {version} in wsbench {}",
+            side.role,
+            swap.crate_name,
+            side.short()
+        ));
+        let (meta, r) = dependency::prepare(&side.src, &swap.crate_name, version, logs, side.role)?;
+        progress(&format!(
+            "{}: {} resolves to {}",
+            side.role,
+            swap.crate_name,
+            r.describe()
+        ));
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            let kept = run_dir.join(format!("{}-{file}", side.role));
+            std::fs::copy(side.src.join(file), &kept)
+                .with_context(|| format!("keeping {}", kept.display()))?;
+        }
+        Ok((meta, r))
+    };
+    let (base_meta, base_resolved) = prepare(base, &versions[0])?;
+    let (head_meta, head_resolved) = prepare(head, &versions[1])?;
+    let metadata = [base_meta, head_meta];
+    anyhow::ensure!(
+        !base_resolved.same_code(&head_resolved),
+        "base ({}) and head ({}) both resolve to {} {}: there is nothing to compare",
+        swap.base,
+        swap.head,
+        swap.crate_name,
+        base_resolved.describe()
+    );
+    // Known before anything is built, from this binary's stack table; the
+    // builds' own lists decide what is measured (`choose_stacks`).
+    let dependents: Vec<&str> = crate::stacks::STACKS
+        .iter()
+        .filter(|s| s.host() == crate::stacks::Host::InProcess)
+        .filter(|s| stack_depends(&metadata, s.package, &swap.crate_name))
+        .map(|s| s.name)
+        .collect();
+    anyhow::ensure!(
+        !dependents.is_empty(),
+        "no stack of wsbench depends on {}: there would be nothing to measure",
+        swap.crate_name
+    );
+    progress(&format!(
+        "stacks depending on {}: {}",
+        swap.crate_name,
+        dependents.join(", ")
+    ));
+    let differences = dependency::differences(&metadata[0], &metadata[1]);
+    Ok(Swapped {
+        metadata,
+        report: SwapReport {
+            crate_name: swap.crate_name.clone(),
+            stack: swap.stack.clone(),
+            base: base_resolved,
+            head: head_resolved,
+            dependents: Vec::new(),
+            differences,
+        },
+    })
 }
 
 /// Removes the worktrees however `compare` ends.
@@ -295,32 +562,35 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(&logs_tmp)
         .with_context(|| format!("creating {}", logs_tmp.display()))?;
 
-    let base_sha = worktree::resolve(&repo, &args.base, &logs_tmp)?;
-    let (head_sha, head_working_tree, head_dirty) = match &args.head {
-        Some(rev) => (worktree::resolve(&repo, rev, &logs_tmp)?, false, false),
-        None => (
-            worktree::resolve(&repo, "HEAD", &logs_tmp)?,
-            true,
-            worktree::is_dirty(&repo, &logs_tmp)?,
+    let swap = swap_of(args)?;
+    let (mut base, mut head) = match &swap {
+        None => commit_sides(args, &repo, &logs_tmp)?,
+        Some(swap) => {
+            let at = args.at.as_deref().unwrap_or("HEAD");
+            let sha = worktree::resolve(&repo, at, &logs_tmp)?;
+            if args.at.is_none() && worktree::is_dirty(&repo, &logs_tmp)? {
+                progress("the checkout has uncommitted changes; both builds are of HEAD without them (--at names another commit)");
+            }
+            let side = |role, version: &Version| Side {
+                role,
+                rev: version.to_string(),
+                sha: sha.clone(),
+                working_tree: false,
+                dirty: false,
+                src: PathBuf::new(),
+            };
+            (side("base", &swap.base), side("head", &swap.head))
+        }
+    };
+    let name = match &swap {
+        None => format!("{}-{}", base.short(), head.short()),
+        Some(swap) => format!(
+            "{}-{}-{}",
+            swap.crate_name,
+            swap.base.label(),
+            swap.head.label()
         ),
     };
-    let mut base = Side {
-        role: "base",
-        rev: args.base.clone(),
-        sha: base_sha,
-        working_tree: false,
-        dirty: false,
-        src: PathBuf::new(),
-    };
-    let mut head = Side {
-        role: "head",
-        rev: args.head.clone().unwrap_or_else(|| "working tree".into()),
-        sha: head_sha,
-        working_tree: head_working_tree,
-        dirty: head_dirty,
-        src: repo.clone(),
-    };
-    let name = format!("{}-{}", base.short(), head.short());
     let run_dir = compare_dir.join("runs").join(&name);
     let _ = std::fs::remove_dir_all(&run_dir);
     let logs = run_dir.join("logs");
@@ -337,11 +607,14 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         if side.working_tree {
             continue;
         }
-        let path = compare_dir.join(format!("{}-{}", side.role, side.short()));
+        let path = match &swap {
+            None => compare_dir.join(format!("{}-{}", side.role, side.short())),
+            Some(swap) => compare_dir.join(format!("{}-{}", side.role, swap.crate_name)),
+        };
         progress(&format!(
             "checking out {} {} ({}) in {}",
             side.role,
-            side.rev,
+            if swap.is_some() { "wsbench" } else { &side.rev },
             side.short(),
             path.display()
         ));
@@ -349,6 +622,10 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         worktree::add_worktree(&repo, &path, &side.sha, &logs)?;
         side.src = path;
     }
+    let mut swapped = match &swap {
+        None => None,
+        Some(swap) => Some(swap_versions(swap, &base, &head, &logs, &run_dir)?),
+    };
 
     let target_dir = args
         .target_dir
@@ -382,18 +659,35 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         let built = worktree::build(
             side,
             &target_dir,
-            args.features.as_deref(),
+            &worktree::BuildOptions {
+                profile: &args.build_profile,
+                features: args.features.as_deref(),
+                limit: build_limit,
+            },
             &dest,
             &log,
-            build_limit,
         )?;
         progress(&format!("built {} in {:.0} s", side.role, built.build_s));
         binaries.push(built.binary);
         build_s.push(built.build_s);
     }
 
-    let (stacks, skipped) = choose_stacks(args, &binaries, &logs, &target_root)?;
+    let depends = |s: &worktree::Listed| match &swapped {
+        None => true,
+        Some(w) => s.in_process && stack_depends(&w.metadata, &s.package, &w.report.crate_name),
+    };
+    let chosen = choose_stacks(args, &binaries, &logs, &target_root, &depends)?;
+    let (stacks, skipped) = (chosen.stacks, chosen.skipped);
+    if let Some(s) = &mut swapped {
+        s.report.dependents = chosen.dependents;
+    }
     anyhow::ensure!(!stacks.is_empty(), "no stack to measure");
+    if args.build_profile != "release" {
+        progress(&format!(
+            "both builds use cargo's {} profile: its timings are not those of a release build",
+            args.build_profile
+        ));
+    }
     if !skipped.is_empty() {
         progress(&format!(
             "not compared (known to one build only): {}",
@@ -450,6 +744,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         elapsed_s: started.elapsed().as_secs_f64(),
         regressions,
         rows,
+        swap: swapped.map(|s| s.report),
+        build_profile: args.build_profile.clone(),
     };
     print!("{}", report::text_table(&report.rows));
     println!("{}", report::interval_legend(args.rounds, how.confidence));
@@ -486,45 +782,67 @@ fn side_report(
     }
 }
 
-/// The stacks to compare: those asked for, or every in-process stack (and
-/// available Python stack with --python) that both builds list; and those
-/// only one build knows.
+/// The stacks to compare, those only one build knows, and (comparing two
+/// versions of a crate) those depending on it.
+struct Chosen {
+    stacks: Vec<String>,
+    skipped: Vec<String>,
+    dependents: Vec<String>,
+}
+
+/// The stacks to compare: those asked for, or else every in-process stack
+/// (and available Python stack with --python) that both builds list and
+/// that `depends` on what is compared (all, for two commits).
 fn choose_stacks(
     args: &CompareArgs,
     binaries: &[PathBuf],
     logs: &Path,
     target_root: &Path,
-) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let base = worktree::list_stacks(&binaries[0], logs, "base", target_root)?;
-    let head = worktree::list_stacks(&binaries[1], logs, "head", target_root)?;
-    let wanted = |s: &(String, bool, bool)| {
+    depends: &dyn Fn(&worktree::Listed) -> bool,
+) -> anyhow::Result<Chosen> {
+    // The child-process stacks' environments are made only when one of
+    // them may be measured.
+    let setup = args.python || !args.stacks.is_empty();
+    let base = worktree::list_stacks(&binaries[0], logs, "base", target_root, setup)?;
+    let head = worktree::list_stacks(&binaries[1], logs, "head", target_root, setup)?;
+    let wanted = |s: &worktree::Listed| {
         if args.stacks.is_empty() {
-            s.1 || (args.python && s.2)
+            (s.in_process || (args.python && s.available)) && depends(s)
         } else {
-            args.stacks.iter().any(|n| n.trim() == s.0)
+            args.stacks.iter().any(|n| n.trim() == s.name)
         }
     };
-    let mut both = Vec::new();
-    let mut skipped = Vec::new();
-    for s in head.iter().filter(|s| wanted(s)) {
-        if base.iter().any(|b| b.0 == s.0) {
-            both.push(s.0.clone());
+    let mut chosen = Chosen {
+        stacks: Vec::new(),
+        skipped: Vec::new(),
+        dependents: Vec::new(),
+    };
+    for s in &head {
+        let in_base = base.iter().any(|b| b.name == s.name);
+        if in_base && s.in_process && depends(s) {
+            chosen.dependents.push(s.name.clone());
+        }
+        if !wanted(s) {
+            continue;
+        }
+        if in_base {
+            chosen.stacks.push(s.name.clone());
         } else {
-            skipped.push(format!("{} (head only)", s.0));
+            chosen.skipped.push(format!("{} (head only)", s.name));
         }
     }
     for s in base.iter().filter(|s| wanted(s)) {
-        if !head.iter().any(|h| h.0 == s.0) {
-            skipped.push(format!("{} (base only)", s.0));
+        if !head.iter().any(|h| h.name == s.name) {
+            chosen.skipped.push(format!("{} (base only)", s.name));
         }
     }
     for n in &args.stacks {
         anyhow::ensure!(
-            base.iter().chain(head.iter()).any(|s| s.0 == n.trim()),
+            base.iter().chain(head.iter()).any(|s| s.name == n.trim()),
             "unknown stack {n:?}: neither build lists it"
         );
     }
-    Ok((both, skipped))
+    Ok(chosen)
 }
 
 struct SideRun<'a> {
@@ -718,8 +1036,59 @@ pub fn markdown(r: &CompareReport) -> String {
     };
     let mut out = String::new();
     out.push_str("# wsbench compare\n\n");
-    out.push_str(&format!("- base: {}\n", side(&r.base)));
-    out.push_str(&format!("- head: {}\n", side(&r.head)));
+    match &r.swap {
+        None => {
+            out.push_str(&format!("- base: {}\n", side(&r.base)));
+            out.push_str(&format!("- head: {}\n", side(&r.head)));
+        }
+        Some(swap) => {
+            let version = |v: &Resolved, s: &SideReport| {
+                format!(
+                    "`{}`: {} {} (built in {:.0} s{})",
+                    v.asked,
+                    swap.crate_name,
+                    v.describe(),
+                    s.build_s,
+                    if s.env.is_empty() {
+                        String::new()
+                    } else {
+                        let kv: Vec<String> =
+                            s.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+                        format!("; environment {}", kv.join(" "))
+                    }
+                )
+            };
+            out.push_str(&format!(
+                "Two versions of the crate {}{}, each built into wsbench {}.\n\n",
+                swap.crate_name,
+                swap.stack
+                    .as_deref()
+                    .map(|s| format!(" (the stack {s}'s library)"))
+                    .unwrap_or_default(),
+                &r.base.commit[..r.base.commit.len().min(10)]
+            ));
+            out.push_str(&format!("- base: {}\n", version(&swap.base, &r.base)));
+            out.push_str(&format!("- head: {}\n", version(&swap.head, &r.head)));
+            out.push_str(&format!(
+                "- stacks depending on it: {}\n",
+                swap.dependents.join(", ")
+            ));
+            out.push_str(&format!(
+                "- Cargo.lock differs in: {}\n",
+                if swap.differences.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    swap.differences.join("; ")
+                }
+            ));
+        }
+    }
+    if r.build_profile != "release" {
+        out.push_str(&format!(
+            "- built with cargo's `{}` profile, not release: the timings are not those users get\n",
+            r.build_profile
+        ));
+    }
     if let Some(f) = &r.features {
         out.push_str(&format!("- features (both builds): `{f}`\n"));
     }

@@ -1,6 +1,6 @@
 //! The two builds of a comparison: a git worktree per commit (or the
 //! checkout itself for the working tree), each built with
-//! `cargo build --release --locked --bin wsbench`, and the binary copied
+//! `cargo build --profile release --locked --bin wsbench` (or another profile), and the binary copied
 //! out so that both builds exist side by side.
 
 use std::path::{Path, PathBuf};
@@ -128,6 +128,17 @@ pub struct Built {
     pub build_s: f64,
 }
 
+/// How both sides are built.
+pub struct BuildOptions<'a> {
+    /// Cargo's profile: release, or dev for a build in a fraction of the
+    /// time whose timings users do not see.
+    pub profile: &'a str,
+    /// Cargo features (e.g. regression-demo).
+    pub features: Option<&'a str>,
+    /// How long one build may take.
+    pub limit: Duration,
+}
+
 /// Builds `wsbench` from `src` into the shared `target_dir` and copies the
 /// binary to `dest`.
 ///
@@ -140,10 +151,9 @@ pub struct Built {
 pub fn build(
     side: &Side,
     target_dir: &Path,
-    features: Option<&str>,
+    options: &BuildOptions<'_>,
     dest: &Path,
     log: &Path,
-    limit: Duration,
 ) -> anyhow::Result<Built> {
     let started = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -151,11 +161,17 @@ pub fn build(
     clean
         .current_dir(&side.src)
         .env("CARGO_TARGET_DIR", target_dir)
-        .args(["clean", "--release", "--package", "wsbench"]);
+        .args([
+            "clean",
+            "--profile",
+            options.profile,
+            "--package",
+            "wsbench",
+        ]);
     child::run_logged(
         &mut clean,
         log,
-        limit,
+        options.limit,
         &format!("cleaning the {} build", side.role),
     )?;
 
@@ -163,17 +179,36 @@ pub fn build(
     cmd.current_dir(&side.src)
         .env("CARGO_TARGET_DIR", target_dir)
         .env("CARGO_TERM_COLOR", "never")
-        .args(["build", "--release", "--locked", "--bin", "wsbench"]);
-    if let Some(f) = features {
+        .args([
+            "build",
+            "--profile",
+            options.profile,
+            "--locked",
+            "--bin",
+            "wsbench",
+        ]);
+    if let Some(f) = options.features {
         cmd.args(["--features", f]);
     }
-    child::run_logged(
-        &mut cmd,
-        log,
-        limit,
-        &format!("building {} ({})", side.role, side.short()),
-    )?;
-    let built = target_dir.join("release").join("wsbench");
+    let what = format!("building {} ({})", side.role, side.short());
+    if let Err(e) = child::run_logged(&mut cmd, log, options.limit, &what) {
+        // The compiler's own messages, which a log's last lines may not
+        // reach (an error in a dependency, then pages of notes).
+        let errors = compiler_errors(log);
+        if errors.is_empty() {
+            return Err(e);
+        }
+        anyhow::bail!(
+            "{what} failed; the compiler says:\n{errors}(all of cargo's output: {})",
+            log.display()
+        );
+    }
+    // Cargo's output directory for a profile: dev's is "debug".
+    let dir = match options.profile {
+        "dev" | "test" => "debug",
+        other => other,
+    };
+    let built = target_dir.join(dir).join("wsbench");
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -185,32 +220,71 @@ pub fn build(
     })
 }
 
-/// The stacks a build knows, from its `wsbench list`: (name, runs in
-/// process, available). `target_root` is its CARGO_TARGET_DIR, where the
-/// Python venv is looked for (and made, the first time, by `wsbench setup`;
-/// builds from before `setup` existed make it in `list` instead).
+/// The error messages in a cargo log: each from its `error` line to the
+/// next blank line, at most [`ERROR_LINES`] lines in all, indented.
+fn compiler_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("error") {
+            inside = true;
+        } else if line.trim().is_empty() {
+            inside = false;
+        }
+        if inside {
+            out.push(format!("    {line}\n"));
+        }
+        if out.len() >= ERROR_LINES {
+            out.push("    ...\n".into());
+            break;
+        }
+    }
+    out.concat()
+}
+
+/// Lines of compiler errors a failed build's message quotes.
+const ERROR_LINES: usize = 60;
+
+/// One row of a build's `wsbench list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// The package it measures (a crate for the in-process stacks).
+    pub package: String,
+    pub in_process: bool,
+    pub available: bool,
+}
+
+/// The stacks a build knows, from its `wsbench list`. `target_root` is its
+/// CARGO_TARGET_DIR, where the Python venv is looked for; with `setup`
+/// the child-process stacks' environments are made first (`wsbench
+/// setup`; builds from before `setup` existed make them in `list`).
 pub fn list_stacks(
     binary: &Path,
     logs: &Path,
     role: &str,
     target_root: &Path,
-) -> anyhow::Result<Vec<(String, bool, bool)>> {
-    let mut setup = Command::new(binary);
-    setup.env("CARGO_TARGET_DIR", target_root).arg("setup");
-    let setup_log = logs.join(format!("setup-{role}.log"));
-    if let Err(e) = child::run_capture(
-        &mut setup,
-        &logs.join(format!("setup-{role}.stdout")),
-        &setup_log,
-        LIST_LIMIT,
-        &format!("wsbench setup of the {role} build"),
-    ) {
-        // A newer build whose setup failed lists its child-process stacks
-        // as not installed, so they are left out below.
-        eprintln!(
-            "wsbench compare: {e:#} (a build from before `wsbench setup` has none, and its `list` makes the environments instead; see {})",
-            setup_log.display()
-        );
+    setup: bool,
+) -> anyhow::Result<Vec<Listed>> {
+    if setup {
+        let mut cmd = Command::new(binary);
+        cmd.env("CARGO_TARGET_DIR", target_root).arg("setup");
+        let setup_log = logs.join(format!("setup-{role}.log"));
+        if let Err(e) = child::run_capture(
+            &mut cmd,
+            &logs.join(format!("setup-{role}.stdout")),
+            &setup_log,
+            LIST_LIMIT,
+            &format!("wsbench setup of the {role} build"),
+        ) {
+            // A newer build whose setup failed lists its child-process
+            // stacks as not installed, so they are left out.
+            eprintln!(
+                "wsbench compare: {e:#} (a build from before `wsbench setup` has none, and its `list` makes the environments instead; see {})",
+                setup_log.display()
+            );
+        }
     }
     let mut cmd = Command::new(binary);
     cmd.env("CARGO_TARGET_DIR", target_root).arg("list");
@@ -224,24 +298,27 @@ pub fn list_stacks(
     Ok(parse_list(&text))
 }
 
-/// The table of `wsbench list`: a header, a row per stack, then (in newer
-/// builds) an empty line and notes.
-fn parse_list(text: &str) -> Vec<(String, bool, bool)> {
+/// The table of `wsbench list`: a header, a row per stack ("name package
+/// version protocol where"), then (in newer builds) an empty line and notes.
+fn parse_list(text: &str) -> Vec<Listed> {
     text.lines()
         .skip(1)
         .take_while(|line| !line.trim().is_empty())
         .filter_map(|line| {
-            let name = line.split_whitespace().next()?.to_string();
-            let in_process = line.contains("in process");
-            let available = !line.contains("unavailable") && !line.contains("not installed");
-            Some((name, in_process, available))
+            let mut words = line.split_whitespace();
+            Some(Listed {
+                name: words.next()?.to_string(),
+                package: words.next()?.to_string(),
+                in_process: line.contains("in process"),
+                available: !line.contains("unavailable") && !line.contains("not installed"),
+            })
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_list;
+    use super::{parse_list, Listed};
 
     #[test]
     fn the_list_of_an_older_or_a_newer_build_reads_the_same() {
@@ -255,21 +332,26 @@ mod tests {
                      node-ws ws 8.18.3 websocket unavailable: no node\n\
                      \n\
                      Environments of the child-process stacks: /c (CARGO_TARGET_DIR); ...";
-        let row = |name: &str, in_process, available| (name.to_string(), in_process, available);
+        let row = |name: &str, package: &str, in_process, available| Listed {
+            name: name.into(),
+            package: package.into(),
+            in_process,
+            available,
+        };
         assert_eq!(
             parse_list(table),
             [
-                row("axum", true, true),
-                row("python-aiohttp", false, true),
-                row("node-ws", false, false)
+                row("axum", "axum", true, true),
+                row("python-aiohttp", "aiohttp", false, true),
+                row("node-ws", "ws", false, false)
             ]
         );
         assert_eq!(
             parse_list(newer),
             [
-                row("axum", true, true),
-                row("python-aiohttp", false, false),
-                row("node-ws", false, false)
+                row("axum", "axum", true, true),
+                row("python-aiohttp", "aiohttp", false, false),
+                row("node-ws", "ws", false, false)
             ]
         );
     }

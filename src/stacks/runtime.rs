@@ -9,6 +9,12 @@ use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Protocol, ServerHandle, SHUTDOWN_GRACE};
+
+/// The crates this layer builds every in-process stack's server on,
+/// whatever the stack's own package: a change to one of them, or to what
+/// they use, reaches every such stack (`wsbench compare --crate`). TLS's
+/// crates are not here: compare measures plain connections.
+pub const CRATES: &[&str] = &["tokio", "tokio-util"];
 use crate::measure::threads::{self, Role};
 use crate::placement::pin_current_thread;
 use crate::settings::{Profile, ServerSettings, Transport};
