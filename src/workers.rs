@@ -121,7 +121,8 @@ fn monotonic_ns() -> u64 {
 
 /// `wsbench worker`: opens the connections, answers `ready`, then serves
 /// the parent's requests until `close` or the end of its stdin (the parent
-/// gone). Failures are answered as `failed` before the error is returned.
+/// gone). A failure is answered as `failed` and the worker exits 1; only
+/// when that answer cannot be written is the error returned (and printed).
 pub fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut answer = |reply: &Reply| -> anyhow::Result<()> {
@@ -130,7 +131,11 @@ pub fn serve(args: &WorkerArgs) -> anyhow::Result<()> {
     };
     let result = run_worker(args, &mut answer);
     if let Err(e) = &result {
-        answer(&Reply::Failed(format!("{e:#}")))?;
+        // The parent reports it, naming the stack and the worker: printed
+        // here as well, each failure would show twice.
+        if answer(&Reply::Failed(format!("{e:#}"))).is_ok() {
+            std::process::exit(1);
+        }
     }
     result
 }

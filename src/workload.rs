@@ -102,7 +102,7 @@ impl Sample {
 
     /// CPU time `total_ns` over the wall time: cores' worth used.
     pub fn core_share(&self, total_ns: u64) -> f64 {
-        total_ns as f64 / 1e9 / self.elapsed.as_secs_f64().max(1e-9)
+        crate::measure::core_share(total_ns, self.elapsed)
     }
 
     /// Wall-clock time per round trip. With one connection and one message
@@ -200,7 +200,7 @@ impl LoadSample {
     }
 
     fn core_share(&self, total_ns: u64) -> f64 {
-        total_ns as f64 / 1e9 / self.run.elapsed.as_secs_f64().max(1e-9)
+        crate::measure::core_share(total_ns, self.run.elapsed)
     }
 }
 

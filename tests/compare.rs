@@ -860,7 +860,7 @@ fn the_markdown_header_states_the_exact_coverage_and_old_reports_still_read() {
     });
     let md = wsbench::compare::markdown(&swapped);
     for want in [
-        "Two versions of the crate tokio-websockets (the stack tokio-websockets's library), each built into wsbench 0123456789.",
+        "Two versions of the crate tokio-websockets (the library of the stack tokio-websockets), each built into wsbench 0123456789.",
         "- base: `crate:0.13.3`: tokio-websockets 0.13.3 from crates.io",
         "- head: `path:/src/fork`: tokio-websockets 0.13.3 at /src/fork",
         "- stacks depending on it: tokio-websockets",

@@ -75,15 +75,8 @@ fn closed_port_is_a_clear_error() {
             ],
         ),
     );
-    let status = client
-        .wait_exit(REFUSED_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let status = client.expect_failure(REFUSED_DEADLINE, "against a closed port");
     let took = started.elapsed();
-    assert!(
-        !status.success(),
-        "client exited {status} against a closed port{}",
-        client.transcript()
-    );
     let err = &client.stderr;
     for needle in ["wsbench: error", "tokio-tungstenite", &addr, "refused"] {
         assert!(
@@ -145,16 +138,7 @@ fn two_clients_on_two_hosts_merge_exactly() {
     let mut b = Proc::spawn("client b", client(&net.ns_b, &net.addr_a, &share_b));
     let mut c = Proc::spawn("client c", client(&ns_c, &addr_from_c, &share_c));
     for client in [&mut b, &mut c] {
-        let status = client
-            .wait_exit(RUN_DEADLINE)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            status.success(),
-            "{} exited {status}{}{}",
-            client.name,
-            client.transcript(),
-            server.transcript()
-        );
+        client.expect_success(RUN_DEADLINE, &server.transcript());
     }
 
     let parts = [&share_b, &share_c]
@@ -169,14 +153,7 @@ fn two_clients_on_two_hosts_merge_exactly() {
         "merge",
         cmd_wsbench(&["merge", "--json", path(&share_b), path(&share_c)]),
     );
-    let status = merge
-        .wait_exit(RUN_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        status.success(),
-        "merge exited {status}{}",
-        merge.transcript()
-    );
+    merge.expect_success(RUN_DEADLINE, "");
     let merged: serde_json::Value = serde_json::from_str(&merge.stdout)
         .unwrap_or_else(|e| panic!("merge --json: {e}{}", merge.transcript()));
     let measurements = merged["measurements"].as_array().expect("measurements");
@@ -217,14 +194,7 @@ fn two_clients_on_two_hosts_merge_exactly() {
     let odd = dir.join("odd.json");
     wsbench::merge::write(&odd, &other).unwrap();
     let mut refused = Proc::spawn("merge", cmd_wsbench(&["merge", path(&share_b), path(&odd)]));
-    let status = refused
-        .wait_exit(RUN_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        !status.success(),
-        "merged another run's share{}",
-        refused.transcript()
-    );
+    refused.expect_failure(RUN_DEADLINE, "merging another run's share");
     for needle in ["size_bytes 32 against 64", "b.json", "odd.json"] {
         assert!(
             refused.stderr.contains(needle),
@@ -290,15 +260,7 @@ fn serve_and_run(index: u8, stack: &str, scheme: &str) {
             ],
         ),
     );
-    let status = client
-        .wait_exit(RUN_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        status.success(),
-        "client exited {status}{}{}",
-        client.transcript(),
-        server.transcript()
-    );
+    client.expect_success(RUN_DEADLINE, &server.transcript());
     let round_trips = verified_round_trips(&client.stdout)
         .unwrap_or_else(|| panic!("no \"N verified round trips\" line{}", client.transcript()));
     assert!(
@@ -732,15 +694,34 @@ impl Proc {
     /// Ctrl-C, and a clean exit within [`STOP_DEADLINE`].
     fn stop(&mut self) {
         self.interrupt();
+        self.expect_success(STOP_DEADLINE, "\n(after SIGINT)");
+    }
+
+    /// Waits (bounded) for the child to exit and asserts that it exited 0;
+    /// a failure shows its transcript, then `context` (the server's, say).
+    fn expect_success(&mut self, within: Duration, context: &str) {
         let status = self
-            .wait_exit(STOP_DEADLINE)
-            .unwrap_or_else(|e| panic!("after SIGINT: {e}"));
+            .wait_exit(within)
+            .unwrap_or_else(|e| panic!("{e}{context}"));
         assert!(
             status.success(),
-            "{} exited {status} after SIGINT{}",
+            "{} exited {status}{}{context}",
             self.name,
             self.transcript()
         );
+    }
+
+    /// Waits (bounded) for the child to exit and asserts that it failed
+    /// (`doing` what should fail); returns how.
+    fn expect_failure(&mut self, within: Duration, doing: &str) -> ExitStatus {
+        let status = self.wait_exit(within).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !status.success(),
+            "{} exited {status} {doing}{}",
+            self.name,
+            self.transcript()
+        );
+        status
     }
 
     /// Everything the child printed so far, for failure messages.

@@ -644,8 +644,9 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Vec<Row>> {
         }
         let log = logs.join(format!("build-{}.log", side.role));
         progress(&format!(
-            "building {} ({}{}) from {}; cargo's output goes to {}",
+            "building {} {} ({}{}) from {}; cargo's output goes to {}",
             side.role,
+            side.rev,
             side.short(),
             args.features
                 .as_deref()
@@ -1063,7 +1064,7 @@ pub fn markdown(r: &CompareReport) -> String {
                 swap.crate_name,
                 swap.stack
                     .as_deref()
-                    .map(|s| format!(" (the stack {s}'s library)"))
+                    .map(|s| format!(" (the library of the stack {s})"))
                     .unwrap_or_default(),
                 &r.base.commit[..r.base.commit.len().min(10)]
             ));

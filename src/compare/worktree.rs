@@ -23,7 +23,8 @@ const LIST_LIMIT: Duration = Duration::from_secs(600);
 pub struct Side {
     /// "base" or "head".
     pub role: &'static str,
-    /// What the user asked for ("HEAD~1", "main"), or "working tree".
+    /// What the user asked for ("HEAD~1", "main"), or "working tree"; for
+    /// two versions of a crate, the version ("crate:0.13.3").
     pub rev: String,
     /// The full commit hash (for the working tree: of HEAD).
     pub sha: String,
@@ -190,7 +191,7 @@ pub fn build(
     if let Some(f) = options.features {
         cmd.args(["--features", f]);
     }
-    let what = format!("building {} ({})", side.role, side.short());
+    let what = format!("building {} {} ({})", side.role, side.rev, side.short());
     if let Err(e) = child::run_logged(&mut cmd, log, options.limit, &what) {
         // The compiler's own messages, which a log's last lines may not
         // reach (an error in a dependency, then pages of notes).

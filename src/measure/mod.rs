@@ -85,6 +85,11 @@ impl Cpu {
     }
 }
 
+/// CPU time `cpu_ns` over the wall time `elapsed`: cores' worth used.
+pub fn core_share(cpu_ns: u64, elapsed: std::time::Duration) -> f64 {
+    cpu_ns as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9)
+}
+
 /// CPU time so far of the server and the client threads (see [`Cpu::now`]).
 pub fn cpu_now(server_pid: Option<u32>) -> Cpu {
     Cpu::now(server_pid)

@@ -30,7 +30,7 @@ impl RoomSample {
     }
 
     fn core_share(&self, ns: u64) -> f64 {
-        ns as f64 / 1e9 / self.run.elapsed.as_secs_f64().max(1e-9)
+        crate::measure::core_share(ns, self.run.elapsed)
     }
 
     /// Why the step's latency may be the client's rather than the
