@@ -1,7 +1,8 @@
 //! The two builds of a comparison: a git worktree per commit (or the
 //! checkout itself for the working tree), each built with
-//! `cargo build --profile release --locked --bin wsbench` (or another profile), and the binary copied
-//! out so that both builds exist side by side.
+//! `cargo build --profile release --locked --bin wsbench` (or another
+//! profile), and the binary copied out so that both builds exist side by
+//! side.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,9 +205,11 @@ pub fn build(
             log.display()
         );
     }
-    // Cargo's output directory for a profile: dev's is "debug".
+    // Cargo's output directory for a profile: the built-in ones share
+    // "debug" and "release", a custom one has its own name.
     let dir = match options.profile {
         "dev" | "test" => "debug",
+        "bench" => "release",
         other => other,
     };
     let built = target_dir.join(dir).join("wsbench");
