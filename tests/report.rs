@@ -75,6 +75,32 @@ fn version(stack: &str) -> String {
     run_info().versions.get(stack).cloned().unwrap_or_default()
 }
 
+/// A cell's figures: one measurement of `bench` per (metric, value, unit,
+/// source).
+fn cell(
+    group: &str,
+    bench: &str,
+    stack: &str,
+    params: &Value,
+    figures: &[(&str, f64, &str, &str)],
+) -> Vec<Measurement> {
+    figures
+        .iter()
+        .map(|&(metric, value, unit, source)| {
+            m(
+                group,
+                bench,
+                stack,
+                params.clone(),
+                metric,
+                value,
+                unit,
+                source,
+            )
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn m(
     group: &str,
@@ -235,45 +261,18 @@ fn scaling() -> Vec<Measurement> {
                 continue;
             }
             let msgs = 50_000.0 * (conns as f64).sqrt() / factor(stack);
-            out.push(m(
+            let c = conns as f64;
+            out.extend(cell(
                 "scaling",
                 &bench,
                 stack,
-                params.clone(),
-                "msgs_per_s",
-                msgs,
-                "msgs/s",
-                "wallclock",
-            ));
-            out.push(m(
-                "scaling",
-                &bench,
-                stack,
-                params.clone(),
-                "rtt_p50_us",
-                10.0 * conns as f64,
-                "us",
-                "histogram",
-            ));
-            out.push(m(
-                "scaling",
-                &bench,
-                stack,
-                params.clone(),
-                "rtt_p99_us",
-                30.0 * conns as f64,
-                "us",
-                "histogram",
-            ));
-            out.push(m(
-                "scaling",
-                &bench,
-                stack,
-                params,
-                "rtt_p999_us",
-                60.0 * conns as f64,
-                "us",
-                "histogram",
+                &params,
+                &[
+                    ("msgs_per_s", msgs, "msgs/s", "wallclock"),
+                    ("rtt_p50_us", 10.0 * c, "us", "histogram"),
+                    ("rtt_p99_us", 30.0 * c, "us", "histogram"),
+                    ("rtt_p999_us", 60.0 * c, "us", "histogram"),
+                ],
             ));
         }
         // The point past one process's descriptors, its client in a worker.
@@ -323,25 +322,15 @@ fn cores() -> Vec<Measurement> {
                 continue;
             }
             let msgs = 80_000.0 * threads as f64 / factor(stack);
-            out.push(m(
+            out.extend(cell(
                 "cores",
                 &bench,
                 stack,
-                params.clone(),
-                "msgs_per_s",
-                msgs,
-                "msgs/s",
-                "wallclock",
-            ));
-            out.push(m(
-                "cores",
-                &bench,
-                stack,
-                params,
-                "rtt_p99_us",
-                900.0,
-                "us",
-                "histogram",
+                &params,
+                &[
+                    ("msgs_per_s", msgs, "msgs/s", "wallclock"),
+                    ("rtt_p99_us", 900.0, "us", "histogram"),
+                ],
             ));
         }
     }
