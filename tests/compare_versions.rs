@@ -189,9 +189,13 @@ fn path(dir: &Path) -> String {
     format!("path:{}", dir.display())
 }
 
-/// What both comparisons that measure check: one stack measured, both
-/// versions named in the report, the dev profile recorded.
-fn check_report(r: &CompareReport, f: &Fixture, head: &Path) {
+/// Compares the locked version with `head`, expecting exit code `code`,
+/// and checks what both comparisons that measure share: one stack
+/// measured, both versions named in the report, the dev profile recorded.
+fn compare_with_locked(f: &Fixture, head: &Path, code: i32) -> CompareReport {
+    let run = compare(&format!("crate:{}", f.version), &path(head));
+    assert_eq!(run.code, Some(code), "{}", run.stderr);
+    let r = report(&f.version, head);
     assert_eq!(r.stacks, [CRATE]);
     assert!(r.rows.iter().all(|row| row.stack == CRATE));
     assert!(r.rows.len() >= 8, "{} rows", r.rows.len());
@@ -212,16 +216,14 @@ fn check_report(r: &CompareReport, f: &Fixture, head: &Path) {
         "{:?}",
         swap.differences
     );
+    r
 }
 
 #[test]
 fn an_unchanged_copy_of_the_locked_version_is_no_regression() {
     let _one = serial();
     let f = fixture();
-    let run = compare(&format!("crate:{}", f.version), &path(&f.unchanged));
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let r = report(&f.version, &f.unchanged);
-    check_report(&r, f, &f.unchanged);
+    let r = compare_with_locked(f, &f.unchanged, 0);
     assert_eq!(r.regressions, 0);
     for row in &r.rows {
         assert_ne!(row.verdict, Verdict::Regression, "{row:?}");
@@ -233,10 +235,7 @@ fn an_unchanged_copy_of_the_locked_version_is_no_regression() {
 fn a_copy_that_sleeps_before_each_message_is_flagged() {
     let _one = serial();
     let f = fixture();
-    let run = compare(&format!("crate:{}", f.version), &path(&f.slow));
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    let r = report(&f.version, &f.slow);
-    check_report(&r, f, &f.slow);
+    let r = compare_with_locked(f, &f.slow, 1);
     let flagged: Vec<&str> = r
         .rows
         .iter()
